@@ -1,0 +1,38 @@
+"""AgentTrace: record every I/O exchange of an AI agent run as OpenTelemetry spans, and replay it.
+
+Quick start::
+
+    import agenttrace
+
+    @agenttrace.run("support-agent")
+    def main() -> None:
+        with agenttrace.step("search", type="tool_call", query="refund"):
+            agenttrace.set_result({"hits": 3})
+
+The public API is exactly what ``__all__`` lists; every other module is private.
+"""
+
+from __future__ import annotations
+
+from ._errors import AgentTraceError, ConfigurationError, DeterminismLeakError, ReplayMismatchError
+from ._filter import FILTERED
+from ._run import run
+from ._runtime import init
+from ._step import set_result, step
+from ._version import __version__
+
+trace = run  # `@agenttrace.trace` is the spec's other name for `@agenttrace.run`
+
+__all__ = [
+    "FILTERED",
+    "AgentTraceError",
+    "ConfigurationError",
+    "DeterminismLeakError",
+    "ReplayMismatchError",
+    "__version__",
+    "init",
+    "run",
+    "set_result",
+    "step",
+    "trace",
+]

@@ -1,0 +1,202 @@
+"""Settings: resolved once per ``init()`` as argument > environment variable > default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "GOVERNANCE_LEVELS",
+    "MODES",
+    "SETTINGS_TABLE",
+    "Settings",
+    "resolve_settings",
+]
+
+MODES = ("record", "replay")
+GOVERNANCE_LEVELS = ("relaxed", "governance")
+PACINGS = ("instant", "recorded")
+API_KEY_PREFIXES = ("at_live_", "at_test_")
+DEFAULT_API_URL = "https://api.theagenttrace.com"
+DEFAULT_TRACE_DIR = "./.agenttrace/traces"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str  # the init() keyword
+    env: str | None
+    default: Any
+    doc: str
+
+
+# The one table of settings: init() keyword, variable, default. docs/configuration.md mirrors it
+# and tests/test_config.py checks that every row is documented.
+SETTINGS_TABLE: tuple[_Setting, ...] = (
+    _Setting("api_key", "AGENTTRACE_API_KEY", None, "Project API key (`at_live_...` or `at_test_...`)."),
+    _Setting("api_url", "AGENTTRACE_API_URL", DEFAULT_API_URL, "Backend URL, a host or a full URL."),
+    _Setting("mode", "AGENTTRACE_MODE", "record", "`record` or `replay`."),
+    _Setting("governance_level", "AGENTTRACE_GOVERNANCE_LEVEL", "relaxed", "`relaxed` or `governance`."),
+    _Setting("replay_events", None, None, "Events to replay (list), see `load_events()`."),
+    _Setting("replay_events_file", "AGENTTRACE_REPLAY_EVENTS_FILE", None, "Trace file to replay."),
+    _Setting("trace_dir", "AGENTTRACE_TRACE_DIR", DEFAULT_TRACE_DIR, "Folder of local trace files."),
+    _Setting("local_files", "AGENTTRACE_LOCAL_FILES", None, "Write local trace files (default: when no API key)."),
+    _Setting("quiet", "AGENTTRACE_QUIET", False, "Silence the `trace written to` line on stderr."),
+    _Setting("max_body_bytes", "AGENTTRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "Bytes of one body kept whole."),
+    _Setting("replay_pacing", "AGENTTRACE_REPLAY_PACING", "instant", "`instant` or `recorded` stream pacing."),
+    _Setting("fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."),
+)
+_BY_NAME = {s.name: s for s in SETTINGS_TABLE}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration; ``sources`` says where each value came from."""
+
+    api_key: str | None = None
+    api_url: str = DEFAULT_API_URL
+    mode: str = "record"
+    governance_level: str = "relaxed"
+    replay_events: tuple[Mapping[str, Any], ...] | None = None
+    replay_events_file: str | None = None
+    trace_dir: Path = Path(DEFAULT_TRACE_DIR)
+    local_files: bool = True
+    quiet: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    replay_pacing: str = "instant"
+    fail_on_unused: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def governance(self) -> bool:
+        """True when replay divergences are errors rather than warnings."""
+        return self.governance_level == "governance"
+
+    @property
+    def replaying(self) -> bool:
+        """True in replay mode."""
+        return self.mode == "replay"
+
+
+def _source(name: str, how: str) -> str:
+    setting = _BY_NAME[name]
+    return f"init({name}=...)" if how == "arg" else f"{setting.env}" if how == "env" else "the default"
+
+
+def _choice(name: str, value: Any, how: str, valid: Sequence[str]) -> str:
+    text = str(value).strip().lower()
+    if text not in valid:
+        allowed = ", ".join(repr(v) for v in valid)
+        raise ConfigurationError(
+            f"{name} {str(value)!r} (from {_source(name, how)}) is not valid; expected one of: {allowed}"
+        )
+    return text
+
+
+def _bool(name: str, value: Any, how: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"{name} {str(value)!r} (from {_source(name, how)}) is not a boolean; expected 1/0, true/false, yes/no or on/off"
+    )
+
+
+def _positive_int(name: str, value: Any, how: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number <= 0 or isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} {str(value)!r} (from {_source(name, how)}) is not valid; expected a positive whole number of bytes"
+        )
+    return number
+
+
+def _api_key(value: Any, how: str) -> str:
+    # The message never contains the key, not even a prefix of it: it may be a real secret
+    # pasted into the wrong variable.
+    if not isinstance(value, str) or not value.startswith(API_KEY_PREFIXES):
+        kind = "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ConfigurationError(
+            f"api_key (from {_source('api_key', how)}) is not valid: it must begin with "
+            f"'at_live_' or 'at_test_' (got {kind} of {len(str(value))} characters that does not)"
+        )
+    return value
+
+
+def _api_url(value: Any, how: str) -> str:
+    text = str(value).strip().rstrip("/")
+    candidate = text if "://" in text else f"https://{text}"
+    parts = urlsplit(candidate)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"api_url {str(value)!r} (from {_source('api_url', how)}) is not valid; "
+            "expected a host such as 'api.example.com' or a URL such as 'https://api.example.com'"
+        )
+    return candidate
+
+
+def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``init()`` arguments (``None`` = not given) and the environment."""
+    env = os.environ if environ is None else environ
+    unknown = set(arguments) - set(_BY_NAME)
+    if unknown:
+        raise ConfigurationError(
+            f"init() got unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"valid settings are: {', '.join(_BY_NAME)}"
+        )
+    raw: dict[str, tuple[Any, str]] = {}
+    for setting in SETTINGS_TABLE:
+        given = arguments.get(setting.name)
+        if given is not None:
+            raw[setting.name] = (given, "arg")
+        elif setting.env is not None and env.get(setting.env, "").strip() != "":
+            raw[setting.name] = (env[setting.env], "env")
+        else:
+            raw[setting.name] = (setting.default, "default")
+
+    values: dict[str, Any] = {}
+    key, how = raw["api_key"]
+    values["api_key"] = None if key is None else _api_key(key, how)
+    values["api_url"] = _api_url(*raw["api_url"])
+    values["mode"] = _choice("mode", raw["mode"][0], raw["mode"][1], MODES)
+    values["governance_level"] = _choice(
+        "governance_level", raw["governance_level"][0], raw["governance_level"][1], GOVERNANCE_LEVELS
+    )
+    values["replay_pacing"] = _choice(
+        "replay_pacing", raw["replay_pacing"][0], raw["replay_pacing"][1], PACINGS
+    )
+    events, how = raw["replay_events"]
+    if events is not None:
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise ConfigurationError(
+                "replay_events (from init(replay_events=...)) must be a list of event dicts "
+                f"as agenttrace.load_events() returns; got {type(events).__name__}"
+            )
+        values["replay_events"] = tuple(events)
+    file_value = raw["replay_events_file"][0]
+    values["replay_events_file"] = None if file_value is None else str(file_value)
+    values["trace_dir"] = Path(str(raw["trace_dir"][0])).expanduser()
+    local, how = raw["local_files"]
+    values["local_files"] = values["api_key"] is None if local is None else _bool("local_files", local, how)
+    values["quiet"] = _bool("quiet", *raw["quiet"])
+    values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
+    values["max_body_bytes"] = _positive_int("max_body_bytes", *raw["max_body_bytes"])
+    values["sources"] = {name: how for name, (_, how) in raw.items()}
+    return Settings(**values)

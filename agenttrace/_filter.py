@@ -1,0 +1,132 @@
+"""What must never be recorded: ``step(filter=...)`` rules, applied to data and text.
+
+A filter spec is one of, or a list of:
+
+* ``"password"``: a field name, matched case-insensitively at any depth;
+* ``"user.password"`` or ``"$.messages.*.content"``: a path from the root (``*`` matches any
+  key or list index);
+* ``re.compile(r"sk-[A-Za-z0-9]+")``: a pattern, replaced wherever it occurs in text;
+* a callable ``fn(path, value) -> value``: called for every leaf with its dotted path; what it
+  returns is recorded instead (return the value unchanged to keep it).
+
+Filters nest: a step's rules add to those of every enclosing step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ._errors import ConfigurationError
+
+__all__ = ["FILTERED", "Filter", "FilterSpec", "compile_filter"]
+
+FILTERED = "[FILTERED]"
+
+LeafRule = Callable[[str, Any], Any]
+FilterSpec = Union[str, "re.Pattern[str]", LeafRule, Iterable[Union[str, "re.Pattern[str]", LeafRule]], None]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Compiled filter rules; the empty filter is falsy and costs nothing."""
+
+    names: frozenset[str] = frozenset()
+    paths: tuple[tuple[str, ...], ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    callables: tuple[LeafRule, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.names or self.paths or self.patterns or self.callables)
+
+    def extend(self, other: Filter) -> Filter:
+        """Rules of both filters."""
+        if not other:
+            return self
+        if not self:
+            return other
+        return Filter(
+            self.names | other.names,
+            self.paths + other.paths,
+            self.patterns + other.patterns,
+            self.callables + other.callables,
+        )
+
+    def _path_hit(self, path: tuple[str, ...]) -> bool:
+        for rule in self.paths:
+            if len(rule) == len(path) and all(r in ("*", p) for r, p in zip(rule, path)):
+                return True
+        return False
+
+    def field_hit(self, path: tuple[str, ...]) -> bool:
+        """True when the field at ``path`` is named by a name or path rule."""
+        return (bool(path) and path[-1].lower() in self.names) or self._path_hit(path)
+
+    def text(self, value: str) -> str:
+        """``value`` with every pattern match replaced."""
+        for pattern in self.patterns:
+            value = pattern.sub(FILTERED, value)
+        return value
+
+    def apply(self, data: Any, path: tuple[str, ...] = ()) -> Any:
+        """A copy of JSON-like ``data`` with filtered fields and text replaced."""
+        if not self:
+            return data
+        if path and self.field_hit(path):
+            return FILTERED
+        if isinstance(data, Mapping):
+            return {k: self.apply(v, (*path, str(k))) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.apply(v, (*path, str(i))) for i, v in enumerate(data)]
+        if isinstance(data, str):
+            data = self.text(data)
+        for fn in self.callables:
+            try:
+                data = fn(".".join(path), data)
+            except Exception:  # noqa: BLE001 - a user rule must not break the agent
+                data = FILTERED
+        return data
+
+
+EMPTY = Filter()
+
+
+def compile_filter(spec: FilterSpec) -> Filter:
+    """Compile a ``filter=`` argument; raise ConfigurationError naming a bad entry."""
+    if spec is None:
+        return EMPTY
+    items: Iterable[Any] = (
+        [spec] if isinstance(spec, (str, re.Pattern)) or callable(spec) else spec
+    )
+    names: set[str] = set()
+    paths: list[tuple[str, ...]] = []
+    patterns: list[re.Pattern[str]] = []
+    callables: list[LeafRule] = []
+    try:
+        iterator = iter(items)
+    except TypeError:
+        raise ConfigurationError(
+            f"filter {spec!r} is not valid; expected a field name, a path, a compiled pattern, "
+            "a callable, or a list of these"
+        ) from None
+    for item in iterator:
+        if isinstance(item, str):
+            text = item[2:] if item.startswith("$.") else item
+            if not text:
+                raise ConfigurationError("filter entry '' is empty; expected a field name or path")
+            if "." in text:
+                paths.append(tuple(text.split(".")))
+            else:
+                names.add(text.lower())
+        elif isinstance(item, re.Pattern):
+            patterns.append(item)
+        elif callable(item):
+            callables.append(item)
+        else:
+            raise ConfigurationError(
+                f"filter entry {item!r} is not valid; expected a field name, a path such as "
+                "'user.password', a compiled re pattern, or a callable(path, value)"
+            )
+    return Filter(frozenset(names), tuple(paths), tuple(patterns), tuple(callables))

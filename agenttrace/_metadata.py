@@ -1,0 +1,58 @@
+"""Run metadata: the entry file's source and the installed distributions (cached per process)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+__all__ = ["distributions", "python_version", "source_of"]
+
+_MAX_SOURCE_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def distributions() -> tuple[str, ...]:
+    """Installed distributions as sorted ``name==version`` (read once, never via a subprocess)."""
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # noqa: BLE001, S112 - a broken METADATA file must not fail a run
+            continue
+        if name:
+            found.setdefault(name, dist.version)
+    return tuple(f"{n}=={v}" for n, v in sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_source(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_SOURCE_BYTES + 1)
+    except OSError:
+        return None
+    text = raw[:_MAX_SOURCE_BYTES].decode("utf-8", errors="replace")
+    if len(raw) > _MAX_SOURCE_BYTES:
+        text += f"\n# [agenttrace: source cut at {_MAX_SOURCE_BYTES} bytes]\n"
+    return text
+
+
+def source_of(func: Callable[..., Any]) -> tuple[str | None, str | None]:
+    """``(path, source)`` of the file that defines ``func``; ``(None, None)`` if unknown."""
+    try:
+        path = inspect.getsourcefile(inspect.unwrap(func))
+    except (TypeError, OSError):
+        return None, None
+    if path is None:
+        return None, None
+    return path, _read_source(path)
+
+
+def python_version() -> str:
+    """``implementation major.minor.micro`` of this interpreter."""
+    info = sys.version_info
+    return f"{sys.implementation.name} {info.major}.{info.minor}.{info.micro}"

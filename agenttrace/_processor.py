@@ -1,0 +1,98 @@
+"""The span processor AgentTrace adds to the tracer provider: routes a run's spans to its file."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from ._warn import say, warn_once
+
+if TYPE_CHECKING:
+    from agenttrace.exporters.local import TraceFile
+
+__all__ = ["RunFileProcessor"]
+
+
+class RunFileProcessor(SpanProcessor):
+    """Writes every span of a trace that holds an open ``@run`` to that trace's local file.
+
+    Runs register their trace with :meth:`open_trace` and release it with :meth:`close_trace`;
+    the file is committed when the last run of the trace ends (nested and concurrent runs in
+    one trace share a file). Spans of traces with no open run are not this processor's business.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[TraceFile, int]] = {}
+        self.enabled = True
+        self.folder = Path(".agenttrace/traces")
+        self.quiet = False
+
+    def open_trace(self, trace_id: int) -> None:
+        """Start (or join) the file of ``trace_id``."""
+        from agenttrace.exporters.local import TraceFile  # noqa: PLC0415 - keeps import light
+
+        with self._lock:
+            if not self.enabled:
+                return
+            entry = self._open.get(trace_id)
+            if entry is None:
+                self._open[trace_id] = (TraceFile(self.folder, trace_id), 1)
+            else:
+                self._open[trace_id] = (entry[0], entry[1] + 1)
+
+    def close_trace(self, trace_id: int) -> Path | None:
+        """Release ``trace_id``; the last release commits its file and says where it went."""
+        with self._lock:
+            entry = self._open.get(trace_id)
+            if entry is None:
+                return None
+            if entry[1] > 1:
+                self._open[trace_id] = (entry[0], entry[1] - 1)
+                return None
+            del self._open[trace_id]
+        path = entry[0].commit()
+        if path is not None and not self.quiet:
+            say(f"trace written to {_display(path)} ({entry[0].spans} spans)")
+        return path
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do until a span ends."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Append ``span`` to its trace's file when that trace has an open run."""
+        ctx = span.context
+        if ctx is None:
+            return
+        entry = self._open.get(ctx.trace_id)
+        if entry is None:
+            return
+        try:
+            entry[0].add(span)
+        except Exception as exc:  # noqa: BLE001 - never raise into the span's owner
+            warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+
+    def shutdown(self) -> None:
+        """Commit every trace still open (the process is ending mid-run)."""
+        with self._lock:
+            open_ids = list(self._open)
+        for trace_id in open_ids:
+            with self._lock:
+                if trace_id in self._open:
+                    self._open[trace_id] = (self._open[trace_id][0], 1)
+            self.close_trace(trace_id)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Files are committed at run end; nothing is buffered for a flush."""
+        return True
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

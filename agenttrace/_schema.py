@@ -1,0 +1,86 @@
+"""Every span attribute and event name AgentTrace writes, in one place (docs/span-model.md).
+
+Bump :data:`SCHEMA_VERSION` when the meaning of a name changes; readers accept every version
+listed in :data:`READABLE_SCHEMA_VERSIONS` so a file written by one release replays on the next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "READABLE_SCHEMA_VERSIONS",
+    "SCHEMA_VERSION",
+]
+
+SCHEMA_VERSION = 1
+READABLE_SCHEMA_VERSIONS = frozenset({1})
+
+INSTRUMENTATION_SCOPE = "agenttrace"
+
+# On every span AgentTrace opens.
+KIND = "agenttrace.kind"  # "run" | "step" | "call"
+SCHEMA = "agenttrace.schema_version"
+
+# Run spans.
+RUN_NAME = "agenttrace.run.name"
+RUN_FUNCTION = "agenttrace.run.function"
+RUN_SOURCE_FILE = "agenttrace.run.source_file"
+RUN_SOURCE = "agenttrace.run.source"
+RUN_DISTRIBUTIONS = "agenttrace.run.distributions"
+RUN_PYTHON = "agenttrace.run.python"
+RUN_MODE = "agenttrace.run.mode"
+RUN_GOVERNANCE_LEVEL = "agenttrace.run.governance_level"
+RUN_STATUS = "agenttrace.run.status"  # "ok" | "error"
+RUN_RESULT = "agenttrace.run.result"  # JSON
+RUN_REPLAY_OF = "agenttrace.run.replay_of"  # trace id of the recording a replay serves from
+
+# Step spans.
+STEP_NAME = "agenttrace.step.name"
+STEP_TYPE = "agenttrace.step.type"
+STEP_RESULT = "agenttrace.step.result"  # JSON
+STEP_KWARG_PREFIX = "agenttrace.step.kwargs."  # one attribute per keyword argument
+
+# Call spans (one per intercepted I/O exchange).
+CALL_LIBRARY = "agenttrace.call.library"
+CALL_ORDINAL = "agenttrace.call.ordinal"
+CALL_STEP_PATH = "agenttrace.call.step_path"
+CALL_REPLAYED = "agenttrace.call.replayed"
+
+# Events.
+EVENT_RESULT_FILTERED = "[FILTERED]"
+
+# Call spans also carry the stable HTTP semantic-convention attributes: http.request.method,
+# url.full, server.address, server.port, http.response.status_code, error.type.
+STEP_NAME_ON_CALL = STEP_NAME  # the active step's name, repeated on each call span
+
+# Call events: one request, then one response or one error (never more, whatever the number of
+# stream chunks, so OTel's 128-events-per-span limit can never drop part of a payload).
+EVENT_REQUEST = "agenttrace.request"
+EVENT_RESPONSE = "agenttrace.response"
+EVENT_ERROR = "agenttrace.error"
+EVENT_DNS = "agenttrace.dns"
+EVENT_CONNECT = "agenttrace.connect"
+EVENT_ENTROPY = "agenttrace.entropy"  # on the run span, all draws of the run in one event
+
+HTTP_METHOD = "agenttrace.http.method"
+HTTP_URL = "agenttrace.http.url"
+HTTP_HEADERS = "agenttrace.http.headers"  # JSON list of [name, value] pairs, order and repeats kept
+HTTP_STATUS = "agenttrace.http.status_code"
+HTTP_REASON = "agenttrace.http.reason"
+HTTP_VERSION = "agenttrace.http.version"
+
+BODY = "agenttrace.body"  # the bytes as text (utf-8) or base64, see BODY_ENCODING
+BODY_ENCODING = "agenttrace.body.encoding"  # "utf-8" | "base64"
+BODY_SIZE = "agenttrace.body.size"  # full size in bytes, even when truncated
+BODY_SHA256 = "agenttrace.body.sha256"  # hex digest of the full body
+BODY_TRUNCATED = "agenttrace.body.truncated"  # True when cut at max_body_bytes
+
+STREAM_CHUNK_SIZES = "agenttrace.stream.chunk_sizes"  # int[]: boundaries of the chunks in BODY
+STREAM_CHUNK_OFFSETS = "agenttrace.stream.chunk_offsets_ns"  # int[]: each chunk's time after the response head
+STREAM_END = "agenttrace.stream.end"  # "complete" | "closed_early" | "error" | "not_read"
+
+ERROR_TYPE = "agenttrace.error.type"  # qualified exception class, e.g. "httpx.ConnectTimeout"
+ERROR_MESSAGE = "agenttrace.error.message"
+ERROR_PHASE = "agenttrace.error.phase"  # "request" | "stream"
+
+ENTROPY_SOURCES = "agenttrace.entropy.sources"  # str[]: "uuid4", "urandom", "random", ...
+ENTROPY_VALUES = "agenttrace.entropy.values"  # str[]: base64 of each draw, in order

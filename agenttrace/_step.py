@@ -1,0 +1,102 @@
+"""``agenttrace.step()`` and ``agenttrace.set_result()``."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from . import _schema as S  # noqa: N812 - the schema's names read as S.STEP_NAME
+from ._filter import FILTERED, FilterSpec, compile_filter
+from ._jsonable import dumps, to_jsonable
+from ._runtime import runtime
+from ._scope import Scope, current_scope, enter_scope, exit_scope
+from ._warn import warn_once
+
+__all__ = ["set_result", "step"]
+
+_PRIMITIVES = (str, bool, int, float)
+
+
+class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...)
+    """Mark a logical step of the run; I/O inside is tagged with it (``with`` or ``async with``).
+
+    ``type`` classifies the step ("tool_call", "thought", "observation", ...); ``filter`` names
+    what must never be recorded inside it (see docs/api.md); other keyword arguments become
+    span attributes. An exception marks the step ``type="error"`` and propagates unchanged.
+    """
+
+    __slots__ = ("_otel_token", "_scope_token", "filter", "kwargs", "name", "span", "type")
+
+    def __init__(self, name: str, type: str = "observation", filter: FilterSpec = None, **kwargs: Any) -> None:  # noqa: A002 - names fixed by the spec
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"agenttrace.step() needs a non-empty str name, got {name!r}")
+        self.name = name
+        self.type = str(type)
+        self.filter = compile_filter(filter)
+        self.kwargs = kwargs
+
+    def __enter__(self) -> step:
+        runtime.current_settings()
+        parent = current_scope()
+        rules = parent.filter.extend(self.filter) if parent is not None else self.filter
+        attributes: dict[str, Any] = {S.KIND: "step", S.STEP_NAME: self.name, S.STEP_TYPE: self.type}
+        for key, value in self.kwargs.items():
+            attributes[S.STEP_KWARG_PREFIX + key] = _attribute_value(rules.apply(to_jsonable(value), (key,)))
+        self.span = runtime.tracer.start_span(self.name, attributes=attributes)
+        self._otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        scope = Scope(
+            span=self.span,
+            kind="step",
+            run=parent.run if parent is not None else None,
+            step_path=(*(parent.step_path if parent is not None else ()), self.name),
+            filter=rules,
+        )
+        self._scope_token = enter_scope(scope)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        exit_scope(self._scope_token)
+        otel_context.detach(self._otel_token)
+        if exc is not None:
+            self.span.set_attribute(S.STEP_TYPE, "error")
+            self.span.record_exception(exc, escaped=True)
+            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        self.span.end()
+
+    async def __aenter__(self) -> step:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def _attribute_value(value: Any) -> Any:
+    if isinstance(value, _PRIMITIVES):
+        return value
+    return dumps(value)
+
+
+def set_result(result_data: Any) -> None:
+    """Store a JSON rendering of ``result_data`` on the active step (or the run); never raises."""
+    scope = current_scope()
+    if scope is None:
+        warn_once("set_result-outside", "set_result() was called outside any run or step; ignored")
+        return
+    try:
+        rendered = dumps(scope.filter.apply(to_jsonable(result_data)) if scope.filter else result_data)
+    except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
+        rendered = dumps(FILTERED)
+    if scope.kind == "step":
+        scope.span.set_attribute(S.STEP_RESULT, rendered)
+    else:
+        scope.span.set_attribute(S.RUN_RESULT, rendered)
+        if scope.run is not None:
+            scope.run.result_set = True

@@ -1,0 +1,117 @@
+"""Local trace files: one ``<trace_id>.jsonl`` per run, OTLP JSON Lines, written atomically.
+
+Spans are encoded as they end and appended to a hidden partial file in the trace folder
+(``.<trace_id>.jsonl.partial-<pid>``), so a long run's payloads never pile up in memory. When
+the run ends the partial file is flushed, fsynced and renamed into place: a reader never sees
+a half-written trace file, even if the process is killed mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from agenttrace._otlp_json import encode_span, group_encoded
+from agenttrace._warn import warn_once
+
+__all__ = ["TraceFile"]
+
+# Encoded spans are written out once this many characters are pending: memory stays bounded
+# however large the run, and small runs cost one write.
+_FLUSH_CHARS = 1 << 20
+
+
+def _size_hint(encoded: dict[str, Any]) -> int:
+    size = 512
+    for event in encoded.get("events", ()):
+        for attribute in event["attributes"]:
+            text = attribute["value"].get("stringValue")
+            if text is not None:
+                size += len(text)
+    return size
+
+
+class TraceFile:
+    """The file of one trace being recorded; thread-safe."""
+
+    def __init__(self, folder: Path, trace_id: int) -> None:
+        self.folder = folder
+        self.name = f"{trace_id:032x}.jsonl"
+        self.path = folder / self.name
+        self._partial = folder / f".{self.name}.partial-{os.getpid()}"
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Any, Any, dict[str, Any]]] = []
+        self._pending_chars = 0
+        self._file: IO[str] | None = None
+        self.spans = 0
+        self.failed: OSError | None = None
+
+    def add(self, span: ReadableSpan) -> None:
+        """Encode ``span`` now (so the span object can be freed) and queue it for writing."""
+        encoded = encode_span(span)
+        with self._lock:
+            self._pending.append((span.resource, span.instrumentation_scope, encoded))
+            self._pending_chars += _size_hint(encoded)
+            self.spans += 1
+            if self._pending_chars >= _FLUSH_CHARS:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending or self.failed is not None:
+            return
+        try:
+            if self._file is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115 - kept open across calls
+            self._file.write(group_encoded(self._pending))
+            self._file.write("\n")
+        except OSError as exc:
+            # Keep the spans in memory: the commit retries once, and says where it failed.
+            self.failed = exc
+            return
+        self._pending.clear()
+        self._pending_chars = 0
+
+    def commit(self) -> Path | None:
+        """Write what is left and move the file into place; return its path, or None on failure."""
+        with self._lock:
+            self.failed = None
+            self._write_pending()
+            try:
+                if self.failed is not None:
+                    raise self.failed
+                if self._file is None:
+                    return None
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
+                if self.path.exists():
+                    # A second top-level run in the same (user's) trace: keep both runs' spans.
+                    with open(self.path, encoding="utf-8") as earlier, open(self._partial, "a", encoding="utf-8") as out:
+                        out.write(earlier.read())
+                os.replace(self._partial, self.path)
+            except OSError as exc:
+                warn_once(
+                    f"trace-file:{self.folder}",
+                    f"could not write trace file {self.path}: {exc}; the run itself is unaffected",
+                )
+                self._discard()
+                return None
+            return self.path
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            self._partial.unlink(missing_ok=True)
+        except OSError:
+            pass

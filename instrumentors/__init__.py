@@ -1,0 +1,1 @@
+"""OpenTelemetry instrumentors that record full I/O payloads (installed as ``agenttrace.instrumentors``)."""
