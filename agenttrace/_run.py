@@ -16,6 +16,7 @@ from . import _schema as S  # noqa: N812 - the schema's names read as S.RUN_NAME
 from ._jsonable import dumps
 from ._runtime import runtime
 from ._scope import RunState, Scope, enter_scope, exit_scope
+from ._warn import warn_once
 
 __all__ = ["run"]
 
@@ -55,11 +56,13 @@ class _RunContext:
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
         self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state))
         runtime.enter_run()
+        _call_hooks(runtime.run_start_hooks, self.state)
         return self.state
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         """Record the outcome, end the span and hand the trace to the exporters."""
         span = self.state.span
+        _call_hooks(runtime.run_end_hooks, self.state)
         try:
             runtime.exit_run()
         finally:
@@ -76,6 +79,14 @@ class _RunContext:
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             span.end()
             runtime.files.close_trace(self.state.trace_id)
+
+
+def _call_hooks(hooks: list[Callable[[RunState], None]], state: RunState) -> None:
+    for hook in list(hooks):
+        try:
+            hook(state)
+        except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent
+            warn_once(f"run-hook:{getattr(hook, '__qualname__', hook)}", f"internal error in a run hook: {exc!r}")
 
 
 def _wrap(func: F, name: str | None) -> F:

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from ._config import Settings, resolve_settings
 from ._processor import RunFileProcessor
 from ._schema import INSTRUMENTATION_SCOPE
+from ._scope import RunState
 from ._version import __version__
 
 __all__ = ["init", "runtime"]
@@ -37,6 +38,9 @@ class Runtime:
         self._run_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         # Called with the new settings on every init().
         self._configure_hooks: list[Callable[[Settings], None]] = []
+        # Called with each run's state as it starts and just before its span ends.
+        self.run_start_hooks: list[Callable[[RunState], None]] = []
+        self.run_end_hooks: list[Callable[[RunState], None]] = []
 
     def configure(self, settings: Settings) -> None:
         """Apply ``settings``: join or create the tracer provider, update the processors."""

@@ -1,0 +1,34 @@
+"""The ``agenttrace`` command: one subcommand per module, registered in :data:`COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# name -> (module, help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``;
+# modules are imported only when their command runs, so `agenttrace --help` stays instant.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "show": ("agenttrace._show", "print a trace file as a tree of runs, steps and calls"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agenttrace`` console script."""
+    parser = argparse.ArgumentParser(prog="agenttrace", description="Record and replay AI agent runs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(command)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    code: int = module.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
