@@ -27,6 +27,8 @@ API_KEY_PREFIXES = ("at_live_", "at_test_")
 DEFAULT_API_URL = "https://api.theagenttrace.com"
 DEFAULT_TRACE_DIR = "./.agenttrace/traces"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_SPOOL_DIR = "./.agenttrace/spool"
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -54,7 +56,15 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting("quiet", "AGENTTRACE_QUIET", False, "Silence the `trace written to` line on stderr."),
     _Setting("max_body_bytes", "AGENTTRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "Bytes of one body kept whole."),
     _Setting("replay_pacing", "AGENTTRACE_REPLAY_PACING", "instant", "`instant` or `recorded` stream pacing."),
-    _Setting("fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."),
+    _Setting(
+        "fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."
+    ),
+    # Export settings (docs/export.md): backend on/off, the spool, and the time bounds.
+    _Setting("backend", "AGENTTRACE_BACKEND", None, "Send traces to the backend (default: when an API key is set)."),
+    _Setting("spool_dir", "AGENTTRACE_SPOOL_DIR", DEFAULT_SPOOL_DIR, "Folder of undelivered traces."),
+    _Setting("spool_max_bytes", "AGENTTRACE_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, "Size bound of the spool."),
+    _Setting("exit_timeout", "AGENTTRACE_EXIT_TIMEOUT", 2.0, "Seconds process exit waits for uploads."),
+    _Setting("export_timeout", "AGENTTRACE_EXPORT_TIMEOUT", 10.0, "Seconds one upload may take, retries included."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS_TABLE}
 
@@ -75,6 +85,11 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     replay_pacing: str = "instant"
     fail_on_unused: bool = False
+    backend: bool = False
+    spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    exit_timeout: float = 2.0
+    export_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -112,8 +127,21 @@ def _bool(name: str, value: Any, how: str) -> bool:
     if text in _FALSE:
         return False
     raise ConfigurationError(
-        f"{name} {str(value)!r} (from {_source(name, how)}) is not a boolean; expected 1/0, true/false, yes/no or on/off"
+        f"{name} {str(value)!r} (from {_source(name, how)}) is not a boolean; "
+        "expected 1/0, true/false, yes/no or on/off"
     )
+
+
+def _seconds(name: str, value: Any, how: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0 <= number < float("inf") or isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} {str(value)!r} (from {_source(name, how)}) is not valid; expected a number of seconds >= 0"
+        )
+    return number
 
 
 def _positive_int(name: str, value: Any, how: str) -> int:
@@ -141,7 +169,7 @@ def _api_key(value: Any, how: str) -> str:
 
 
 def _api_url(value: Any, how: str) -> str:
-    text = str(value).strip().rstrip("/")
+    text = str(value).strip()
     candidate = text if "://" in text else f"https://{text}"
     parts = urlsplit(candidate)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -149,7 +177,7 @@ def _api_url(value: Any, how: str) -> str:
             f"api_url {str(value)!r} (from {_source('api_url', how)}) is not valid; "
             "expected a host such as 'api.example.com' or a URL such as 'https://api.example.com'"
         )
-    return candidate
+    return candidate.rstrip("/")
 
 
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,8 +186,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     unknown = set(arguments) - set(_BY_NAME)
     if unknown:
         raise ConfigurationError(
-            f"init() got unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"valid settings are: {', '.join(_BY_NAME)}"
+            f"init() got unknown setting(s) {', '.join(sorted(unknown))}; valid settings are: {', '.join(_BY_NAME)}"
         )
     raw: dict[str, tuple[Any, str]] = {}
     for setting in SETTINGS_TABLE:
@@ -179,9 +206,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["governance_level"] = _choice(
         "governance_level", raw["governance_level"][0], raw["governance_level"][1], GOVERNANCE_LEVELS
     )
-    values["replay_pacing"] = _choice(
-        "replay_pacing", raw["replay_pacing"][0], raw["replay_pacing"][1], PACINGS
-    )
+    values["replay_pacing"] = _choice("replay_pacing", raw["replay_pacing"][0], raw["replay_pacing"][1], PACINGS)
     events, how = raw["replay_events"]
     if events is not None:
         if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
@@ -198,5 +223,11 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["quiet"] = _bool("quiet", *raw["quiet"])
     values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
     values["max_body_bytes"] = _positive_int("max_body_bytes", *raw["max_body_bytes"])
+    backend, how = raw["backend"]
+    values["backend"] = values["api_key"] is not None if backend is None else _bool("backend", backend, how)
+    values["spool_dir"] = Path(str(raw["spool_dir"][0])).expanduser()
+    values["spool_max_bytes"] = _positive_int("spool_max_bytes", *raw["spool_max_bytes"])
+    values["exit_timeout"] = _seconds("exit_timeout", *raw["exit_timeout"])
+    values["export_timeout"] = _seconds("export_timeout", *raw["export_timeout"])
     values["sources"] = {name: how for name, (_, how) in raw.items()}
     return Settings(**values)

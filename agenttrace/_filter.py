@@ -55,10 +55,7 @@ class Filter:
         )
 
     def _path_hit(self, path: tuple[str, ...]) -> bool:
-        for rule in self.paths:
-            if len(rule) == len(path) and all(r in ("*", p) for r, p in zip(rule, path)):
-                return True
-        return False
+        return any(len(rule) == len(path) and all(r in ("*", p) for r, p in zip(rule, path)) for rule in self.paths)
 
     def field_hit(self, path: tuple[str, ...]) -> bool:
         """True when the field at ``path`` is named by a name or path rule."""
@@ -97,9 +94,7 @@ def compile_filter(spec: FilterSpec) -> Filter:
     """Compile a ``filter=`` argument; raise ConfigurationError naming a bad entry."""
     if spec is None:
         return EMPTY
-    items: Iterable[Any] = (
-        [spec] if isinstance(spec, (str, re.Pattern)) or callable(spec) else spec
-    )
+    items: Iterable[Any] = [spec] if isinstance(spec, (str, re.Pattern)) or callable(spec) else spec
     names: set[str] = set()
     paths: list[tuple[str, ...]] = []
     patterns: list[re.Pattern[str]] = []

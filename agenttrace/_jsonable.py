@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -30,7 +31,7 @@ def to_jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        return value if math.isfinite(value) else str(value)
     if _depth >= _MAX_DEPTH:
         return "<max depth>"
     if id(value) in _seen:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext
 
 __all__ = ["encode_attributes", "encode_span", "encode_value", "traces_data_line"]
 
@@ -48,10 +49,15 @@ def _hex(number: int, width: int) -> str:
     return format(number, f"0{width}x")
 
 
+def _flags(context: SpanContext | None) -> int:
+    # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, plus IS_REMOTE when the other end is remote.
+    return 0x100 | (0x200 if context is not None and context.is_remote else 0)
+
+
 def encode_span(span: ReadableSpan) -> dict[str, Any]:
     """One OTLP JSON ``Span``."""
     ctx = span.context
-    assert ctx is not None  # noqa: S101 - a finished SDK span always has a context
+    assert ctx is not None
     out: dict[str, Any] = {
         "traceId": _hex(ctx.trace_id, 32),
         "spanId": _hex(ctx.span_id, 16),
@@ -60,7 +66,7 @@ def encode_span(span: ReadableSpan) -> dict[str, Any]:
         "startTimeUnixNano": str(span.start_time or 0),
         "endTimeUnixNano": str(span.end_time or 0),
         "attributes": encode_attributes(span.attributes),
-        "flags": 0x100 | (0x200 if span.parent is not None and span.parent.is_remote else 0),
+        "flags": _flags(span.parent),
     }
     if ctx.trace_state:
         out["traceState"] = ctx.trace_state.to_header()
@@ -77,6 +83,7 @@ def encode_span(span: ReadableSpan) -> dict[str, Any]:
                 "traceId": _hex(link.context.trace_id, 32),
                 "spanId": _hex(link.context.span_id, 16),
                 "attributes": encode_attributes(link.attributes),
+                "flags": _flags(link.context),
             }
             for link in span.links
         ]
@@ -138,3 +145,27 @@ def group_encoded(items: Sequence[tuple[Any, Any, dict[str, Any]]]) -> str:
             groups[key] = (resource, scope, [])
         groups[key][2].append(encoded)
     return _line(groups.values())
+
+
+def decode_value(value: Mapping[str, Any]) -> Any:
+    """Python value of one OTLP JSON ``AnyValue`` (the inverse of :func:`encode_value`)."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [decode_value(v) for v in value["arrayValue"].get("values", ())]
+    if "kvlistValue" in value:
+        return decode_attributes(value["kvlistValue"].get("values", ()))
+    if "bytesValue" in value:
+        return base64.b64decode(value["bytesValue"])
+    return None
+
+
+def decode_attributes(attributes: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """``{key: value}`` of an OTLP JSON ``KeyValue`` list."""
+    return {kv["key"]: decode_value(kv.get("value", {})) for kv in attributes or ()}

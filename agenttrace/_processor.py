@@ -34,7 +34,7 @@ class RunFileProcessor(SpanProcessor):
 
     def open_trace(self, trace_id: int) -> None:
         """Start (or join) the file of ``trace_id``."""
-        from agenttrace.exporters.local import TraceFile  # noqa: PLC0415 - keeps import light
+        from agenttrace.exporters.local import TraceFile
 
         with self._lock:
             if not self.enabled:

@@ -148,5 +148,3 @@ def run(name: str | F | None = None) -> F | Callable[[F], F]:
         return _wrap(func, name)
 
     return decorate
-
-

@@ -76,7 +76,7 @@ class Runtime:
         if settings is None:
             init()
             settings = self.settings
-            assert settings is not None  # noqa: S101 - init() just set it
+            assert settings is not None
         return settings
 
     def on_configure(self, hook: Callable[[Settings], None]) -> None:

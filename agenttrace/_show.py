@@ -1,0 +1,113 @@
+"""``agenttrace show FILE``: a trace as a tree of runs, steps and I/O calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from . import _schema as S  # noqa: N812 - the schema's names read as S.KIND
+from ._errors import AgentTraceError
+from ._traceio import SpanRecord, read_spans
+
+__all__ = ["add_arguments", "render", "run"]
+
+_RESULT_CHARS = 120
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agenttrace show``."""
+    parser.add_argument("file", help="a trace file (.jsonl) written by AgentTrace or downloaded from the backend")
+    parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
+
+
+def _duration(span: SpanRecord) -> str:
+    ms = max(span.end_ns - span.start_ns, 0) / 1e6
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
+
+
+def _label(span: SpanRecord) -> str:
+    from rich.markup import escape
+
+    attrs = span.attributes
+    kind = attrs.get(S.KIND)
+    failed = span.status_code == 2
+    parts: list[str] = []
+    if kind == "run":
+        tag = "[bold magenta]run[/]"
+        if attrs.get(S.RUN_MODE) == "replay":
+            tag += " [cyan](replay)[/]"
+        parts.append(f"{tag} [bold]{escape(span.name)}[/]")
+    elif kind == "step":
+        step_type = str(attrs.get(S.STEP_TYPE, ""))
+        colour = "red" if step_type == "error" else "green"
+        parts.append(f"[{colour}]{escape(step_type)}[/] [bold]{escape(span.name)}[/]")
+    elif kind == "call":
+        method = attrs.get("http.request.method", span.name)
+        url = attrs.get("url.full", "")
+        status = attrs.get("http.response.status_code")
+        outcome = f"→ {status}" if status is not None else f"→ [red]{escape(str(attrs.get('error.type', 'error')))}[/]"
+        replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
+        parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}")
+    else:
+        parts.append(f"[dim]{escape(span.name)}[/]")
+    parts.append(f"[dim]{_duration(span)}[/]")
+    kwargs = {k[len(S.STEP_KWARG_PREFIX) :]: v for k, v in attrs.items() if k.startswith(S.STEP_KWARG_PREFIX)}
+    if kwargs:
+        parts.append(escape(" ".join(f"{k}={v}" for k, v in kwargs.items())))
+    result = attrs.get(S.STEP_RESULT, attrs.get(S.RUN_RESULT))
+    if result is not None and result != "null":
+        parts.append(f"result={escape(_short(str(result)))}")
+    if failed:
+        parts.append(f"[red]✗ {escape(span.status_message)}[/]")
+    return "  ".join(parts)
+
+
+def render(spans: list[SpanRecord]) -> Any:
+    """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
+    from rich.console import Group
+    from rich.tree import Tree
+
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[SpanRecord]] = {}
+    roots: list[SpanRecord] = []
+    for span in sorted(spans, key=lambda s: (s.start_ns, s.attributes.get(S.CALL_ORDINAL, 0))):
+        if span.parent_span_id and span.parent_span_id in ids:
+            children.setdefault(span.parent_span_id, []).append(span)
+        else:
+            roots.append(span)
+
+    def grow(tree: Tree, span: SpanRecord) -> None:
+        for child in children.get(span.span_id, ()):
+            grow(tree.add(_label(child)), child)
+
+    trees = []
+    for root in roots:
+        tree = Tree(_label(root))
+        grow(tree, root)
+        trees.append(tree)
+    return Group(*trees)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the trace file as a tree; exit 2 with the reason if it cannot be read."""
+    from rich.console import Console
+
+    # Piped output (CI logs, `| less`) is not cut at 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    console = Console(no_color=args.no_color, highlight=False, width=width)
+    try:
+        spans = read_spans(args.file)
+    except AgentTraceError as exc:
+        print(f"agenttrace show: {exc}", file=sys.stderr)
+        return 2
+    if not spans:
+        console.print(f"{args.file}: no spans")
+        return 0
+    console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)", markup=False)
+    console.print(render(spans))
+    return 0

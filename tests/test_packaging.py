@@ -1,0 +1,77 @@
+"""The distribution is laid out as the design card says, in a built wheel and an editable install."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import agenttrace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_maps_instrumentors_and_exporters_under_agenttrace(tmp_path: Path) -> None:
+    """The wheel holds agenttrace.instrumentors/exporters and py.typed, and no top-level instrumentors/exporters."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("agenttrace", "instrumentors", "exporters"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("agenttrace-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "agenttrace/__init__.py" in names
+    assert "agenttrace/py.typed" in names
+    assert "agenttrace/instrumentors/__init__.py" in names
+    assert "agenttrace/exporters/__init__.py" in names
+    assert "agenttrace/exporters/local.py" in names
+    top_levels = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_levels == {"agenttrace"}
+    assert wheel.name.startswith(f"agenttrace-{agenttrace.__version__}-")
+
+
+def test_installed_package_imports_subpackages_not_top_level(tmp_path: Path) -> None:
+    """From outside the repository, agenttrace.instrumentors imports and a bare `instrumentors` does not."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util, agenttrace.instrumentors, agenttrace.exporters.local;"
+            "print(importlib.util.find_spec('instrumentors'), importlib.util.find_spec('exporters'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["None", "None"]
+
+
+def test_version_is_single_sourced() -> None:
+    """pyproject takes its version from agenttrace._version and the CHANGELOG names it."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'version = \{ attr = "agenttrace._version.__version__" \}', pyproject)
+    assert f"## {agenttrace.__version__}" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
