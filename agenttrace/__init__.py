@@ -14,8 +14,11 @@ The public API is exactly what ``__all__`` lists; every other module is private.
 
 from __future__ import annotations
 
+from . import _export as _export  # wires the exporters into every init()
+from . import _interceptors as _interceptors  # registers the run hooks that install the instrumentors
 from ._errors import AgentTraceError, ConfigurationError, DeterminismLeakError, ReplayMismatchError
 from ._filter import FILTERED
+from ._replay import load_events
 from ._run import run
 from ._runtime import init
 from ._step import set_result, step
@@ -31,6 +34,7 @@ __all__ = [
     "ReplayMismatchError",
     "__version__",
     "init",
+    "load_events",
     "run",
     "set_result",
     "step",

@@ -13,6 +13,9 @@ __all__ = ["main"]
 # modules are imported only when their command runs, so `agenttrace --help` stays instant.
 COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("agenttrace._show", "print a trace file as a tree of runs, steps and calls"),
+    "upload": ("agenttrace._upload", "send the traces waiting in the spool (undelivered uploads)"),
+    "replay": ("agenttrace._replay_cli", "run any command in replay: agenttrace replay FILE -- python agent.py"),
+    "demo": ("agenttrace._demo_cli", "record a bundled agent against a local fake LLM, then replay it offline"),
 }
 
 

@@ -56,6 +56,7 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting("quiet", "AGENTTRACE_QUIET", False, "Silence the `trace written to` line on stderr."),
     _Setting("max_body_bytes", "AGENTTRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "Bytes of one body kept whole."),
     _Setting("replay_pacing", "AGENTTRACE_REPLAY_PACING", "instant", "`instant` or `recorded` stream pacing."),
+    _Setting("redact_headers", "AGENTTRACE_REDACT_HEADERS", None, "Extra header names/globs to redact (comma list)."),
     _Setting(
         "fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."
     ),
@@ -63,7 +64,7 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting("backend", "AGENTTRACE_BACKEND", None, "Send traces to the backend (default: when an API key is set)."),
     _Setting("spool_dir", "AGENTTRACE_SPOOL_DIR", DEFAULT_SPOOL_DIR, "Folder of undelivered traces."),
     _Setting("spool_max_bytes", "AGENTTRACE_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, "Size bound of the spool."),
-    _Setting("exit_timeout", "AGENTTRACE_EXIT_TIMEOUT", 2.0, "Seconds process exit waits for uploads."),
+    _Setting("exit_timeout", "AGENTTRACE_EXIT_TIMEOUT", 0.5, "Seconds process exit waits for uploads."),
     _Setting("export_timeout", "AGENTTRACE_EXPORT_TIMEOUT", 10.0, "Seconds one upload may take, retries included."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS_TABLE}
@@ -83,12 +84,13 @@ class Settings:
     local_files: bool = True
     quiet: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    redact_headers: tuple[str, ...] = ()
     replay_pacing: str = "instant"
     fail_on_unused: bool = False
     backend: bool = False
     spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
-    exit_timeout: float = 2.0
+    exit_timeout: float = 0.5
     export_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -223,6 +225,9 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["quiet"] = _bool("quiet", *raw["quiet"])
     values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
     values["max_body_bytes"] = _positive_int("max_body_bytes", *raw["max_body_bytes"])
+    extra = raw["redact_headers"][0]
+    extra_list = extra.split(",") if isinstance(extra, str) else list(extra or ())
+    values["redact_headers"] = tuple(h.strip() for h in extra_list if h.strip())
     backend, how = raw["backend"]
     values["backend"] = values["api_key"] is not None if backend is None else _bool("backend", backend, how)
     values["spool_dir"] = Path(str(raw["spool_dir"][0])).expanduser()

@@ -63,6 +63,12 @@ class _RunContext:
         """Record the outcome, end the span and hand the trace to the exporters."""
         span = self.state.span
         _call_hooks(runtime.run_end_hooks, self.state)
+        swallowed: BaseException | None = None
+        if error is None and self.state.violations:
+            # Governance violations the agent's code caught (or found at run end) still fail the run.
+            from ._replay._session import swallowed_violation
+
+            swallowed = error = swallowed_violation(self.state)
         try:
             runtime.exit_run()
         finally:
@@ -79,6 +85,8 @@ class _RunContext:
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             span.end()
             runtime.files.close_trace(self.state.trace_id)
+        if swallowed is not None:
+            raise swallowed
 
 
 def _call_hooks(hooks: list[Callable[[RunState], None]], state: RunState) -> None:

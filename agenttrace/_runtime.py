@@ -30,7 +30,9 @@ class Runtime:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.settings: Settings | None = None
+        self.failed: BaseException | None = None  # why the last init() failed, until one succeeds
         self.provider: Any = None
+        self.owns_provider = False  # True when AgentTrace created the global provider
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.files = RunFileProcessor()
         self._active_runs = 0
@@ -50,29 +52,42 @@ class Runtime:
             self.files.folder = settings.trace_dir
             self.files.quiet = settings.quiet
             self.settings = settings
-            for hook in list(self._configure_hooks):
-                hook(settings)
+            try:
+                for hook in list(self._configure_hooks):
+                    hook(settings)
+            except BaseException as exc:
+                # A half-applied configuration must not let runs go on (a replay whose recording
+                # failed to load would reach the real network): every run fails the same way
+                # until an init() succeeds.
+                self.settings = None
+                self.failed = exc
+                raise
+            self.failed = None
 
     def _join_provider(self) -> None:
         current = trace.get_tracer_provider()
         if self.provider is not None and current is self.provider:
             return
-        if hasattr(current, "add_span_processor"):
-            # The user's SDK provider (or a wrapper such as Logfire's): join it, never replace it.
-            provider: Any = current
-        else:
+        provider: Any = current
+        owned = False
+        if not hasattr(current, "add_span_processor"):
+            # No SDK provider yet (the API's proxy): make ours. A user's SDK provider, or a wrapper
+            # such as Logfire's, is joined instead, never replaced.
             attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "agenttrace"}
-            provider = TracerProvider(resource=Resource.create(attributes))
-            trace.set_tracer_provider(provider)
-            if trace.get_tracer_provider() is not provider:  # lost a race with the user's setup
-                provider = trace.get_tracer_provider()
+            created = TracerProvider(resource=Resource.create(attributes))
+            trace.set_tracer_provider(created)
+            provider = trace.get_tracer_provider()  # the user's, if they won a race to set it
+            owned = provider is created
         provider.add_span_processor(self.files)
+        self.owns_provider = owned
         self.provider = provider
         self.tracer = provider.get_tracer(INSTRUMENTATION_SCOPE, __version__)
 
     def current_settings(self) -> Settings:
         """The settings in force, running ``init()`` with no arguments the first time."""
         settings = self.settings
+        if settings is None and self.failed is not None:
+            raise self.failed
         if settings is None:
             init()
             settings = self.settings

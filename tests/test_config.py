@@ -30,6 +30,7 @@ _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
     "spool_max_bytes": (1000, "2000", 1000, 2000),
     "exit_timeout": (0.5, "1.5", 0.5, 1.5),
     "export_timeout": (3.0, "4", 3.0, 4.0),
+    "redact_headers": (["X-Arg"], "X-Env, X-Other", ("X-Arg",), ("X-Env", "X-Other")),
 }
 
 
@@ -174,3 +175,29 @@ def test_bad_mode_from_environment_fails_at_first_use(run_agent: Any) -> None:
     assert "ConfigurationError" in result.stderr
     assert "AGENTTRACE_MODE" in result.stderr
     assert "'record'" in result.stderr
+
+
+def test_failed_init_stops_every_later_run(run_agent: Any, tmp_path: Path) -> None:
+    """If init() fails (a replay file that cannot load) and the caller carries on, runs fail the same way."""
+    result = run_agent(
+        f"""
+        import agenttrace
+        try:
+            agenttrace.init(mode="replay", replay_events_file={str(tmp_path / "missing.jsonl")!r})
+        except agenttrace.ConfigurationError as exc:
+            print("init failed:", type(exc).__name__)
+
+        @agenttrace.run
+        def main():
+            print("agent body ran")
+
+        try:
+            main()
+        except agenttrace.ConfigurationError:
+            print("run refused")
+        agenttrace.init(mode="record")
+        main()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["init failed: ConfigurationError", "run refused", "agent body ran"]

@@ -47,6 +47,14 @@ def test_wheel_maps_instrumentors_and_exporters_under_agenttrace(tmp_path: Path)
     assert "agenttrace/instrumentors/__init__.py" in names
     assert "agenttrace/exporters/__init__.py" in names
     assert "agenttrace/exporters/local.py" in names
+    for folder, prefix in (
+        ("agenttrace", "agenttrace"),
+        ("instrumentors", "agenttrace/instrumentors"),
+        ("exporters", "agenttrace/exporters"),
+    ):
+        for module in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" not in module.parts:
+                assert f"{prefix}/{module.relative_to(ROOT / folder).as_posix()}" in names, module
     top_levels = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_levels == {"agenttrace"}
     assert wheel.name.startswith(f"agenttrace-{agenttrace.__version__}-")

@@ -329,6 +329,7 @@ def test_public_surface() -> None:
         "ReplayMismatchError",
         "__version__",
         "init",
+        "load_events",
         "run",
         "set_result",
         "step",

@@ -1,0 +1,1 @@
+"""Holds the ``sitecustomize`` that ``agenttrace-instrument`` puts first on ``PYTHONPATH``."""

@@ -1,0 +1,597 @@
+"""The one interceptor core every instrumentor shares: call spans, payload events, the replay seam.
+
+An adapter (httpx, httpx2, urllib3) turns its library's request into a :class:`RequestData`
+and calls :func:`begin`. That opens the CLIENT span under the active step, writes the request
+event, and asks the replay lookup (if one is installed) for a recorded exchange. The adapter
+then either serves that exchange without I/O, or does the real call and reports back through
+the :class:`Call`: :meth:`Call.head` when the response head arrives, :meth:`Call.chunk` for
+every piece of body the client receives, and :meth:`Call.finish` (or :meth:`Call.fail`) once.
+
+Each call writes one request event and one response event (plus an error event when the call
+or its stream failed), whatever the number of stream chunks: OTel's 128-events-per-span limit
+can never drop part of a payload. :func:`exchange_from_span` reads such a span back from OTLP
+JSON into an :class:`Exchange`, for replay.
+
+Nothing here may break the agent: adapters wrap their use of this module in ``try`` and fall
+back to the plain call after one warning (:func:`internal_error`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from . import _payload
+from . import _schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
+from ._filter import EMPTY, Filter
+from ._model import Body, Exchange, RecordedError, RequestData, ResponseData
+from ._runtime import runtime
+from ._scope import RunState, current_scope
+from ._warn import warn_once
+
+__all__ = [
+    "Call",
+    "ReplayLookup",
+    "begin",
+    "capturing",
+    "error_class",
+    "exchange_from_span",
+    "in_call",
+    "internal_error",
+    "qualified_name",
+    "replay_lookup",
+    "served_chunks",
+    "set_replay_lookup",
+]
+
+ReplayLookup = Callable[[RequestData, str], "Exchange | None"]
+
+_lookup: ReplayLookup | None = None
+
+# True while an instrumented client performs its own call in this context: the socket
+# instrumentor stays quiet and a nested instrumented call is not recorded twice.
+_in_call: ContextVar[bool] = ContextVar("agenttrace_in_call", default=False)
+
+_SUPPRESS_KEYS: tuple[str, ...] = ()
+
+
+def _suppress_keys() -> tuple[str, ...]:
+    global _SUPPRESS_KEYS  # noqa: PLW0603 - resolved once, lazily (no work at import time)
+    if not _SUPPRESS_KEYS:
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+        _SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation")
+    return _SUPPRESS_KEYS
+
+
+def set_replay_lookup(fn: ReplayLookup | None) -> None:
+    """Install (or remove, with None) the function replay uses to serve calls without I/O.
+
+    ``fn(request, library)`` gets the request as recorded (secrets redacted, step filter
+    applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
+    then recorded as usual), or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
+    """
+    global _lookup  # noqa: PLW0603 - process-global mode state, as DESIGN.md asks
+    _lookup = fn
+
+
+def replay_lookup() -> ReplayLookup | None:
+    """The installed replay lookup, if any."""
+    return _lookup
+
+
+def in_call() -> bool:
+    """True inside an instrumented client's own call (its sockets and DNS are part of it)."""
+    return _in_call.get()
+
+
+def capturing() -> bool:
+    """False when OTel instrumentation is suppressed here (exporters) or a call is already open."""
+    if _in_call.get():
+        return False
+    ctx = otel_context.get_current()
+    return not any(ctx.get(k) for k in _suppress_keys())
+
+
+def enter_call() -> Any:
+    """Mark this context as inside an instrumented call; returns the token for :func:`exit_call`."""
+    return _in_call.set(True)
+
+
+def exit_call(token: Any) -> None:
+    """Undo :func:`enter_call`."""
+    try:
+        _in_call.reset(token)
+    except ValueError:  # reset from another context (a generator resumed elsewhere)
+        _in_call.set(False)
+
+
+def internal_error(library: str, exc: BaseException) -> None:
+    """Report an AgentTrace bug in ``library``'s interceptor once; the agent's call goes on."""
+    warn_once(
+        f"capture:{library}:{type(exc).__name__}",
+        f"could not record a {library} call ({type(exc).__name__}: {exc}); the call itself is unaffected",
+    )
+
+
+def qualified_name(exc: BaseException) -> str:
+    """``module.Class`` of an exception, as recorded in ``agenttrace.error.type``."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def error_class(name: str) -> type[BaseException] | None:
+    """The exception class a recorded ``agenttrace.error.type`` names, if it can be imported."""
+    if "." not in name:
+        import builtins
+
+        cls = getattr(builtins, name, None)
+        return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name, attr_path = ".".join(parts[:cut]), parts[cut:]
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attr in attr_path:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
+    return None
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+_pending_lock = threading.Lock()
+_pending: dict[int, set[Call]] = {}
+
+
+class Call:
+    """One intercepted exchange being recorded; every method is safe to call at most once."""
+
+    __slots__ = (
+        "__weakref__",
+        "_chunks",
+        "_done",
+        "_hasher",
+        "_head_ns",
+        "_kept",
+        "_lock",
+        "_offsets",
+        "_sizes",
+        "_total",
+        "exchange",
+        "http_version",
+        "library",
+        "max_bytes",
+        "reason",
+        "response_headers",
+        "rules",
+        "run",
+        "span",
+        "status_code",
+    )
+
+    def __init__(self, library: str, span: Span, rules: Filter, run: RunState | None, max_bytes: int) -> None:
+        self.library = library
+        self.span = span
+        self.rules = rules
+        self.run = run
+        self.max_bytes = max_bytes
+        self.exchange: Exchange | None = None
+        self.status_code = 0
+        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.reason = ""
+        self.http_version = "HTTP/1.1"
+        self._chunks: list[bytes] = []
+        self._sizes: list[int] = []
+        self._offsets: list[int] = []
+        self._total = 0
+        self._kept = 0
+        self._hasher: Any = None
+        self._head_ns = 0
+        self._done = False
+        self._lock = threading.Lock()
+
+    # The adapters call these.
+
+    def head(
+        self, status_code: int, headers: Sequence[tuple[str, str]], reason: str = "", http_version: str = "HTTP/1.1"
+    ) -> None:
+        """The response head arrived: status, headers (raw, in order) and protocol."""
+        self._head_ns = time.monotonic_ns()
+        self.status_code = status_code
+        self.response_headers = tuple(headers)
+        self.reason = reason
+        self.http_version = http_version
+        self.span.set_attribute("http.response.status_code", status_code)
+        if status_code >= 400:
+            self.span.set_attribute("error.type", str(status_code))
+            self.span.set_status(Status(StatusCode.ERROR))
+
+    def chunk(self, data: bytes) -> None:
+        """The client received ``data`` (raw, still content-encoded) from the body."""
+        if not data or self._done:
+            return
+        size = len(data)
+        self._sizes.append(size)
+        self._offsets.append(time.monotonic_ns() - self._head_ns)
+        self._total += size
+        if self._kept < self.max_bytes:
+            self._chunks.append(data)  # a reference to the client's own bytes, not a copy
+            self._kept += size
+        else:
+            if self._hasher is None:
+                self._hasher = hashlib.sha256()
+                for kept in self._chunks:
+                    self._hasher.update(kept)
+            self._hasher.update(data)
+
+    def finish(self, end: str = "complete", error: BaseException | None = None) -> None:
+        """The body is over (``complete``/``closed_early``/``error``/``not_read``): write and end."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        try:
+            self._write_response(end)
+            if error is not None:
+                self._write_error(error, "stream")
+        except Exception as exc:  # noqa: BLE001 - never raise into the agent's read
+            internal_error(self.library, exc)
+        finally:
+            self._end()
+
+    def fail(self, error: BaseException) -> None:
+        """The call raised before a response head: write the error event and end the span."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        try:
+            self._write_error(error, "request")
+        except Exception as exc:  # noqa: BLE001 - never raise into the agent's call
+            internal_error(self.library, exc)
+        finally:
+            self._end()
+
+    @property
+    def started_body(self) -> bool:
+        """True once any body bytes reached the client."""
+        return bool(self._sizes)
+
+    # Internals.
+
+    def _end(self) -> None:
+        if self.run is not None:
+            with _pending_lock:
+                calls = _pending.get(id(self.run))
+                if calls is not None:
+                    calls.discard(self)
+        self.span.end()
+
+    def _write_response(self, end: str) -> None:
+        headers = self.response_headers
+        chunks: Sequence[bytes] = self._chunks
+        filtered = False
+        if self.rules:
+            chunks, filtered = _payload.filter_chunks(chunks, headers, self.rules)
+        data = b"".join(chunks)
+        if self._hasher is not None:
+            body = Body(data=data[: self.max_bytes], size=self._total, sha256=self._hasher.hexdigest(), truncated=True)
+        else:
+            body = _payload.make_body(data, self.max_bytes)
+        sizes: Sequence[int] = self._sizes
+        if filtered:
+            sizes = [len(c) for c in chunks]
+            if len(sizes) != len(self._offsets):  # a compressed body is filtered and re-encoded whole
+                self._offsets = self._offsets[-1:]
+        attributes: dict[str, Any] = {
+            S.HTTP_STATUS: self.status_code,
+            S.HTTP_HEADERS: _payload.jsonable_headers(_payload.redact_headers(headers)),
+            S.HTTP_VERSION: self.http_version,
+            S.STREAM_CHUNK_SIZES: list(sizes),
+            S.STREAM_CHUNK_OFFSETS: self._offsets,
+            S.STREAM_END: end,
+        }
+        if self.reason:
+            attributes[S.HTTP_REASON] = self.reason
+        _body_attributes(attributes, body)
+        if filtered:
+            attributes[_payload.BODY_FILTERED] = True
+        self._chunks = []
+        self.span.add_event(S.EVENT_RESPONSE, attributes)
+
+    def _write_error(self, error: BaseException, phase: str) -> None:
+        name = qualified_name(error)
+        self.span.add_event(
+            S.EVENT_ERROR,
+            {S.ERROR_TYPE: name, S.ERROR_MESSAGE: str(error), S.ERROR_PHASE: phase},
+        )
+        self.span.set_attribute("error.type", name)
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def _body_attributes(attributes: dict[str, Any], body: Body) -> None:
+    text, encoding = _payload.encode_body(body.data)
+    attributes[S.BODY] = text
+    attributes[S.BODY_ENCODING] = encoding
+    attributes[S.BODY_SIZE] = body.size
+    attributes[S.BODY_SHA256] = body.sha256
+    if body.truncated:
+        attributes[S.BODY_TRUNCATED] = True
+
+
+def _server(url: str) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        return parts.hostname, port
+    except ValueError:
+        return None, None
+
+
+def begin(library: str, request: RequestData) -> Call | None:
+    """Open the call span and write the request event; ``call.exchange`` is set when replay serves.
+
+    Returns None (after one warning) when recording itself failed: do the plain call then.
+    Raises whatever the replay lookup raises, after recording it on the span.
+    """
+    try:
+        call, recorded = _open(library, request)
+    except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
+        internal_error(library, exc)
+        return None
+    lookup = _lookup
+    if lookup is not None:
+        try:
+            call.exchange = lookup(recorded, library)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        if call.exchange is not None:
+            call.span.set_attribute(S.CALL_REPLAYED, True)
+    return call
+
+
+def _open(library: str, request: RequestData) -> tuple[Call, RequestData]:
+    settings = runtime.current_settings()
+    scope = current_scope()
+    rules = scope.filter if scope is not None else EMPTY
+    run = scope.run if scope is not None else None
+    recorded, filtered = _payload.redact_request(request, rules)
+    host, port = _server(request.url)
+    attributes: dict[str, Any] = {
+        S.KIND: "call",
+        S.SCHEMA: S.SCHEMA_VERSION,
+        "http.request.method": request.method,
+        "url.full": recorded.url,
+        S.CALL_LIBRARY: library,
+    }
+    if host is not None:
+        attributes["server.address"] = host
+    if port is not None:
+        attributes["server.port"] = port
+    if run is not None:
+        attributes[S.CALL_ORDINAL] = run.next_ordinal()
+    if scope is not None and scope.step_path:
+        attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
+        attributes[S.CALL_STEP_PATH] = list(scope.step_path)
+    span = runtime.tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+    call = Call(library, span, rules, run, settings.max_body_bytes)
+    event: dict[str, Any] = {
+        S.HTTP_METHOD: recorded.method,
+        S.HTTP_URL: recorded.url,
+        S.HTTP_HEADERS: _payload.jsonable_headers(recorded.headers),
+    }
+    _body_attributes(event, _payload.make_body(recorded.body, settings.max_body_bytes))
+    if filtered:
+        event[_payload.BODY_FILTERED] = True
+    span.add_event(S.EVENT_REQUEST, event)
+    if run is not None:
+        with _pending_lock:
+            _pending.setdefault(id(run), set()).add(call)
+    return call, recorded
+
+
+def finish_run(run: RunState) -> None:
+    """A run ends: calls whose body was never fully read nor closed are recorded as they stand."""
+    with _pending_lock:
+        calls = _pending.pop(id(run), set())
+    for call in list(calls):
+        if call.status_code:
+            call.finish("closed_early" if call.started_body else "not_read")
+
+
+# --- serving --------------------------------------------------------------------------------------
+
+
+def served_chunks(exchange: Exchange) -> list[bytes]:
+    """The recorded body split at the recorded chunk boundaries (one chunk when none were kept)."""
+    response = exchange.response
+    if response is None:
+        return []
+    data = response.body.data
+    if not response.chunk_sizes:
+        return [data] if data else []
+    out: list[bytes] = []
+    pos = 0
+    for size in response.chunk_sizes:
+        if pos >= len(data):
+            break
+        out.append(data[pos : pos + size])
+        pos += size
+    if pos < len(data):
+        out.append(data[pos:])
+    return out
+
+
+def pacing_delays(exchange: Exchange) -> list[float]:
+    """Seconds to wait before each served chunk: zeros unless ``replay_pacing="recorded"``."""
+    response = exchange.response
+    if response is None:
+        return []
+    n = len(served_chunks(exchange))
+    if runtime.current_settings().replay_pacing != "recorded" or not response.chunk_offsets_ns:
+        return [0.0] * n
+    offsets = list(response.chunk_offsets_ns[:n])
+    offsets += [offsets[-1] if offsets else 0] * (n - len(offsets))
+    delays: list[float] = []
+    previous = 0
+    for offset in offsets:
+        delays.append(max(0, offset - previous) / 1e9)
+        previous = offset
+    return delays
+
+
+def check_servable(exchange: Exchange) -> None:
+    """Refuse to serve a body cut at the size limit as if it were whole."""
+    from ._errors import ReplayMismatchError
+
+    response = exchange.response
+    if response is not None and response.body.truncated:
+        raise ReplayMismatchError(
+            f"the recorded response to {exchange.request.method} {exchange.request.url} was cut at "
+            f"{len(response.body.data)} of {response.body.size} bytes (max_body_bytes); it cannot be "
+            "served as if whole. Record again with a larger AGENTTRACE_MAX_BODY_BYTES."
+        )
+
+
+def make_error(
+    recorded: RecordedError,
+    build: Callable[[type[BaseException], str], BaseException | None] | None = None,
+) -> BaseException:
+    """An exception of the recorded type (built by the adapter's ``build`` when it knows how)."""
+    cls = error_class(recorded.type)
+    message = recorded.message or f"{recorded.type} (replayed)"
+    if cls is None:
+        return ConnectionError(f"{recorded.type}: {message} (replayed; class not importable)")
+    if build is not None:
+        try:
+            built = build(cls, message)
+        except Exception:  # noqa: BLE001 - fall back to the generic construction below
+            built = None
+        if built is not None:
+            return built
+    try:
+        return cls(message)
+    except Exception:  # noqa: BLE001 - constructors with other signatures: bypass __init__
+        exc = cls.__new__(cls)
+        exc.args = (message,)
+        return exc
+
+
+def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:
+    """``(delay, chunk)`` pairs to serve, in order."""
+    return zip(pacing_delays(exchange), served_chunks(exchange))
+
+
+# --- reading spans back --------------------------------------------------------------------------
+
+
+def _value(value: Mapping[str, Any]) -> Any:
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return {kv["key"]: _value(kv.get("value", {})) for kv in value["kvlistValue"].get("values", [])}
+    if "bytesValue" in value:
+        import base64
+
+        return base64.b64decode(value["bytesValue"])
+    return None
+
+
+def attributes_of(items: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """OTLP JSON ``KeyValue`` list as a plain dict."""
+    return {kv["key"]: _value(kv.get("value", {})) for kv in items or ()}
+
+
+def _body(attrs: Mapping[str, Any]) -> Body:
+    data = _payload.decode_body(attrs.get(S.BODY, "") or "", attrs.get(S.BODY_ENCODING, "utf-8"))
+    return Body(
+        data=data,
+        size=int(attrs.get(S.BODY_SIZE, len(data))),
+        sha256=str(attrs.get(S.BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+        truncated=bool(attrs.get(S.BODY_TRUNCATED, False)),
+    )
+
+
+def exchange_from_span(span_json: Mapping[str, Any]) -> Exchange:
+    """Rebuild the :class:`Exchange` a call span recorded (OTLP JSON, as the local files hold it).
+
+    Raises ``ValueError`` naming what is missing when the span is not an AgentTrace call span.
+    """
+    attrs = attributes_of(span_json.get("attributes"))
+    if attrs.get(S.KIND) != "call":
+        raise ValueError(
+            f"span {span_json.get('spanId', '?')} is not an AgentTrace call span (agenttrace.kind != 'call')"
+        )
+    events = {e.get("name"): attributes_of(e.get("attributes")) for e in span_json.get("events", ())}
+    req = events.get(S.EVENT_REQUEST)
+    if req is None:
+        raise ValueError(f"call span {span_json.get('spanId', '?')} has no {S.EVENT_REQUEST} event")
+    request = RequestData(
+        method=str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
+        url=str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
+        headers=_payload.headers_from_json(req.get(S.HTTP_HEADERS)),
+        body=_body(req).data,
+    )
+    response: ResponseData | None = None
+    resp = events.get(S.EVENT_RESPONSE)
+    if resp is not None:
+        response = ResponseData(
+            status_code=int(resp.get(S.HTTP_STATUS, 0)),
+            headers=_payload.headers_from_json(resp.get(S.HTTP_HEADERS)),
+            body=_body(resp),
+            reason=str(resp.get(S.HTTP_REASON, "")),
+            http_version=str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
+            chunk_sizes=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()),
+            chunk_offsets_ns=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()),
+            stream_end=str(resp.get(S.STREAM_END, "complete")),
+        )
+    error: RecordedError | None = None
+    err = events.get(S.EVENT_ERROR)
+    if err is not None:
+        error = RecordedError(
+            type=str(err.get(S.ERROR_TYPE, "")),
+            message=str(err.get(S.ERROR_MESSAGE, "")),
+            phase=str(err.get(S.ERROR_PHASE, "request")),
+        )
+    extra: dict[str, str] = {}
+    if req.get(_payload.BODY_FILTERED):
+        extra["request_body_filtered"] = "true"
+    if resp is not None and resp.get(_payload.BODY_FILTERED):
+        extra["response_body_filtered"] = "true"
+    step_path = attrs.get(S.CALL_STEP_PATH) or ()
+    return Exchange(
+        library=str(attrs.get(S.CALL_LIBRARY, "")),
+        ordinal=int(attrs.get(S.CALL_ORDINAL, -1)),
+        step_path=tuple(str(s) for s in step_path),
+        request=request,
+        response=response,
+        error=error,
+        trace_id=str(span_json.get("traceId", "")),
+        span_id=str(span_json.get("spanId", "")),
+        extra=extra,
+    )

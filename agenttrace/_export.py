@@ -1,0 +1,603 @@
+"""Export wiring: which exporters a process uses, and the lanes that feed them without blocking.
+
+On every ``init()`` (through ``runtime.on_configure``) this module decides the export targets:
+
+* the AgentTrace backend, when an API key is set and ``backend`` is on (record mode);
+* the exporters named by ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, any entry point),
+  configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables, but only when AgentTrace
+  created the tracer provider: a provider the user built is theirs, with their exporters, and
+  AgentTrace only adds its backend next to them.
+
+Each exporter gets an :class:`ExportLane`: ``on_end`` appends the span to a queue and returns
+(no I/O, no encoding on the agent's thread); a daemon thread named ``agenttrace-export-*``
+sends batches with OpenTelemetry's suppress-instrumentation flag set, so the exporter's own HTTP
+traffic is never recorded. What cannot be delivered goes to the spool. At process exit the
+lanes get ``exit_timeout`` seconds in total; whatever is still queued or in flight then is
+spooled and the process goes on exiting.
+
+Nothing heavy is imported here: the OTLP exporter is loaded only when a target needs it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._warn import warn_once
+
+if TYPE_CHECKING:
+    from ._config import Settings
+    from ._spool import Delivery, Spool
+
+__all__ = ["ExportHub", "ExportLane", "exporting", "is_exporter_thread", "lane_for", "register", "shutdown_all"]
+
+_MAX_BATCH = 512
+# Spans held in memory per lane before the oldest are moved to the spool. Large enough that a
+# healthy lane never reaches it; a dead backend makes the lane spool batches directly instead.
+_MAX_QUEUE = 8192
+# After a failed export, batches go straight to the spool for this long before the next try,
+# so a dead backend costs one timeout, not one per batch.
+_COOLDOWN_FIRST = 2.0
+_COOLDOWN_MAX = 60.0
+_LINGER = 0.05  # seconds a lane waits for more spans before sending a partial batch
+
+_marker = threading.local()
+
+
+@contextlib.contextmanager
+def exporting() -> Iterator[None]:
+    """Mark the current thread as doing export work while the block runs."""
+    depth = getattr(_marker, "depth", 0)
+    _marker.depth = depth + 1
+    try:
+        yield
+    finally:
+        _marker.depth = depth
+
+
+def is_exporter_thread() -> bool:
+    """True on AgentTrace's export threads and while an AgentTrace exporter sends on any thread.
+
+    The replay sandbox uses it to exempt the exporter's own traffic from leak detection.
+    """
+    return bool(getattr(threading.current_thread(), "_agenttrace_exporter", False) or getattr(_marker, "depth", 0))
+
+
+def _suppressed() -> object:
+    return otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+
+
+# -- one lane per exporter ---------------------------------------------------------------------
+
+_LANES: weakref.WeakSet[ExportLane] = weakref.WeakSet()
+
+
+class ExportLane(SpanProcessor):
+    """A span processor that never blocks: a queue, a thread, the spool for what fails.
+
+    Unlike the SDK's ``BatchSpanProcessor`` it drops nothing when its queue fills (the overflow
+    goes to the spool), stops trying a dead receiver for a while instead of timing out on every
+    batch, and bounds the wait at exit, spooling what is left.
+    """
+
+    def __init__(self, exporter: SpanExporter, *, name: str | None = None, spool: Spool | None = None) -> None:
+        self.exporter = exporter
+        self.name: str = str(name or getattr(exporter, "target", type(exporter).__name__))
+        self._spool = spool if spool is not None else getattr(exporter, "spool", None)
+        self._init_state()
+        _LANES.add(self)
+        if self._spool is not None and getattr(exporter, "deliver_serialized", None) and self._spool.pending():
+            with self._lock:
+                self._start_thread()  # send what earlier runs left, while this one works
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[ReadableSpan] = deque()
+        self._inflight: list[ReadableSpan] | None = None
+        self._abandoned = False  # the exit bound passed: the in-flight batch was spooled by shutdown
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._cooldown_until = 0.0
+        self._cooldown = _COOLDOWN_FIRST
+        self._backlog = True  # the spool may hold batches of earlier runs: send them when idle
+        self._draining = False
+        self._deadline = float("inf")  # set by close(): the exit bound
+
+    # -- SpanProcessor --
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        """Nothing to do until a span ends."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue ``span`` for export and return at once."""
+        ctx = span.context
+        if ctx is None or not ctx.trace_flags.sampled:
+            return
+        overflow: list[ReadableSpan] = []
+        with self._lock:
+            if self._closed:
+                overflow.append(span)
+            else:
+                self._queue.append(span)
+                if len(self._queue) > _MAX_QUEUE:
+                    overflow = [self._queue.popleft() for _ in range(_MAX_BATCH)]
+                if self._thread is None:
+                    self._start_thread()
+                if len(self._queue) >= _MAX_BATCH:
+                    self._wake.notify()
+        if overflow:
+            # Rare (the receiver is slow and the agent very busy, or spans end after exit began):
+            # encoded and written here rather than dropped.
+            self._keep(overflow, "export queue full" if not self._closed else "span ended after exit began")
+
+    def shutdown(self) -> None:
+        """Flush within the process's exit bound, then spool what is left."""
+        self.close(time.monotonic() + _exit_timeout())
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until everything queued so far was sent or spooled (at most ``timeout_millis``)."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._lock:
+            if self._thread is None and self._queue:
+                self._start_thread()
+            self._wake.notify()
+            while self._queue or self._inflight is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.wait(remaining)
+        return True
+
+    # -- lifecycle --
+
+    def close(self, deadline: float) -> None:
+        """Stop taking spans; wait until ``deadline`` for the queue, then spool the rest."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._deadline = deadline
+            self._wake.notify_all()
+            failing = None
+            while self._busy() and self._thread is not None:
+                failing = self._failing(deadline)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or failing is not None:
+                    break  # a receiver already failing will not recover in the exit bound
+                self._wake.wait(min(remaining, 0.05))
+            left = list(self._queue)
+            self._queue.clear()
+            if self._inflight is not None:
+                left = self._inflight + left
+                self._abandoned = True
+        if left:
+            reason = failing or f"no answer within the exit bound of {_exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)"
+            self._keep(left, reason)
+        if not self._abandoned:
+            with contextlib.suppress(Exception):
+                self.exporter.shutdown()
+
+    def _busy(self) -> bool:
+        return bool(self._queue) or self._inflight is not None or self._draining or self._backlog_due()
+
+    def settle(self, deadline: float) -> None:
+        """Wait until what is queued was sent; spool it if the receiver fails or ``deadline`` passes.
+
+        For multiprocessing workers at the end of each run: a pool's workers are usually ended
+        by ``terminate()`` (SIGTERM), with no exit hook at all, so their spans must leave at run end.
+        """
+        failing = None
+        with self._lock:
+            if self._thread is None:
+                return
+            self._wake.notify()
+            while self._queue or self._inflight is not None:
+                failing = self._failing(deadline)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or failing is not None:
+                    break
+                self._wake.wait(min(remaining, 0.05))
+            left = list(self._queue)
+            self._queue.clear()
+        if left:
+            self._keep(left, failing or f"no answer within {_exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)")
+
+    def _failing(self, deadline: float) -> str | None:
+        """Why the lane's receiver is known to be failing right now, if it is."""
+        if time.monotonic() < self._cooldown_until:
+            return "the receiver failed earlier in this process"
+        if "agenttrace.exporters.backend" in sys.modules and self._thread is not None and self._thread.ident:
+            from agenttrace.exporters.backend import retrying
+
+            waiting = retrying(self._thread.ident)
+            if waiting is not None and waiting[1] >= deadline:
+                return waiting[0]  # its next try falls after the exit bound
+        return None
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name=f"agenttrace-export-{self.name}", daemon=True)
+        thread._agenttrace_exporter = True  # type: ignore[attr-defined]  # read by is_exporter_thread()
+        self._thread = thread
+        thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent exports what it had queued; the child starts empty, with its own lock,
+        # thread and HTTP connections (a socket shared with the parent would mix the streams).
+        self._init_state()
+        self._backlog = False
+        clone = getattr(self.exporter, "clone", None)
+        if clone is not None:
+            with contextlib.suppress(Exception):
+                self.exporter = clone()
+
+    # -- the export thread --
+
+    def _run(self) -> None:
+        _suppressed()  # this thread's context: everything it does is export traffic
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed and not self._backlog_due():
+                    self._wake.wait()
+                if self._queue and not self._closed and len(self._queue) < _MAX_BATCH:
+                    self._wake.wait(_LINGER)  # let the rest of a run's spans arrive
+                batch: list[ReadableSpan] = []
+                if self._queue:
+                    batch = [self._queue.popleft() for _ in range(min(_MAX_BATCH, len(self._queue)))]
+                    self._inflight = batch
+                elif self._backlog_due() and time.monotonic() < self._deadline:
+                    self._draining = True
+                elif self._closed:
+                    self._backlog = False
+                    self._wake.notify_all()
+                    return
+                else:
+                    continue
+            if not batch:
+                try:
+                    self._send_backlog()
+                finally:
+                    with self._lock:
+                        self._draining = False
+                        self._wake.notify_all()
+                continue
+            self._send(batch)
+            with self._lock:
+                self._inflight = None
+                self._wake.notify_all()
+
+    def _backlog_due(self) -> bool:
+        return self._backlog and self._spool is not None and time.monotonic() >= self._cooldown_until
+
+    def _send(self, batch: list[ReadableSpan]) -> None:
+        if time.monotonic() < self._cooldown_until:
+            self._keep_unless_abandoned(batch, None)
+            return
+        deliver: Callable[[Sequence[ReadableSpan]], Delivery] | None = getattr(self.exporter, "deliver", None)
+        try:
+            with exporting():
+                if deliver is not None:
+                    outcome = deliver(batch)
+                    ok = outcome.ok
+                else:
+                    ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
+                    outcome = None
+        except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the lane
+            self._failed()
+            self._keep_unless_abandoned(batch, repr(exc))
+            return
+        if ok:
+            if self._cooldown_until:
+                self._backlog = True  # the receiver is back: send what was spooled meanwhile
+            self._cooldown_until = 0.0
+            self._cooldown = _COOLDOWN_FIRST
+            return
+        self._failed()
+        if outcome is not None:
+            with self._lock:
+                abandoned = self._abandoned
+            if not abandoned:
+                self.exporter.keep_outcome(outcome)  # type: ignore[attr-defined]
+        else:
+            self._keep_unless_abandoned(batch, "the exporter reported a failure")
+
+    def _failed(self) -> None:
+        self._cooldown_until = time.monotonic() + self._cooldown
+        self._cooldown = min(self._cooldown * 2, _COOLDOWN_MAX)
+
+    def _send_backlog(self) -> None:
+        from ._spool import drain
+
+        spool = self._spool
+        send = getattr(self.exporter, "deliver_serialized", None)
+        self._backlog = False
+        if spool is None or send is None:
+            return
+        with exporting():
+            outcome = drain(spool, send, stop=lambda: bool(self._queue) or time.monotonic() >= self._deadline)
+        if outcome.reason is not None and not outcome.delivered:
+            self._failed()
+        if outcome.reason is not None or outcome.rejected:
+            from ._spool import report_failure
+
+            report_failure(str(getattr(self.exporter, "destination", self.name)), outcome, spool)
+
+    def _keep_unless_abandoned(self, batch: list[ReadableSpan], reason: str | None) -> None:
+        with self._lock:
+            if self._abandoned:
+                return
+        self._keep(batch, reason)
+
+    def _keep(self, spans: list[ReadableSpan], reason: str | None) -> None:
+        keep = getattr(self.exporter, "keep", None)
+        try:
+            if keep is not None:
+                keep(spans, reason or "the receiver is failing; retried later")
+                return
+            if self._spool is not None:
+                from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+                from ._spool import Delivery, report_failure
+
+                data = encode_spans(spans).SerializeToString()
+                stored = self._spool.put(data, len(spans))
+                report_failure(self.name, Delivery(kept=[(data, len(spans))], reason=reason), self._spool, stored)
+                return
+        except Exception as exc:  # noqa: BLE001 - the spool itself failed: say it, never raise
+            warn_once(f"export-keep:{self.name}", f"could not keep {len(spans)} undelivered spans: {exc!r}")
+            return
+        warn_once(
+            f"export:{self.name}",
+            f"could not send traces with the {self.name} exporter ({reason}); {len(spans)} spans were dropped",
+        )
+
+
+def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:
+    """An :class:`ExportLane` for ``exporter``: the SDK configurator's ``export_span_processor``.
+
+    OpenTelemetry's own OTLP/HTTP exporter is swapped for AgentTrace's subclass (same variables,
+    same retry policy, plus batch splitting and the spool).
+    """
+    if type(exporter).__module__ == "opentelemetry.exporter.otlp.proto.http.trace_exporter":
+        from agenttrace.exporters.backend import SpoolingOTLPSpanExporter
+
+        exporter.shutdown()
+        exporter = SpoolingOTLPSpanExporter()
+    elif type(exporter).__module__ == "opentelemetry.exporter.otlp.proto.grpc.trace_exporter":
+        return ExportLane(exporter, name="otlp_grpc", spool=_spool_for("otlp_grpc"))
+    return ExportLane(exporter)
+
+
+def _spool_for(target: str) -> Spool:
+    from ._config import resolve_settings
+    from ._spool import Spool
+
+    settings = resolve_settings({})
+    return Spool(settings.spool_dir, target, settings.spool_max_bytes)
+
+
+# -- the processor AgentTrace adds to the provider ------------------------------------------------
+
+
+class ExportHub(SpanProcessor):
+    """Added once to the tracer provider; fans spans out to the current lanes.
+
+    A provider's processors cannot be removed, so ``init()`` changing the targets swaps lanes
+    here instead.
+    """
+
+    def __init__(self) -> None:
+        self.lanes: dict[tuple[Any, ...], ExportLane] = {}
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        """Nothing to do until a span ends."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Hand ``span`` to every lane; in a multiprocessing worker, wait for them at each run's end."""
+        lanes = tuple(self.lanes.values())
+        for lane in lanes:
+            lane.on_end(span)
+        if span.attributes and span.attributes.get("agenttrace.kind") == "run" and _in_worker_process():
+            deadline = time.monotonic() + _exit_timeout()
+            for lane in lanes:
+                lane.settle(deadline)
+
+    def set_lanes(self, wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
+        """Keep lanes whose key is still wanted, create the new ones, close the others."""
+        current = dict(self.lanes)
+        new = {key: current.get(key) or make() for key, make in wanted.items()}
+        self.lanes = new
+        for key, lane in current.items():
+            if key not in new:
+                lane.close(time.monotonic() + _exit_timeout())
+
+    def shutdown(self) -> None:
+        """Close every lane of this process within the exit bound."""
+        shutdown_all()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush every lane."""
+        return all(lane.force_flush(timeout_millis) for lane in tuple(self.lanes.values()))
+
+
+_hub = ExportHub()
+_hub_provider: Any = None
+_settings: Settings | None = None
+
+
+def _in_worker_process() -> bool:
+    multiprocessing = sys.modules.get("multiprocessing")
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
+
+
+def _exit_timeout() -> float:
+    if _settings is not None:
+        return _settings.exit_timeout
+    return 0.5
+
+
+def shutdown_all() -> None:
+    """Close every lane of this process, sharing one exit bound between them."""
+    deadline = time.monotonic() + _exit_timeout()
+    for lane in list(_LANES):
+        lane.close(deadline)
+    spool = sys.modules.get("agenttrace._spool")
+    if spool is not None:
+        spool.DROPS.report()
+
+
+def _configure(settings: Settings) -> None:
+    global _hub_provider, _settings  # noqa: PLW0603 - the process's one export setup
+    from ._runtime import runtime
+
+    _settings = settings
+    provider = runtime.provider
+    if provider is None or not hasattr(provider, "add_span_processor"):
+        return
+    wanted: dict[tuple[Any, ...], Callable[[], ExportLane]] = {}
+    if settings.backend and settings.mode == "record":
+        _want_backend(settings, wanted)
+    if runtime.owns_provider:
+        _want_otel_env(wanted)
+    if not wanted and not _hub.lanes:
+        return  # nothing to export (local files only): no thread, no import
+    if _hub_provider is not provider:
+        provider.add_span_processor(_hub)
+        _hub_provider = provider
+    _hub.set_lanes(wanted)
+
+
+def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
+    if settings.api_key is None:
+        warn_once(
+            "backend-no-key",
+            "the backend is on (AGENTTRACE_BACKEND) but no API key is set (AGENTTRACE_API_KEY): nothing is sent",
+        )
+        return
+    if "agenttrace.exporters.backend" in sys.modules:
+        from agenttrace.exporters.backend import standalone_backend_exporters
+
+        if standalone_backend_exporters():
+            return  # OTEL_TRACES_EXPORTER=agenttrace or the user's code already sends to the backend
+    key = (
+        "agenttrace",
+        settings.api_url,
+        settings.api_key,
+        settings.export_timeout,
+        str(settings.spool_dir),
+        settings.spool_max_bytes,
+    )
+
+    def make() -> ExportLane:
+        from agenttrace.exporters.backend import AgentTraceSpanExporter
+
+        from ._spool import Spool
+
+        spool = Spool(settings.spool_dir, AgentTraceSpanExporter.target, settings.spool_max_bytes)
+        exporter = AgentTraceSpanExporter(
+            settings.api_key, settings.api_url, settings.export_timeout, spool=spool, _managed=True
+        )
+        return ExportLane(exporter)
+
+    wanted[key] = make
+
+
+def _want_otel_env(wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
+    names_text = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    if not names_text or names_text.lower() == "none":
+        return
+    # The SDK's own reading of OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL,
+    # so `otlp` means what it means in OpenTelemetry Python.
+    from opentelemetry.sdk._configuration import _get_exporter_names
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OTEL_EXPORTER_OTLP")))
+    for name in dict.fromkeys(_get_exporter_names("traces")):
+        if name == "agenttrace":
+            continue  # the backend lane, already decided by the settings
+
+        def make(name: str = name) -> ExportLane:
+            if name == "otlp_proto_http":
+                from agenttrace.exporters.backend import SpoolingOTLPSpanExporter
+
+                return ExportLane(SpoolingOTLPSpanExporter())
+            found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
+            if not found:
+                raise RuntimeError(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides")
+            return lane_for(found[0].load()())
+
+        wanted[("otel", name, env_key)] = make
+
+
+def _on_configure(settings: Settings) -> None:
+    try:
+        _configure(settings)
+    except Exception as exc:  # noqa: BLE001 - export set-up must never stop the agent
+        warn_once("export-setup", f"could not set up trace export: {exc}; the agent runs unaffected")
+
+
+# -- process events ------------------------------------------------------------------------------
+
+
+def _before_fork() -> None:
+    for lane in list(_LANES):
+        lane._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for lane in list(_LANES):
+        with contextlib.suppress(RuntimeError):
+            lane._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    for lane in list(_LANES):
+        lane._after_fork_in_child()
+    # multiprocessing's fork children end with os._exit(): atexit never runs there, but
+    # multiprocessing's own finalizers do. Register ours through its after-fork hook (its
+    # finalizer registry is cleared in the child before the hooks run).
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and _LANES:
+        mp_util.register_after_fork(_hub, _install_mp_finalizer)
+
+
+def _install_mp_finalizer(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, shutdown_all, exitpriority=100)
+
+
+_registered = False
+
+
+def register() -> None:
+    """Attach export to every ``init()`` of this process (called once from ``agenttrace``)."""
+    global _registered  # noqa: PLW0603
+    if _registered:
+        return
+    _registered = True
+    from ._runtime import runtime
+
+    runtime.on_configure(_on_configure)
+    # atexit runs last-registered first: this runs before the provider's own shutdown (and
+    # after a zero-code run registered later has ended), within the exit bound either way.
+    atexit.register(shutdown_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
+
+
+register()

@@ -1,0 +1,71 @@
+"""Replay: re-run a recorded agent with no real I/O (see docs/replay.md).
+
+Importing this package only registers hooks with the runtime; the recording is read when
+``init()`` configures replay, and the machinery is imported when a run starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._config import Settings
+from .._runtime import runtime
+from .._scope import RunState
+
+__all__ = ["load_events"]
+
+
+def load_events(path: str | Path) -> list[dict[str, Any]]:
+    """Read a trace file into the event list ``init(replay_events=...)`` takes (format detected).
+
+    Accepts a local or downloaded trace (OTLP JSON Lines), an OTel Collector file exporter's
+    output (JSON Lines or one document) or a JSON array of events. Raises
+    :class:`ConfigurationError` naming the file, the line and what was expected.
+    """
+    from ._loader import load_events as load
+
+    return load(path)
+
+
+def _configure(settings: Settings) -> None:
+    from .._entropy import isolate_span_ids
+
+    isolate_span_ids()
+    # Record mode with no session ever built: nothing more to import.
+    if not settings.replaying and "agenttrace._replay._state" not in sys.modules:
+        return
+    from . import _state
+
+    _state.configure(settings)
+
+
+def _install() -> None:
+    from . import _state
+
+    _state.install()
+
+
+def _uninstall() -> None:
+    from . import _state
+
+    _state.uninstall()
+
+
+def _run_started(run: RunState) -> None:
+    from . import _state
+
+    _state.run_started(run)
+
+
+def _run_ended(run: RunState) -> None:
+    from . import _state
+
+    _state.run_ended(run)
+
+
+runtime.on_configure(_configure)
+runtime.on_runs(_install, _uninstall)
+runtime.run_start_hooks.append(_run_started)
+runtime.run_end_hooks.append(_run_ended)

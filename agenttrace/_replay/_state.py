@@ -1,0 +1,90 @@
+"""The replay session in force and the hooks that connect it to the run lifecycle.
+
+Everything here is reached through the cheap registrations in ``agenttrace._replay``; nothing
+is imported or loaded until ``init()`` runs or a run starts.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .. import _entropy
+from .._config import Settings
+from .._errors import ConfigurationError
+from .._scope import RunState
+from ._session import ReplaySession
+
+__all__ = ["active", "configure", "install", "run_ended", "run_started", "session", "uninstall"]
+
+_lock = threading.RLock()
+session: ReplaySession | None = None
+active = False  # True while at least one run is active
+
+
+def configure(settings: Settings) -> None:
+    """Build the session for ``settings`` (validating the recording now) or drop it."""
+    global session
+    new: ReplaySession | None = None
+    if settings.replaying:
+        from ._loader import load_events, validate_events
+
+        if settings.replay_events is not None:
+            source = "init(replay_events=...)"
+            events = validate_events(list(settings.replay_events), source)
+        elif settings.replay_events_file:
+            source = settings.replay_events_file
+            events = load_events(source)
+        else:
+            raise ConfigurationError(
+                "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "
+                "or set AGENTTRACE_REPLAY_EVENTS_FILE to a trace file"
+            )
+        new = ReplaySession(settings, events, source)
+    with _lock:
+        old, session = session, new
+        if active:
+            if old is not None:
+                old.deactivate()
+            if new is not None:
+                new.activate()
+
+
+def install() -> None:
+    """The first run starts: entropy capture always, serving when replaying."""
+    global active  # noqa: PLW0603 - process-global mode
+    with _lock:
+        active = True
+        _entropy.install()
+        if session is not None:
+            session.activate()
+
+
+def uninstall() -> None:
+    """The last run ended: undo :func:`install`."""
+    global active  # noqa: PLW0603 - process-global mode
+    with _lock:
+        active = False
+        if session is not None:
+            session.deactivate()
+        _entropy.uninstall()
+
+
+def run_started(run: RunState) -> None:
+    """A run starts: map it to the recorded run (replay), then start its entropy log."""
+    current = session
+    if current is not None:
+        current.run_started(run)
+    _entropy.run_started(run)
+
+
+def run_ended(run: RunState) -> None:
+    """A run ends: write its entropy, and in replay report what was served and what was not."""
+    _entropy.run_ended(run)
+    current = session
+    if current is None:
+        return
+    stats = current.run_ended(run)
+    if stats is not None:
+        from ._report import report
+
+        report(current, stats)

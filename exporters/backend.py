@@ -1,0 +1,330 @@
+"""The AgentTrace backend exporter, and the OTLP/HTTP exporter it is built on.
+
+Both are ``opentelemetry-exporter-otlp``'s :class:`OTLPSpanExporter` (protobuf encoding,
+compression, and the OTLP retry policy: 429/502/503/504 and connection errors retried with
+exponential backoff and jitter, ``Retry-After`` honoured, everything else not retried), with
+what it lacks added around its HTTP client rather than re-implemented:
+
+* a batch the receiver finds too large (HTTP 413, or over ``max_request_size``) is split in
+  halves and each half sent, down to single spans;
+* what could not be delivered goes to the spool (:mod:`agenttrace._spool`) instead of being
+  logged and lost, and one warning per process says so on stderr;
+* a refused API key (401/403) is said once, plainly, and the data is kept for
+  ``agenttrace upload`` once the key is fixed.
+
+Usage in a user's own OpenTelemetry setup (the ``agenttrace`` traces-exporter entry point)::
+
+    OTEL_TRACES_EXPORTER=otlp,agenttrace AGENTTRACE_API_KEY=at_live_... opentelemetry-instrument python app.py
+
+or by hand::
+
+    provider.add_span_processor(BatchSpanProcessor(AgentTraceSpanExporter(api_key="at_live_...")))
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from agenttrace._config import resolve_settings
+from agenttrace._errors import ConfigurationError
+from agenttrace._export import exporting
+from agenttrace._spool import Delivery, Spool, report_failure
+
+__all__ = ["AgentTraceSpanExporter", "SpoolingOTLPSpanExporter", "count_spans", "retrying", "split_request"]
+
+# The library logs every failed attempt at ERROR/WARNING, which with no logging configured lands
+# on stderr once per batch. AgentTrace says it once itself; a user who configures logging still
+# sees these records (they propagate), they just no longer fall through to logging.lastResort.
+_log = logging.getLogger("agenttrace.exporters")
+
+
+class _TransientErrors(logging.Handler):
+    """Remembers, per thread, the last transient error the library is retrying after.
+
+    The library retries inside one ``export`` call and only tells its logger; this lets the
+    export lane give up at once at exit when the receiver is known to be failing (instead of
+    waiting the whole exit bound), and lets the warning say what actually failed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last: dict[int, tuple[str, float]] = {}  # thread -> (error, monotonic time of the next try)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not (isinstance(record.msg, str) and record.msg.startswith("Transient error")):
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) < 3:
+            return
+        error, backoff = args[0], args[2]
+        text = _reason(None, None, error) if isinstance(error, BaseException) else _phrase(str(error))
+        delay = float(backoff) if isinstance(backoff, (int, float)) else 0.0
+        self.last[threading.get_ident()] = (text, time.monotonic() + delay)
+
+
+def _phrase(reason: str) -> str:
+    for status in HTTPStatus:
+        if status.phrase == reason:
+            return f"HTTP {status.value} {reason}"
+    return reason
+
+
+_transient = _TransientErrors()
+_log.addHandler(_transient)
+_log.propagate = True
+
+
+def retrying(thread_ident: int) -> tuple[str, float] | None:
+    """``(error, when the next try is due)`` for an export on ``thread_ident`` waiting to retry."""
+    return _transient.last.get(thread_ident)
+
+
+_AUTH_CODES = frozenset({401, 403})
+_TOO_LARGE = 413
+# Answers that will not change if the same bytes are sent again: the batch is dropped and said.
+_PERMANENT = frozenset({400, 404, 405, 410, 415, 422})
+
+# Backend exporters made outside AgentTrace's own wiring (the entry point, a user's code), so
+# that init() does not add a second one next to them.
+_standalone: weakref.WeakSet[AgentTraceSpanExporter] = weakref.WeakSet()
+
+
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    """Number of spans in an OTLP request."""
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def split_request(
+    request: ExportTraceServiceRequest,
+) -> tuple[ExportTraceServiceRequest, ExportTraceServiceRequest] | None:
+    """Two requests holding the first and second half of ``request``'s spans; None for one span."""
+    flat = [
+        (ri, si, span)
+        for ri, rs in enumerate(request.resource_spans)
+        for si, ss in enumerate(rs.scope_spans)
+        for span in ss.spans
+    ]
+    if len(flat) < 2:
+        return None
+    half = len(flat) // 2
+    return _build(request, flat[:half]), _build(request, flat[half:])
+
+
+def _build(request: ExportTraceServiceRequest, items: list[tuple[int, int, Any]]) -> ExportTraceServiceRequest:
+    out = ExportTraceServiceRequest()
+    groups: dict[tuple[int, int], Any] = {}
+    resources: dict[int, Any] = {}
+    for ri, si, span in items:
+        scope_spans = groups.get((ri, si))
+        if scope_spans is None:
+            resource_spans = resources.get(ri)
+            if resource_spans is None:
+                source = request.resource_spans[ri]
+                resource_spans = out.resource_spans.add()
+                resource_spans.resource.CopyFrom(source.resource)
+                resource_spans.schema_url = source.schema_url
+                resources[ri] = resource_spans
+            source_scope = request.resource_spans[ri].scope_spans[si]
+            scope_spans = resource_spans.scope_spans.add()
+            scope_spans.scope.CopyFrom(source_scope.scope)
+            scope_spans.schema_url = source_scope.schema_url
+            groups[(ri, si)] = scope_spans
+        scope_spans.spans.append(span)
+    return out
+
+
+def _reason(status_code: int | None, reason: str | None, error: BaseException | None) -> str:
+    if status_code is not None:
+        return f"HTTP {status_code}{' ' + reason if reason else ''}"
+    if error is not None:
+        text = str(error)
+        name = type(error).__name__
+        if "timed out" in text.lower() or "timeout" in name.lower():
+            return f"timed out ({name})"
+        if "refused" in text.lower():
+            return f"connection refused ({name})"
+        return f"{name}: {text[:200]}"
+    return "gave up: export deadline, retries or shutdown reached"
+
+
+class SpoolingOTLPSpanExporter(OTLPSpanExporter):
+    """OTLP/HTTP protobuf span exporter that splits oversized batches and spools what fails.
+
+    Takes every argument of :class:`OTLPSpanExporter` (and reads the same ``OTEL_EXPORTER_OTLP_*``
+    variables), plus ``spool``: where undelivered batches go (default: the ``spool_dir`` setting,
+    folder ``otlp``).
+    """
+
+    target = "otlp"
+
+    def __init__(self, *args: Any, spool: Spool | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_args = (args, dict(kwargs))
+        self._client._logger = _log
+        if spool is None:
+            settings = resolve_settings({})
+            spool = Spool(settings.spool_dir, self.target, settings.spool_max_bytes)
+        self.spool = spool
+
+    @property
+    def destination(self) -> str:
+        """Where the data goes, for messages."""
+        return f"the OTLP endpoint {self._endpoint}"
+
+    def clone(self) -> SpoolingOTLPSpanExporter:
+        """A fresh exporter with the same settings (new HTTP session), for a forked child."""
+        args, kwargs = self._init_args
+        return type(self)(*args, spool=self.spool, **kwargs)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def deliver(self, spans: Sequence[ReadableSpan]) -> Delivery:
+        """Send ``spans``; nothing is spooled or said (the caller decides)."""
+        return self.deliver_request(encode_spans(spans))
+
+    def deliver_serialized(self, data: bytes) -> Delivery:
+        """Send one serialized ``ExportTraceServiceRequest`` (a spool file)."""
+        return self.deliver_request(ExportTraceServiceRequest.FromString(data), data)
+
+    def deliver_request(self, request: ExportTraceServiceRequest, data: bytes | None = None) -> Delivery:
+        """Send ``request``, splitting it in halves while the receiver says it is too large."""
+        if data is None:
+            data = request.SerializeToString()
+        spans = count_spans(request)
+        if 0 < self._max_request_size < len(data):
+            return self._split(request, data, spans, f"{len(data)} bytes, over max_request_size")
+        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        ident = threading.get_ident()
+        _transient.last.pop(ident, None)
+        try:
+            with exporting():
+                result = self._client.export(data)  # the library's retry policy, unchanged
+        finally:
+            otel_context.detach(token)
+            last = _transient.last.pop(ident, None)
+        if result.success:
+            return Delivery(delivered=spans)
+        code = result.status_code
+        reason = _reason(code, result.reason, result.error)
+        if code is None and result.error is None and last is not None:
+            reason = f"{last[0]}; gave up at the export deadline"
+        if code == _TOO_LARGE:
+            return self._split(request, data, spans, reason)
+        if code in _PERMANENT:
+            return Delivery(rejected=spans, reason=reason)
+        return Delivery(kept=[(data, spans)], reason=reason, auth_failed=code in _AUTH_CODES)
+
+    def _split(self, request: ExportTraceServiceRequest, data: bytes, spans: int, reason: str) -> Delivery:
+        halves = split_request(request)
+        if halves is None:
+            return Delivery(rejected=spans, reason=f"one span too large to send ({reason})")
+        outcome = Delivery()
+        for half in halves:
+            outcome.merge(self.deliver_request(half))
+        return outcome
+
+    # -- the SpanExporter interface (used by a BatchSpanProcessor in a user's setup) ----------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send ``spans``; what fails is spooled and said once; SUCCESS only when all arrived."""
+        if self._shutdown:
+            self.keep(spans, "exporter already shut down")
+            return SpanExportResult.FAILURE
+        try:
+            outcome = self.deliver(spans)
+        except Exception as exc:  # noqa: BLE001 - encoding or transport bug: keep the data, say it
+            self.keep(spans, repr(exc))
+            return SpanExportResult.FAILURE
+        self.keep_outcome(outcome)
+        return SpanExportResult.SUCCESS if outcome.ok else SpanExportResult.FAILURE
+
+    def keep_outcome(self, outcome: Delivery) -> None:
+        """Spool what ``outcome`` left undelivered and say what failed (once per process)."""
+        stored = True
+        for request, count in outcome.kept:  # every part is written, even after one did not fit
+            stored = self.spool.put(request, count) and stored
+        if not outcome.ok:
+            report_failure(self.destination, outcome, self.spool, stored)
+
+    def keep(self, spans: Sequence[ReadableSpan], reason: str) -> None:
+        """Spool ``spans`` unsent (queue full, exit bound reached) and say why, once."""
+        if not spans:
+            return
+        request = encode_spans(spans)
+        self.keep_outcome(Delivery(kept=[(request.SerializeToString(), count_spans(request))], reason=reason))
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered in the exporter itself."""
+        return True
+
+
+class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
+    """Sends spans to the AgentTrace backend: OTLP/HTTP protobuf, gzip, the API key as a bearer token.
+
+    Arguments left as None come from the settings (``AGENTTRACE_API_KEY``, ``AGENTTRACE_API_URL``,
+    ``AGENTTRACE_EXPORT_TIMEOUT``, ``AGENTTRACE_SPOOL_DIR``); with no API key anywhere it raises
+    :class:`agenttrace.ConfigurationError`.
+    """
+
+    target = "agenttrace"
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        timeout: float | None = None,
+        *,
+        spool: Spool | None = None,
+        headers: Mapping[str, str] | None = None,
+        _managed: bool = False,
+    ) -> None:
+        settings = resolve_settings({"api_key": api_key, "api_url": api_url})
+        if settings.api_key is None:
+            raise ConfigurationError(
+                "the AgentTrace backend exporter needs an API key: set AGENTTRACE_API_KEY or pass api_key='at_live_...'"
+            )
+        self._key = settings.api_key
+        self._url = settings.api_url
+        if spool is None:
+            spool = Spool(settings.spool_dir, self.target, settings.spool_max_bytes)
+        super().__init__(
+            endpoint=f"{settings.api_url}/v1/traces",
+            headers={**(headers or {}), "Authorization": f"Bearer {settings.api_key}"},
+            timeout=settings.export_timeout if timeout is None else timeout,
+            compression=Compression.Gzip,
+            spool=spool,
+        )
+        self._timeout_arg = timeout
+        self._headers_arg = dict(headers or {})
+        if not _managed:
+            _standalone.add(self)
+
+    @property
+    def destination(self) -> str:
+        """Where the data goes, for messages."""
+        return f"the AgentTrace backend at {self._endpoint}"
+
+    def clone(self) -> AgentTraceSpanExporter:
+        """A fresh exporter with the same settings (new HTTP session), for a forked child."""
+        return AgentTraceSpanExporter(
+            self._key, self._url, self._timeout_arg, spool=self.spool, headers=self._headers_arg, _managed=True
+        )
+
+
+def standalone_backend_exporters() -> list[AgentTraceSpanExporter]:
+    """Backend exporters created outside AgentTrace's own wiring (entry point or user code)."""
+    return list(_standalone)

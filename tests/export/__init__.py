@@ -1,0 +1,1 @@
+"""Export: backend exporter, OTLP, spool, zero-code activation, processes."""

@@ -1,0 +1,74 @@
+"""Helpers to run an agent as a traced run and read back the trace file it wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import agenttrace
+from agenttrace._capture import attributes_of, exchange_from_span
+from agenttrace._model import Exchange
+
+__all__ = ["Recorder", "Trace", "read_trace"]
+
+
+@dataclass
+class Trace:
+    """The spans of one recorded run, with its call spans decoded."""
+
+    spans: list[dict[str, Any]]
+
+    @property
+    def call_spans(self) -> list[dict[str, Any]]:
+        """Call spans in ordinal order."""
+        calls = [s for s in self.spans if attributes_of(s.get("attributes")).get("agenttrace.kind") == "call"]
+        return sorted(calls, key=lambda s: attributes_of(s["attributes"]).get("agenttrace.call.ordinal", 0))
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every recorded HTTP exchange, in ordinal order (socket and DNS spans left out)."""
+        return [
+            exchange_from_span(s)
+            for s in self.call_spans
+            if attributes_of(s.get("attributes")).get("agenttrace.call.library") != "socket"
+        ]
+
+    def attrs(self, span: dict[str, Any]) -> dict[str, Any]:
+        """A span's attributes as a dict."""
+        return attributes_of(span.get("attributes"))
+
+    def events(self, span: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """A span's events by name, attributes as dicts."""
+        return {e["name"]: attributes_of(e.get("attributes")) for e in span.get("events", [])}
+
+
+def read_trace(path: Path) -> Trace:
+    """All spans of a trace file."""
+    spans: list[dict[str, Any]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    spans.extend(ss["spans"])
+    return Trace(spans)
+
+
+class Recorder:
+    """Runs a function as an ``@agenttrace.run`` and returns its result and its trace."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, Trace]:
+        """Run ``fn`` (sync or async) as a traced run; return its result and the trace written."""
+        before = set(self.folder.glob("*.jsonl"))
+        wrapped = agenttrace.run("test-agent")(fn)
+        result = asyncio.run(wrapped(*args)) if inspect.iscoroutinefunction(fn) else wrapped(*args)
+        new = sorted(set(self.folder.glob("*.jsonl")) - before)
+        assert len(new) == 1, f"expected one new trace file, got {new}"
+        return result, read_trace(new[0])

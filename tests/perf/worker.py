@@ -1,0 +1,611 @@
+"""One contender of one benchmark scenario, measured in a fresh interpreter.
+
+The harness runs ``python tests/perf/worker.py '<json spec>'`` once per contender and round,
+so no contender inherits another's patches, caches or heap. The last stdout line is
+``PERF-RESULT <json>``: the measured figures, or ``{"skipped": "<reason>"}`` when the contender
+cannot run here (a peer not installed, an AgentTrace layer not built yet, a check that failed).
+Nothing is estimated or substituted: a contender either ran as described or says why not.
+
+Self-contained on purpose (it imports nothing from the harness): it runs with a scratch
+folder as its working directory, so ``agenttrace`` comes from the installed distribution, as
+it would for a user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+RESULT_MARK = "PERF-RESULT "
+
+# The 1 KB JSON request body every call sends (a chat request of typical size).
+REQUEST_BODY = json.dumps(
+    {"model": "bench-1", "messages": [{"role": "user", "content": "x" * 940}], "stream": False},
+    separators=(",", ":"),
+).encode()
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+class Skip(Exception):  # noqa: N818 - reads as `raise Skip("reason")`
+    """The contender cannot run here; the message says why."""
+
+
+Spec = dict[str, Any]
+Result = dict[str, Any]
+Timer = Callable[[], int]
+now_ns: Timer = time.perf_counter_ns
+
+
+def _require(module: str, hint: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise Skip(f"{hint} is not installed (pip install -e '.[bench]')")
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def _client(lib: str) -> Any:
+    if lib == "httpx":
+        import httpx
+
+        return httpx.Client(timeout=30.0)
+    import requests
+
+    return requests.Session()
+
+
+def _post(lib: str, client: Any, url: str) -> bytes:
+    if lib == "httpx":
+        response = client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS)
+    else:
+        response = client.post(url, data=REQUEST_BODY, headers=JSON_HEADERS)
+    if response.status_code != 200:
+        raise RuntimeError(f"server answered {response.status_code} for {url}")
+    return bytes(response.content)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contenders: each wraps a body of work (a function that makes the calls) and runs it.
+
+
+class Contender:
+    """Runs ``work`` under one contender's instrumentation; ``teardown_s`` is what ending cost."""
+
+    name = "none"
+
+    def __init__(self, spec: Spec, lib: str) -> None:
+        self.spec = spec
+        self.lib = lib
+        self.teardown_s = 0.0
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        return work()
+
+    def check(self) -> Result:
+        """Evidence that the contender did what it claims (e.g. calls recorded); raises Skip if not."""
+        return {}
+
+
+class OTelContender(Contender):
+    """OpenTelemetry's own instrumentation of the library, SDK provider, no-op exporter.
+
+    BatchSpanProcessor is the processor OpenTelemetry recommends for production: ``on_end``
+    only enqueues, export happens on the processor's thread. The exporter does nothing, so the
+    figure is the instrumentation's cost on the request path, not an exporter's. Set
+    ``PERF_OTEL_PROCESSOR=simple`` for SimpleSpanProcessor (export inline on the caller's thread).
+    """
+
+    def __init__(self, spec: Spec, lib: str, which: str) -> None:
+        super().__init__(spec, lib)
+        self.name = f"otel-{which}"
+        module = {
+            "httpx": "opentelemetry.instrumentation.httpx",
+            "requests": "opentelemetry.instrumentation.requests",
+            "urllib3": "opentelemetry.instrumentation.urllib3",
+        }[which]
+        _require(module, f"opentelemetry-instrumentation-{which}")
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class NoopExporter(SpanExporter):
+            def __init__(self) -> None:
+                self.spans = 0
+
+            def export(self, spans: Any) -> SpanExportResult:
+                self.spans += len(spans)
+                return SpanExportResult.SUCCESS
+
+        self.exporter = NoopExporter()
+        processor_kind = os.environ.get("PERF_OTEL_PROCESSOR", "batch")
+        processor = SimpleSpanProcessor if processor_kind == "simple" else BatchSpanProcessor
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(processor(self.exporter))
+        trace.set_tracer_provider(self.provider)
+        instrumentor_class = {
+            "httpx": "HTTPXClientInstrumentor",
+            "requests": "RequestsInstrumentor",
+            "urllib3": "URLLib3Instrumentor",
+        }[which]
+        instrumentor = getattr(importlib.import_module(module), instrumentor_class)()
+        instrumentor.instrument(tracer_provider=self.provider)
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        out = work()
+        start = now_ns()
+        self.provider.force_flush()
+        self.teardown_s = (now_ns() - start) / 1e9
+        return out
+
+    def check(self) -> Result:
+        if self.exporter.spans == 0:
+            raise Skip(f"{self.name} produced no span (instrumentation not active)")
+        return {"spans": self.exporter.spans}
+
+
+class VcrContender(Contender):
+    """vcrpy recording a new cassette (record_mode ``all``); ``teardown_s`` is the cassette save."""
+
+    name = "vcrpy"
+
+    def __init__(self, spec: Spec, lib: str) -> None:
+        super().__init__(spec, lib)
+        _require("vcr", "vcrpy")
+        self.path = Path(spec["scratch"]) / "cassette.yaml"
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        import vcr
+
+        cassette = vcr.VCR().use_cassette(str(self.path), record_mode="all")
+        cassette.__enter__()
+        try:
+            out = work()
+        finally:
+            start = now_ns()
+            cassette.__exit__(None, None, None)
+            self.teardown_s = (now_ns() - start) / 1e9
+        return out
+
+    def check(self) -> Result:
+        if not self.path.exists():
+            raise Skip("vcrpy wrote no cassette")
+        return {"cassette_bytes": self.path.stat().st_size}
+
+
+class AgentTraceContender(Contender):
+    """AgentTrace recording: every call inside one ``@agenttrace.run``; local trace files (the default)."""
+
+    name = "agenttrace"
+
+    def __init__(self, spec: Spec, lib: str) -> None:
+        super().__init__(spec, lib)
+        import agenttrace
+
+        self.trace_dir = Path(spec["scratch"]) / "traces"
+        agenttrace.init(trace_dir=str(self.trace_dir), quiet=True)
+        self.agenttrace = agenttrace
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        stamps: list[int] = []
+
+        def body() -> Any:
+            out = work()
+            stamps.append(now_ns())
+            return out
+
+        out = self.agenttrace.run("perf-bench")(body)()
+        self.teardown_s = (now_ns() - stamps[0]) / 1e9
+        return out
+
+    def check(self) -> Result:
+        return check_recorded(self.trace_dir, self.spec.get("expect_calls", 1))
+
+
+def check_recorded(trace_dir: Path, expected: int) -> Result:
+    """Count the call spans AgentTrace wrote and those carrying a response payload; Skip if short."""
+    files = sorted(trace_dir.glob("*.jsonl"))
+    if not files:
+        raise Skip("AgentTrace wrote no trace file")
+    calls = with_payload = 0
+    size = 0
+    for path in files:
+        size += path.stat().st_size
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                for resource_spans in json.loads(line).get("resourceSpans", []):
+                    for scope_spans in resource_spans.get("scopeSpans", []):
+                        for span in scope_spans.get("spans", []):
+                            kind = {a["key"]: a["value"].get("stringValue") for a in span.get("attributes", [])}.get(
+                                "agenttrace.kind"
+                            )
+                            if span.get("kind") == 3 or kind == "call":
+                                calls += 1
+                                names = {e.get("name") for e in span.get("events", [])}
+                                if "agenttrace.response" in names:
+                                    with_payload += 1
+    if calls < expected:
+        raise Skip(f"AgentTrace recorded {calls} of {expected} calls (is the instrumentor for this library built yet?)")
+    return {"calls_recorded": calls, "calls_with_response_payload": with_payload, "trace_bytes": size}
+
+
+def make_contender(spec: Spec, lib: str) -> Contender:
+    name = spec["contender"]
+    if name == "none":
+        return Contender(spec, lib)
+    if name.startswith("otel-"):
+        return OTelContender(spec, lib, name.removeprefix("otel-"))
+    if name == "vcrpy":
+        return VcrContender(spec, lib)
+    if name == "agenttrace":
+        return AgentTraceContender(spec, lib)
+    raise ValueError(f"unknown contender {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _profiled(spec: Spec) -> contextlib.AbstractContextManager[Any]:
+    """pyinstrument around the measured calls when the harness asks for a profile."""
+    target = spec.get("profile")
+    if not target:
+        return contextlib.nullcontext()
+    _require("pyinstrument", "pyinstrument")
+    from pyinstrument import Profiler
+
+    @contextlib.contextmanager
+    def profiling() -> Iterator[None]:
+        profiler = Profiler(interval=0.0002)
+        profiler.start()
+        try:
+            yield
+        finally:
+            profiler.stop()
+            Path(target).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+            Path(target).with_suffix(".html").write_text(profiler.output_html())
+
+    return profiling()
+
+
+def scenario_record(spec: Spec) -> Result:
+    """Median cost of one sequential 1 KB -> 2 KB JSON POST under the contender."""
+    lib = spec["lib"]
+    url = spec["base_url"] + "/json?i=1"
+    contender = make_contender(spec, lib)
+    spec["expect_calls"] = spec["warmup"] + spec["calls"]
+
+    def work() -> list[int]:
+        client = _client(lib)
+        for _ in range(spec["warmup"]):
+            _post(lib, client, url)
+        timings = []
+        with _profiled(spec):
+            for _ in range(spec["calls"]):
+                start = now_ns()
+                _post(lib, client, url)
+                timings.append(now_ns() - start)
+        client.close()
+        return timings
+
+    timings = contender.run(work)
+    return {
+        "us_per_call": statistics.median(timings) / 1e3,
+        "mean_us": statistics.fmean(timings) / 1e3,
+        "teardown_s": contender.teardown_s,
+        **contender.check(),
+    }
+
+
+def scenario_stream(spec: Spec) -> Result:
+    """Time to first and last chunk of an SSE stream read with httpx."""
+    url = spec["base_url"] + f"/sse?n={spec['chunks']}&gap_ms={spec['gap_ms']}"
+    contender = make_contender(spec, "httpx")
+    spec["expect_calls"] = spec["warmup"] + spec["calls"]
+
+    def one(client: Any) -> tuple[int, int, int]:
+        start = now_ns()
+        first = 0
+        chunks = 0
+        with client.stream("GET", url) as response:
+            for chunk in response.iter_bytes():
+                if chunk:
+                    chunks += 1
+                    if not first:
+                        first = now_ns()
+        return first - start, now_ns() - start, chunks
+
+    def work() -> list[tuple[int, int, int]]:
+        client = _client("httpx")
+        for _ in range(spec["warmup"]):
+            one(client)
+        with _profiled(spec):
+            out = [one(client) for _ in range(spec["calls"])]
+        client.close()
+        return out
+
+    results = contender.run(work)
+    return {
+        "ttfc_ms": statistics.median(r[0] for r in results) / 1e6,
+        "ttlc_ms": statistics.median(r[1] for r in results) / 1e6,
+        "chunks_seen": statistics.median(r[2] for r in results),
+        **contender.check(),
+    }
+
+
+def _indices(count: int, sample: int, warmup: int) -> tuple[list[int], list[int]]:
+    """``sample`` indices spread evenly over ``range(count)``, and ``warmup`` others before them."""
+    step = count / sample
+    chosen = sorted({min(count - 1, int(i * step + step / 2)) for i in range(sample)})
+    taken = set(chosen)
+    spare = [i for i in range(count) if i not in taken][:warmup]
+    return chosen, spare
+
+
+def scenario_replay_setup(spec: Spec) -> Result:
+    """Record ``count`` distinct calls (``/json?i=k``) as one contender's recording."""
+    kind, count, base = spec["contender"], spec["count"], spec["base_url"]
+    out = Path(spec["output"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = now_ns()
+    if kind == "mock":
+        import httpx
+
+        with httpx.Client() as client:
+            exchanges = []
+            for i in range(count):
+                url = f"{base}/json?i={i}"
+                response = client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS)
+                exchanges.append(
+                    {
+                        "url": url,
+                        "status": response.status_code,
+                        "headers": list(response.headers.items()),
+                        "body": response.text,
+                    }
+                )
+        out.write_text(json.dumps(exchanges))
+        return {"seconds": (now_ns() - start) / 1e9, "path": str(out)}
+    if kind == "vcrpy":
+        return _vcr_cassette(count, base, out, start)
+    import httpx
+
+    import agenttrace
+
+    trace_dir = Path(spec["scratch"]) / "traces"
+    agenttrace.init(trace_dir=str(trace_dir), quiet=True)
+
+    @agenttrace.run("perf-replay-source")
+    def record() -> None:
+        with httpx.Client() as client:
+            for i in range(count):
+                client.post(f"{base}/json?i={i}", content=REQUEST_BODY, headers=JSON_HEADERS)
+
+    record()
+    check = check_recorded(trace_dir, count)
+    files = sorted(trace_dir.glob("*.jsonl"))
+    files[0].replace(out)
+    return {"seconds": (now_ns() - start) / 1e9, "path": str(out), **check}
+
+
+def _vcr_cassette(count: int, base: str, out: Path, start: int) -> Result:
+    """A vcrpy cassette of ``count`` calls: one interaction vcrpy records, cloned per id.
+
+    Recording the calls one by one is quadratic in vcrpy (each new request is matched against
+    every one already recorded): 10,000 calls took 685 s here. The clones differ from what
+    vcrpy would record only in the id in the URL and the response body, which is exactly
+    what recording them one by one would give, and they are written by vcrpy's own serializer.
+    """
+    _require("vcr", "vcrpy")
+    import copy
+
+    import httpx
+    import vcr
+    from vcr.serializers import yamlserializer
+
+    seed = out.with_suffix(".seed.yaml")
+    with vcr.VCR().use_cassette(str(seed), record_mode="all"), httpx.Client() as client:
+        client.post(f"{base}/json?i=0", content=REQUEST_BODY, headers=JSON_HEADERS)
+    data = yamlserializer.deserialize(seed.read_text())
+    template = data["interactions"][0]
+    body = template["response"]["body"]["string"]
+    interactions = []
+    for i in range(count):
+        clone = copy.deepcopy(template)
+        clone["request"]["uri"] = f"{base}/json?i={i}"
+        clone["response"]["body"]["string"] = body.replace('"id":"000000"', f'"id":"{i % 1_000_000:06d}"', 1)
+        interactions.append(clone)
+    data["interactions"] = interactions
+    out.write_text(yamlserializer.serialize(data))
+    return {"seconds": (now_ns() - start) / 1e9, "path": str(out)}
+
+
+def scenario_replay(spec: Spec) -> Result:
+    """Per-call cost of serving recorded calls from a recording of ``count`` calls, and its load time."""
+    kind, count, base = spec["contender"], spec["count"], spec["base_url"]
+    path = spec["recording"]
+    chosen, spare = _indices(count, spec["sample"], spec["warmup"])
+    import httpx
+
+    def calls(client: httpx.Client) -> list[int]:
+        for i in spare:
+            client.post(f"{base}/json?i={i}", content=REQUEST_BODY, headers=JSON_HEADERS).read()
+        timings = []
+        with _profiled(spec):
+            for i in chosen:
+                url = f"{base}/json?i={i}"
+                begin = now_ns()
+                response = client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS)
+                body = response.content
+                timings.append(now_ns() - begin)
+                if response.status_code != 200 or b'"id":"%06d"' % i not in body:
+                    raise Skip(f"{kind} served a wrong response for call {i}")
+        return timings
+
+    extra: Result = {}
+    start = now_ns()
+    if kind == "mock":
+        with open(path, encoding="utf-8") as handle:
+            table = {e["url"]: (e["status"], e["headers"], e["body"].encode()) for e in json.load(handle)}
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            status, headers, content = table[str(request.url)]
+            return httpx.Response(status, headers=headers, content=content)
+
+        load_s = (now_ns() - start) / 1e9
+        with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+            timings = calls(client)
+    elif kind == "vcrpy":
+        _require("vcr", "vcrpy")
+        import vcr
+
+        cassette = vcr.VCR().use_cassette(path, record_mode="none")
+        cassette.__enter__()
+        load_s = (now_ns() - start) / 1e9
+        try:
+            with httpx.Client() as client:
+                timings = calls(client)
+        finally:
+            cassette.__exit__(None, None, None)
+    else:
+        import agenttrace
+
+        load_events = getattr(agenttrace, "load_events", None)
+        if load_events is None:
+            raise Skip("agenttrace.load_events() does not exist yet (replay layer not built)")
+        events = load_events(path)
+        loaded = now_ns()
+        agenttrace.init(
+            mode="replay", replay_events=events, trace_dir=str(Path(spec["scratch"]) / "traces"), quiet=True
+        )
+        configured = now_ns()
+        stamps: list[int] = []
+
+        @agenttrace.run("perf-replay")
+        def replay() -> list[int]:
+            stamps.append(now_ns())
+            with httpx.Client() as client:
+                return calls(client)
+
+        timings = replay()
+        load_s = (stamps[0] - start) / 1e9
+        extra = {
+            "load_events_s": (loaded - start) / 1e9,
+            "init_s": (configured - loaded) / 1e9,
+            "run_start_s": (stamps[0] - configured) / 1e9,
+        }
+    return {"us_per_call": statistics.median(timings) / 1e3, "load_s": load_s, "sampled": len(chosen), **extra}
+
+
+def scenario_export(spec: Spec) -> Result:
+    """A 200-call AgentTrace run; the harness times the whole process, this times the run."""
+    import httpx
+
+    import agenttrace
+
+    if spec["contender"] == "backend" and importlib.util.find_spec("agenttrace.exporters.backend") is None:
+        raise Skip("agenttrace.exporters.backend does not exist yet (export layer not built)")
+    url = spec["base_url"] + "/json?i=1"
+    agenttrace.init(quiet=True)
+    start = now_ns()
+
+    @agenttrace.run("perf-export")
+    def agent() -> None:
+        with httpx.Client() as client:
+            for _ in range(spec["calls"]):
+                client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS).read()
+
+    agent()
+    return {"run_s": (now_ns() - start) / 1e9}
+
+
+def scenario_memory(spec: Spec) -> Result:
+    """Peak RSS while reading ``calls`` responses of 1 MiB each with httpx under the contender."""
+    url = spec["base_url"] + "/big"
+    contender = make_contender(spec, "httpx")
+    spec["expect_calls"] = spec["warmup"] + spec["calls"]
+    marks: dict[str, int] = {}
+
+    def work() -> int:
+        client = _client("httpx")
+        total = 0
+        for _ in range(spec["warmup"]):
+            total += len(client.get(url).content)
+        marks["before_kib"] = _rss_kib()
+        for _ in range(spec["calls"]):
+            response = client.get(url)
+            total += len(response.content)
+            del response
+        client.close()
+        return total
+
+    start = now_ns()
+    total = contender.run(work)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = (now_ns() - start) / 1e9
+    checked = contender.check()
+    return {
+        "peak_mib": peak_kib / 1024,
+        "before_mib": marks["before_kib"] / 1024,
+        "received_mib": total / (1 << 20),
+        "seconds": seconds,
+        **checked,
+    }
+
+
+SCENARIOS: dict[str, Callable[[Spec], Result]] = {
+    "record": scenario_record,
+    "stream": scenario_stream,
+    "replay-setup": scenario_replay_setup,
+    "replay": scenario_replay,
+    "export": scenario_export,
+    "memory": scenario_memory,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the spec given as the one argument; print ``PERF-RESULT <json>`` last."""
+    args = sys.argv[1:] if argv is None else argv
+    spec: Spec = json.loads(args[0])
+    try:
+        result = SCENARIOS[spec["scenario"]](spec)
+    except Skip as exc:
+        result = {"skipped": str(exc)}
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"skipped": f"failed: {type(exc).__name__}: {exc}"[:300]}
+    sys.stdout.write(RESULT_MARK + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""`agenttrace demo` records the bundled agent, stops its server, and replays it identically."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import _CLEAN_ENV
+
+
+def test_demo_command_shows_identical_outputs(tmp_path: Path) -> None:
+    """The demo exits 0 and says the recorded and replayed outputs are identical."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agenttrace._cli", "demo", "--trace-dir", str(tmp_path / "traces")],
+        capture_output=True,
+        text=True,
+        env=_CLEAN_ENV,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4. identical" in done.stdout
+    assert len(list((tmp_path / "traces").glob("*.jsonl"))) == 2  # the recording and the replay's own trace

@@ -1,0 +1,169 @@
+"""The matcher on Exchange objects built directly: keys, occurrences, volatile headers, diffs, threads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+
+from agenttrace._model import Body, Exchange, RequestData, ResponseData
+from agenttrace._replay._matcher import Entry, Matcher, Miss, normalize_url
+
+
+def _exchange(
+    url: str,
+    body: object = None,
+    step: tuple[str, ...] = ("s",),
+    method: str = "POST",
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),),
+    answer: str = "ok",
+    ordinal: int = 0,
+) -> Exchange:
+    raw = b"" if body is None else json.dumps(body).encode()
+    data = answer.encode()
+    return Exchange(
+        library="httpx",
+        ordinal=ordinal,
+        step_path=step,
+        request=RequestData(method, url, headers, raw),
+        response=ResponseData(200, (), Body(data, len(data), hashlib.sha256(data).hexdigest())),
+        trace_id="t1",
+    )
+
+
+def _request(
+    url: str, body: object = None, method: str = "POST", headers: tuple[tuple[str, str], ...] = ()
+) -> RequestData:
+    raw = b"" if body is None else json.dumps(body).encode()
+    return RequestData(method, url, (("content-type", "application/json"), *headers), raw)
+
+
+def _served(found: Entry | Miss) -> str:
+    assert isinstance(found, Entry), found.describe() if isinstance(found, Miss) else found
+    assert found.exchange.response is not None
+    return found.exchange.response.body.data.decode()
+
+
+def test_json_bodies_compare_as_data_and_queries_in_any_order() -> None:
+    """Key order, whitespace, query order, host case and default port do not matter."""
+    m = Matcher([_exchange("https://API.example.com:443/v1?b=2&a=1", {"x": 1, "y": [1, 2]})])
+    req = RequestData(
+        "post", "https://api.example.com/v1?a=1&b=2", (("content-type", "application/json"),), b'{ "y": [1,2], "x": 1 }'
+    )
+    assert _served(m.match(req, ("s",))) == "ok"
+
+
+def test_volatile_and_secret_headers_are_ignored_but_others_compared() -> None:
+    """traceparent, user-agent, x-stainless-*, idempotency keys and secrets never cause a miss."""
+    recorded = (
+        ("content-type", "application/json"),
+        ("traceparent", "00-aaa-bbb-01"),
+        ("user-agent", "OpenAI/Python 1.0"),
+        ("x-stainless-retry-count", "0"),
+        ("idempotency-key", "stainless-python-retry-1"),
+        ("authorization", "[REDACTED sha256:deadbeef]"),
+        ("x-tenant", "acme"),
+    )
+    m = Matcher(
+        [_exchange("http://h/a", {"q": 1}, headers=recorded), _exchange("http://h/a", {"q": 1}, headers=recorded)]
+    )
+    live = (
+        ("traceparent", "00-ccc-ddd-01"),
+        ("user-agent", "OpenAI/Python 2.0"),
+        ("x-stainless-retry-count", "1"),
+        ("idempotency-key", "other"),
+        ("authorization", "[REDACTED sha256:0badf00d]"),
+        ("x-tenant", "acme"),
+    )
+    assert isinstance(m.match(_request("http://h/a", {"q": 1}, headers=live), ("s",)), Entry)
+    miss = m.match(_request("http://h/a", {"q": 1}, headers=(("x-tenant", "other"),)), ("s",))
+    assert isinstance(miss, Miss)
+    assert 'header \'x-tenant\': recorded "acme", called "other"' in miss.describe()
+
+
+def test_equal_calls_are_served_in_recorded_order_then_miss() -> None:
+    """The n-th equal call in a step gets the n-th response; one more is an occurrence miss."""
+    m = Matcher([_exchange("http://h/a", {"q": 1}, answer=f"r{i}", ordinal=i) for i in range(3)])
+    assert [_served(m.match(_request("http://h/a", {"q": 1}), ("s",))) for _ in range(3)] == ["r0", "r1", "r2"]
+    miss = m.match(_request("http://h/a", {"q": 1}), ("s",))
+    assert isinstance(miss, Miss)
+    assert "recorded 3 time(s) in this step and every one was already served" in miss.describe()
+
+
+def test_step_is_part_of_the_causal_position() -> None:
+    """The same call from another step is a miss whose diff names the steps."""
+    m = Matcher([_exchange("http://h/a", {"q": 1}, step=("search",))])
+    miss = m.match(_request("http://h/a", {"q": 1}), ("answer",))
+    assert isinstance(miss, Miss)
+    assert "step: recorded 'search', called 'answer'" in miss.describe()
+
+
+def test_diff_names_json_path_query_param_and_url() -> None:
+    """The closest recorded call is found and each difference is named precisely."""
+    m = Matcher(
+        [
+            _exchange("http://h/chat?model=a", {"messages": [{"role": "user", "content": "Hi"}], "n": 1}),
+            _exchange("http://h/other", {"z": 1}),
+        ]
+    )
+    miss = m.match(
+        _request("http://h/chat?model=b", {"messages": [{"role": "user", "content": "Hello"}], "n": 1}), ("s",)
+    )
+    assert isinstance(miss, Miss)
+    text = miss.describe()
+    assert "closest: POST http://h/chat?model=a" in text
+    assert 'query param \'model\': recorded "a", called "b"' in text
+    assert 'body $.messages[0].content: recorded "Hi", called "Hello"' in text
+    miss = m.match(
+        _request("http://h/chat2?model=a", {"messages": [{"role": "user", "content": "Hi"}], "n": 1}), ("s",)
+    )
+    assert isinstance(miss, Miss)
+    assert "url: recorded http://h/chat, called http://h/chat2" in miss.describe()
+
+
+def test_threads_interleaving_differently_get_their_own_responses() -> None:
+    """200 calls with distinct bodies served from 8 threads in shuffled order: each gets its own."""
+    m = Matcher([_exchange("http://h/a", {"task": i}, answer=f"r{i}") for i in range(200)])
+    order = list(range(200))
+    random.Random(7).shuffle(order)
+    got: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def worker(items: list[int]) -> None:
+        for i in items:
+            answer = _served(m.match(_request("http://h/a", {"task": i}), ("s",)))
+            with lock:
+                got[i] = answer
+
+    threads = [threading.Thread(target=worker, args=(order[k::8],)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {i: f"r{i}" for i in range(200)}
+    assert m.unused() == []
+
+
+def test_unused_lists_calls_never_served() -> None:
+    """unused() returns what the run never asked for, optionally for one recorded trace."""
+    m = Matcher([_exchange("http://h/a"), _exchange("http://h/b")])
+    m.match(_request("http://h/a"), ("s",))
+    assert [e.request.url for e in m.unused()] == ["http://h/b"]
+    assert m.unused("other-trace") == []
+
+
+def test_lookup_does_not_scan_the_recording() -> None:
+    """A hit touches one hash bucket: 10,000 distinct recorded calls, every lookup a direct hit."""
+    m = Matcher([_exchange(f"http://h/item/{i}", {"i": i}, answer=str(i)) for i in range(10_000)])
+    for i in (0, 5_000, 9_999):
+        assert _served(m.match(_request(f"http://h/item/{i}", {"i": i}), ("s",))) == str(i)
+    assert len(m._index) == 10_000  # one bucket per distinct call: lookups are O(1)
+
+
+def test_normalize_url() -> None:
+    """Normalization keeps what matters and drops what does not."""
+    assert normalize_url("HTTP://Example.COM:80/a%7Eb?z=1&a=2#frag") == "http://example.com/a~b?a=2&z=1"
+    assert normalize_url("http://h/?k=[REDACTED sha256:abcd1234]") == normalize_url(
+        "http://h/?k=[REDACTED sha256:ffff0000]"
+    )
