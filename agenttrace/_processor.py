@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,17 @@ class RunFileProcessor(SpanProcessor):
         self.enabled = True
         self.folder = Path(".agenttrace/traces")
         self.quiet = False
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # A forked child writes its own partial file (named by its pid) for the traces it
+        # inherited, merged into the same <trace_id>.jsonl when it commits.
+        from agenttrace.exporters.local import TraceFile
+
+        self._lock = threading.Lock()
+        for trace_id, (inherited, count) in list(self._open.items()):
+            inherited.forget_after_fork()
+            self._open[trace_id] = (TraceFile(self.folder, trace_id), count)
 
     def open_trace(self, trace_id: int) -> None:
         """Start (or join) the file of ``trace_id``."""

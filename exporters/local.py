@@ -8,6 +8,7 @@ a half-written trace file, even if the process is killed mid-run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -23,6 +24,10 @@ __all__ = ["TraceFile"]
 # Encoded spans are written out once this many characters are pending: memory stays bounded
 # however large the run, and small runs cost one write.
 _FLUSH_CHARS = 1 << 20
+
+# Open files inherited across fork(), kept alive so their buffers are never flushed (see
+# TraceFile.forget_after_fork).
+_FORKED_AWAY: list[IO[str]] = []
 
 
 def _size_hint(encoded: dict[str, Any]) -> int:
@@ -109,6 +114,20 @@ class TraceFile:
                 self._discard()
                 return None
             return self.path
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's partial file without writing to it.
+
+        The child's copy of the open file still holds the parent's unflushed buffer; closing the
+        descriptor first makes any later flush of that copy fail harmlessly instead of writing
+        the parent's spans a second time. The object is kept so it is never flushed by GC.
+        """
+        if self._file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                os.close(self._file.fileno())
+            _FORKED_AWAY.append(self._file)
+            self._file = None
+        self._pending.clear()
 
     def _discard(self) -> None:
         if self._file is not None:

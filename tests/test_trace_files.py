@@ -288,3 +288,38 @@ def test_many_runs_leave_complete_files(run_agent: Any) -> None:
     assert len(files) == 50
     seen = sorted(s.attributes["agenttrace.step.kwargs.i"] for f in files for s in read_spans(f) if s.name == "s")
     assert seen == list(range(50))
+
+
+def test_fork_inside_a_run_writes_each_span_once(run_agent: Any) -> None:
+    """A child forked mid-run never rewrites the parent's buffered spans: each span is in the file once."""
+    result = run_agent(
+        """
+        import os, agenttrace
+
+        @agenttrace.run("forking")
+        def main():
+            for i in range(60):
+                with agenttrace.step(f"before-{i}", payload="x" * 20000):
+                    pass
+            with agenttrace.step("buffered"):
+                pass
+            pid = os.fork()
+            with agenttrace.step("child" if pid == 0 else "parent"):
+                pass
+            if pid == 0:
+                os._exit(0)  # as multiprocessing's forked workers leave
+            os.waitpid(pid, 0)
+            return pid
+
+        main()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    (file,) = result.files()
+    spans = read_spans(file)
+    ids = [s.span_id for s in spans]
+    assert len(ids) == len(set(ids))
+    names = [s.name for s in spans]
+    assert names.count("buffered") == 1
+    assert names.count("before-0") == 1
+    assert "parent" in names

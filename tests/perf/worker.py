@@ -274,10 +274,10 @@ def _rss_kib() -> int:
     return 0
 
 
-def _profiled(spec: Spec) -> contextlib.AbstractContextManager[Any]:
-    """pyinstrument around the measured calls when the harness asks for a profile."""
+def _profiled(spec: Spec, part: str = "calls") -> contextlib.AbstractContextManager[Any]:
+    """pyinstrument around one part ("calls" or "load") when ``spec["profile"]`` asks for it."""
     target = spec.get("profile")
-    if not target:
+    if not target or spec.get("profile_part", "calls") != part:
         return contextlib.nullcontext()
     _require("pyinstrument", "pyinstrument")
     from pyinstrument import Profiler
@@ -501,12 +501,13 @@ def scenario_replay(spec: Spec) -> Result:
         load_events = getattr(agenttrace, "load_events", None)
         if load_events is None:
             raise Skip("agenttrace.load_events() does not exist yet (replay layer not built)")
-        events = load_events(path)
-        loaded = now_ns()
-        agenttrace.init(
-            mode="replay", replay_events=events, trace_dir=str(Path(spec["scratch"]) / "traces"), quiet=True
-        )
-        configured = now_ns()
+        with _profiled(spec, "load"):
+            events = load_events(path)
+            loaded = now_ns()
+            agenttrace.init(
+                mode="replay", replay_events=events, trace_dir=str(Path(spec["scratch"]) / "traces"), quiet=True
+            )
+            configured = now_ns()
         stamps: list[int] = []
 
         @agenttrace.run("perf-replay")
