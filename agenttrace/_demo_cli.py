@@ -12,7 +12,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
@@ -20,7 +19,9 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``demo`` command's arguments."""
-    parser.add_argument("--trace-dir", default=None, help="keep the demo's trace files here (default: a temp folder)")
+    parser.add_argument(
+        "--trace-dir", default=".agenttrace/demo", help="where the demo's trace files go (default: ./.agenttrace/demo)"
+    )
     parser.add_argument("--question", default="Where is my order 1234?", help="what the demo user asks")
 
 
@@ -38,42 +39,41 @@ def run(args: argparse.Namespace) -> int:
     """Record, stop the server, replay in governance, compare; 0 when the outputs are identical."""
     from ._demo.llm_server import FakeLLMServer
 
-    with tempfile.TemporaryDirectory(prefix="agenttrace-demo-") as scratch:
-        trace_dir = Path(args.trace_dir or scratch).resolve()
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTTRACE_")}
-        base_env.update({"AGENTTRACE_TRACE_DIR": str(trace_dir), "AGENTTRACE_QUIET": "1"})
-        server = FakeLLMServer().start()
-        print(f"1. fake LLM server listening on {server.base_url}")
-        try:
-            recorded = _agent(base_env, server.openai_base_url, args.question)
-        finally:
-            calls = server.calls
-            server.stop()
-        if recorded.returncode != 0:
-            print(recorded.stderr, file=sys.stderr)
-            print("agenttrace demo: the recording run failed", file=sys.stderr)
-            return 1
-        traces = sorted(trace_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
-        trace = traces[-1]
-        print(f"2. recorded the agent: {calls} LLM call(s) -> {trace}")
-        _show("recorded output", recorded.stdout)
-        print(f"\n3. server stopped; replaying in governance from {trace.name} (no network)")
-        replay_env = {
-            **base_env,
-            "AGENTTRACE_MODE": "replay",
-            "AGENTTRACE_REPLAY_EVENTS_FILE": str(trace),
-            "AGENTTRACE_GOVERNANCE_LEVEL": "governance",
-        }
-        replayed = _agent(replay_env, server.openai_base_url, args.question)
-        if replayed.returncode != 0:
-            print(replayed.stderr, file=sys.stderr)
-            print("agenttrace demo: the replay failed", file=sys.stderr)
-            return 1
-        _show("replayed output", replayed.stdout)
-        if replayed.stdout != recorded.stdout:
-            print("\nagenttrace demo: the outputs differ", file=sys.stderr)
-            return 1
-        print("\n4. identical: every response, stream chunk and random id came from the recording.")
-        if args.trace_dir:  # the temp folder is gone once the demo returns
-            print(f"   Replay it again: agenttrace replay {trace} -- python -m agenttrace._demo.agent --base-url ...")
-        return 0
+    trace_dir = Path(args.trace_dir).resolve()
+    before = set(trace_dir.glob("*.jsonl"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTTRACE_")}
+    base_env.update({"AGENTTRACE_TRACE_DIR": str(trace_dir), "AGENTTRACE_QUIET": "1"})
+    server = FakeLLMServer().start()
+    print(f"1. fake LLM server listening on {server.base_url}")
+    try:
+        recorded = _agent(base_env, server.openai_base_url, args.question)
+    finally:
+        calls = server.calls
+        server.stop()
+    if recorded.returncode != 0:
+        print(recorded.stderr, file=sys.stderr)
+        print("agenttrace demo: the recording run failed", file=sys.stderr)
+        return 1
+    (trace,) = set(trace_dir.glob("*.jsonl")) - before
+    trace = Path(os.path.relpath(trace))
+    print(f"2. recorded the agent: {calls} LLM call(s) -> {trace}")
+    _show("recorded output", recorded.stdout)
+    print(f"\n3. server stopped; replaying in governance from {trace.name} (no network)")
+    replay_env = {
+        **base_env,
+        "AGENTTRACE_MODE": "replay",
+        "AGENTTRACE_REPLAY_EVENTS_FILE": str(trace),
+        "AGENTTRACE_GOVERNANCE_LEVEL": "governance",
+    }
+    replayed = _agent(replay_env, server.openai_base_url, args.question)
+    if replayed.returncode != 0:
+        print(replayed.stderr, file=sys.stderr)
+        print("agenttrace demo: the replay failed", file=sys.stderr)
+        return 1
+    _show("replayed output", replayed.stdout)
+    if replayed.stdout != recorded.stdout:
+        print("\nagenttrace demo: the outputs differ", file=sys.stderr)
+        return 1
+    print("\n4. identical: every response, stream chunk and random id came from the recording.")
+    print(f"   See the recorded run:  agenttrace show {trace}")
+    return 0

@@ -35,6 +35,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from . import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from ._warn import warn_once
 
 if TYPE_CHECKING:
@@ -409,7 +410,7 @@ class ExportHub(SpanProcessor):
         lanes = tuple(self.lanes.values())
         for lane in lanes:
             lane.on_end(span)
-        if span.attributes and span.attributes.get("agenttrace.kind") == "run" and _in_worker_process():
+        if span.attributes and span.attributes.get(S.KIND) == "run" and _in_worker_process():
             deadline = time.monotonic() + _exit_timeout()
             for lane in lanes:
                 lane.settle(deadline)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib.util
+import os
 from typing import Any
 
 from ._runtime import runtime
@@ -16,13 +17,19 @@ from ._warn import warn_once
 
 __all__ = ["INSTRUMENTORS", "install", "uninstall"]
 
-# (distribution module that must be importable, instrumentor module, class)
-INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
-    ("httpx", "agenttrace.instrumentors.httpx", "HttpxInstrumentor"),
-    ("httpx2", "agenttrace.instrumentors.httpx2", "Httpx2Instrumentor"),
-    ("urllib3", "agenttrace.instrumentors.urllib3", "Urllib3Instrumentor"),
-    ("socket", "agenttrace.instrumentors.socket", "SocketInstrumentor"),
+# (entry-point name in pyproject.toml, module that must be importable, instrumentor module, class)
+INSTRUMENTORS: tuple[tuple[str, str, str, str], ...] = (
+    ("agenttrace_httpx", "httpx", "agenttrace.instrumentors.httpx", "HttpxInstrumentor"),
+    ("agenttrace_httpx2", "httpx2", "agenttrace.instrumentors.httpx2", "Httpx2Instrumentor"),
+    ("agenttrace_urllib3", "urllib3", "agenttrace.instrumentors.urllib3", "Urllib3Instrumentor"),
+    ("agenttrace_socket", "socket", "agenttrace.instrumentors.socket", "SocketInstrumentor"),
 )
+
+
+def _disabled() -> set[str]:
+    # The variable opentelemetry-instrument reads, honoured the same way when @run installs ours.
+    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
 
 # Instrumentors this module turned on, so teardown leaves alone those the user enabled.
 _ours: list[Any] = []
@@ -37,8 +44,9 @@ def _available(module: str) -> bool:
 
 def install() -> None:
     """Instrument every library that is installed (called when the first run starts)."""
-    for library, module_name, class_name in INSTRUMENTORS:
-        if not _available(library) or not _available(module_name):
+    disabled = _disabled()
+    for entry_point, library, module_name, class_name in INSTRUMENTORS:
+        if entry_point in disabled or not _available(library) or not _available(module_name):
             continue
         try:
             module = importlib.import_module(module_name)

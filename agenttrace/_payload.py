@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _schema as S  # noqa: N812 - the schema's names read as S.BODY_FILTERED
 from ._filter import FILTERED, Filter
 from ._model import Body, RequestData
 
@@ -47,8 +48,7 @@ __all__ = [
     "set_extra_redacted_headers",
 ]
 
-# Marks a body that a step filter changed: replay then knows the bytes are not what was sent.
-BODY_FILTERED = "agenttrace.body.filtered"
+BODY_FILTERED = S.BODY_FILTERED
 
 DEFAULT_REDACTED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}

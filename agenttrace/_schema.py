@@ -73,6 +73,7 @@ BODY_ENCODING = "agenttrace.body.encoding"  # "utf-8" | "base64"
 BODY_SIZE = "agenttrace.body.size"  # full size in bytes, even when truncated
 BODY_SHA256 = "agenttrace.body.sha256"  # hex digest of the full body
 BODY_TRUNCATED = "agenttrace.body.truncated"  # True when cut at max_body_bytes
+BODY_FILTERED = "agenttrace.body.filtered"  # True when a step filter changed the bytes (replay knows)
 
 STREAM_CHUNK_SIZES = "agenttrace.stream.chunk_sizes"  # int[]: boundaries of the chunks in BODY
 STREAM_CHUNK_OFFSETS = "agenttrace.stream.chunk_offsets_ns"  # int[]: each chunk's time after the response head
@@ -84,3 +85,20 @@ ERROR_PHASE = "agenttrace.error.phase"  # "request" | "stream"
 
 ENTROPY_SOURCES = "agenttrace.entropy.sources"  # str[]: "uuid4", "urandom", "random", ...
 ENTROPY_VALUES = "agenttrace.entropy.values"  # str[]: base64 of each draw, in order
+
+# Socket instrumentor: DNS lookups and raw connects made outside an instrumented client.
+DNS_FUNCTION = "agenttrace.dns.function"  # "getaddrinfo", "gethostbyname", ...
+DNS_HOST = "agenttrace.dns.host"
+DNS_PORT = "agenttrace.dns.port"
+DNS_ANSWER = "agenttrace.dns.answer"  # JSON of what the lookup returned
+CONNECT_HOST = "agenttrace.connect.host"
+CONNECT_PORT = "agenttrace.connect.port"
+
+# Replay report, on the replay run's span.
+REPLAY_SOURCE = "agenttrace.replay.source"
+REPLAY_CALLS_SERVED = "agenttrace.replay.calls_served"
+REPLAY_CALLS_MISSED = "agenttrace.replay.calls_missed"
+REPLAY_LEAKS = "agenttrace.replay.leaks"
+REPLAY_CALLS_UNUSED = "agenttrace.replay.calls_unused"
+REPLAY_ENTROPY_SERVED = "agenttrace.replay.entropy_served"
+REPLAY_VIOLATIONS = "agenttrace.replay.violations"

@@ -17,7 +17,9 @@ _RESULT_CHARS = 120
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agenttrace show``."""
-    parser.add_argument("file", help="a trace file (.jsonl) written by AgentTrace or downloaded from the backend")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="trace files (.jsonl) written by AgentTrace or downloaded"
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
 
 
@@ -28,6 +30,20 @@ def _duration(span: SpanRecord) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
+
+
+def _body_note(span: SpanRecord) -> str:
+    for name, _, attrs in span.events:
+        if name == S.EVENT_RESPONSE:
+            size = int(attrs.get(S.BODY_SIZE, 0))
+            note = f"  [dim]{size / 1024:.1f} KB[/]" if size >= 1024 else f"  [dim]{size} B[/]"
+            chunks = attrs.get(S.STREAM_CHUNK_SIZES)
+            if chunks and len(chunks) > 1:
+                note += f" [dim]in {len(chunks)} chunks ({attrs.get(S.STREAM_END, 'complete')})[/]"
+            if attrs.get(S.BODY_TRUNCATED):
+                note += " [yellow]truncated[/]"
+            return note
+    return ""
 
 
 def _label(span: SpanRecord) -> str:
@@ -52,7 +68,7 @@ def _label(span: SpanRecord) -> str:
         status = attrs.get("http.response.status_code")
         outcome = f"→ {status}" if status is not None else f"→ [red]{escape(str(attrs.get('error.type', 'error')))}[/]"
         replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
-        parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}")
+        parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
     else:
         parts.append(f"[dim]{escape(span.name)}[/]")
     parts.append(f"[dim]{_duration(span)}[/]")
@@ -94,20 +110,23 @@ def render(spans: list[SpanRecord]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the trace file as a tree; exit 2 with the reason if it cannot be read."""
+    """Print each trace file as a tree; exit 2 (after the others) if one cannot be read."""
     from rich.console import Console
 
     # Piped output (CI logs, `| less`) is not cut at 80 columns.
     width = None if sys.stdout.isatty() else 200
     console = Console(no_color=args.no_color, highlight=False, width=width)
-    try:
-        spans = read_spans(args.file)
-    except AgentTraceError as exc:
-        print(f"agenttrace show: {exc}", file=sys.stderr)
-        return 2
-    if not spans:
-        console.print(f"{args.file}: no spans")
-        return 0
-    console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)", markup=False)
-    console.print(render(spans))
-    return 0
+    code = 0
+    for file in args.files:
+        try:
+            spans = read_spans(file)
+        except AgentTraceError as exc:
+            print(f"agenttrace show: {exc}", file=sys.stderr)
+            code = 2
+            continue
+        if not spans:
+            console.print(f"{file}: no spans", markup=False)
+            continue
+        console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)  {file}", markup=False)
+        console.print(render(spans))
+    return code

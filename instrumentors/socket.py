@@ -69,7 +69,7 @@ def _record(name: str, attributes: dict[str, Any], event: str, payload: dict[str
         _capture.exit_call(token)
     try:
         if event == S.EVENT_DNS:
-            payload["agenttrace.dns.answer"] = _answer(result)
+            payload[S.DNS_ANSWER] = _answer(result)
         span.add_event(event, payload)
     except Exception as exc:  # noqa: BLE001 - the result goes back untouched
         _capture.internal_error("socket", exc)
@@ -111,9 +111,9 @@ class SocketInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 host = args[0] if args else kw.get("host", "")
                 attributes = _common("dns")
                 attributes["server.address"] = str(host)
-                payload = {"agenttrace.dns.function": name, "agenttrace.dns.host": str(host)}
+                payload = {S.DNS_FUNCTION: name, S.DNS_HOST: str(host)}
                 if name == "getaddrinfo" and len(args) > 1:
-                    payload["agenttrace.dns.port"] = str(args[1])
+                    payload[S.DNS_PORT] = str(args[1])
                 return _record("dns", attributes, S.EVENT_DNS, payload, lambda: original(*args, **kw))
 
             lookup.__wrapped__ = original  # type: ignore[attr-defined]
@@ -129,7 +129,7 @@ class SocketInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 host, port = (address[0], address[1]) if isinstance(address, tuple) else (str(address), 0)
                 attributes["server.address"] = str(host)
                 attributes["server.port"] = int(port)
-                payload = {"agenttrace.connect.host": str(host), "agenttrace.connect.port": int(port)}
+                payload = {S.CONNECT_HOST: str(host), S.CONNECT_PORT: int(port)}
                 return _record("connect", attributes, S.EVENT_CONNECT, payload, lambda: original(sock, address))
 
             connect.__wrapped__ = original  # type: ignore[attr-defined]

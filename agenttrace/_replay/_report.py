@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from .._errors import ReplayMismatchError
 from .._model import Exchange
+from .._schema import (
+    REPLAY_CALLS_MISSED,
+    REPLAY_CALLS_SERVED,
+    REPLAY_CALLS_UNUSED,
+    REPLAY_ENTROPY_SERVED,
+    REPLAY_LEAKS,
+    REPLAY_SOURCE,
+    REPLAY_VIOLATIONS,
+)
 from .._warn import say
 from ._session import ReplaySession, RunStats
 
@@ -24,13 +33,6 @@ __all__ = [
     "report",
 ]
 
-REPLAY_SOURCE = "agenttrace.replay.source"
-REPLAY_CALLS_SERVED = "agenttrace.replay.calls_served"
-REPLAY_CALLS_MISSED = "agenttrace.replay.calls_missed"
-REPLAY_LEAKS = "agenttrace.replay.leaks"
-REPLAY_CALLS_UNUSED = "agenttrace.replay.calls_unused"
-REPLAY_ENTROPY_SERVED = "agenttrace.replay.entropy_served"
-REPLAY_VIOLATIONS = "agenttrace.replay.violations"
 
 _LISTED = 5  # lines per category on stderr; the span holds the counts
 
