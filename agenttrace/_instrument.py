@@ -28,7 +28,14 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-__all__ = ["AgentTraceConfigurator", "AgentTraceDistro", "bootstrap", "main", "start_process_run"]
+__all__ = [
+    "AgentTraceConfigurator",
+    "AgentTraceDistro",
+    "boot_pythonpath",
+    "bootstrap",
+    "main",
+    "start_process_run",
+]
 
 _PARENT_RUN = "_AGENTTRACE_PROCESS_RUN"  # the run name, for multiprocessing spawn workers
 _lock = threading.Lock()
@@ -115,6 +122,13 @@ def bootstrap() -> None:
         warn_once("zero-code", f"AgentTrace is off for this process: {exc}")
 
 
+def boot_pythonpath(current: str) -> str:
+    """``PYTHONPATH`` with the folder of AgentTrace's ``sitecustomize`` first (once)."""
+    boot = str(Path(__file__).resolve().parent / "_boot")
+    paths = [p for p in current.split(os.pathsep) if p and p != boot]
+    return os.pathsep.join([boot, *paths])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``agenttrace-instrument COMMAND [ARGS...]``: run COMMAND with AgentTrace on."""
     args = sys.argv[1:] if argv is None else argv
@@ -131,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if executable is None:
         print(f"agenttrace-instrument: command not found: {args[0]}", file=sys.stderr)
         return 127
-    boot = str(Path(__file__).resolve().parent / "_boot")
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot]
-    os.environ["PYTHONPATH"] = os.pathsep.join([boot, *paths])
+    os.environ["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))
     os.execl(executable, executable, *args[1:])  # noqa: S606 - running the user's command is the point
     return 0  # not reached
 

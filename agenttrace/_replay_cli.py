@@ -58,6 +58,32 @@ def _split(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
     return parsed, command
 
 
+def _script(command: list[str]) -> tuple[str | None, Path | None]:
+    """The run name a process run would get for ``command`` (``python x.py`` or ``-m mod``), and the file."""
+    if not command or not Path(command[0]).name.startswith("python"):
+        return None, None
+    rest = command[1:]
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
+        rest = rest[1:]
+    if not rest or rest[0] == "-c":
+        return None, None
+    if rest[0] == "-m":
+        return (rest[1], None) if len(rest) > 1 else (None, None)
+    return Path(rest[0]).name, Path(rest[0])
+
+
+def _needs_process_run(command: list[str], events: list[dict[str, object]]) -> bool:
+    name, path = _script(command)
+    if name is None:
+        return False
+    if any(e.get("kind") == "run" and e.get("name") == name for e in events):
+        return True  # recorded by agenttrace-instrument: its process run bears the script's name
+    try:
+        return path is not None and "agenttrace" not in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the recording, then run the command in replay mode; return its exit code."""
     from ._errors import ConfigurationError
@@ -83,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
         env["AGENTTRACE_REPLAY_PACING"] = args.pacing
     if args.fail_on_unused:
         env["AGENTTRACE_FAIL_ON_UNUSED"] = "1"
+    if _needs_process_run(command, events):
+        # An unmodified script (recorded with agenttrace-instrument) has no @run of its own:
+        # replay it the same way, with one run per process, or its calls would go out for real.
+        from ._instrument import boot_pythonpath
+
+        env["PYTHONPATH"] = boot_pythonpath(env.get("PYTHONPATH", ""))
     level = env.get("AGENTTRACE_GOVERNANCE_LEVEL", "relaxed")
     print(f"agenttrace: replaying {calls} recorded call(s) from {args.file} ({level})", file=sys.stderr)
     try:

@@ -20,6 +20,7 @@ reported as skipped with the reason.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -55,7 +56,7 @@ Result = dict[str, Any]
 class Plan:
     """How much of each scenario to run; ``--quick`` trades rounds and calls for time."""
 
-    record_rounds: int = 9
+    record_rounds: int = 11
     record_warmup: int = 200
     record_calls: int = 1000
     stream_rounds: int = 7
@@ -225,11 +226,17 @@ def _clean_env() -> dict[str, str]:
 
 def interleave(
     ctx: Context,
-    contenders: dict[str, Callable[[], Result]],
+    contenders: Mapping[str, Callable[[], Result]],
     rounds: int,
     label: str,
 ) -> dict[str, Rounds]:
-    """Run every contender once per round, rotating the order; drop a contender once it skips."""
+    """Run every contender once per round, rotating the order.
+
+    A contender that reports a reason to skip (a peer not installed, a layer not built) is
+    dropped for the remaining rounds. One that crashed is tried again next round: the tree is
+    edited while the harness runs, and one bad moment must not erase a contender. If it never
+    succeeds it is reported as skipped with the last reason; rounds it lost are counted.
+    """
     out = {name: Rounds(name) for name in contenders}
     names = list(contenders)
     for index in range(rounds):
@@ -241,13 +248,37 @@ def interleave(
                 rounds_of.by_round.append(None)
                 continue
             result = contenders[name]()
-            if "skipped" in result:
-                rounds_of.skipped = str(result["skipped"])
-                rounds_of.by_round.append(None)
-            else:
+            reason = result.get("skipped")
+            if reason is None:
                 rounds_of.by_round.append(result)
+                continue
+            rounds_of.by_round.append(None)
+            if str(reason).startswith(_CRASHES):
+                rounds_of.failures.append(str(reason))
+            else:
+                rounds_of.skipped = str(reason)
         _progress(f"{label}: round {index + 1}/{rounds} done")
+    for rounds_of in out.values():
+        if rounds_of.skipped is None and all(r is None for r in rounds_of.by_round):
+            rounds_of.skipped = rounds_of.failures[-1] if rounds_of.failures else "never ran"
     return out
+
+
+_CRASHES = ("failed:", "worker exited", "timed out")
+
+
+def failure_notes(results: dict[str, Rounds]) -> list[str]:
+    """One note per contender that lost some (not all) rounds to a crash."""
+    return [
+        f"{r.name}: {len(r.failures)} of {len(r.by_round)} rounds failed and are left out ({r.failures[-1]})"
+        for r in results.values()
+        if r.failures and r.skipped is None
+    ]
+
+
+def _job(run: Callable[[Any], Result], argument: Any) -> Callable[[], Result]:
+    """``run(argument)`` as a job for :func:`interleave` (binds now, unlike a lambda in a loop)."""
+    return functools.partial(run, argument)
 
 
 def _progress(text: str) -> None:
@@ -314,21 +345,21 @@ def scenario_record(ctx: Context) -> Section:
     targets: list[list[str]] = []
     for lib, names in libs.items():
         specs = {
-            name: (
-                lambda name=name, lib=lib: ctx.worker(
-                    {
-                        "scenario": "record",
-                        "lib": lib,
-                        "contender": name,
-                        "warmup": plan.record_warmup,
-                        "calls": plan.record_calls,
-                    }
-                )
+            name: _job(
+                ctx.worker,
+                {
+                    "scenario": "record",
+                    "lib": lib,
+                    "contender": name,
+                    "warmup": plan.record_warmup,
+                    "calls": plan.record_calls,
+                },
             )
             for name in names
         }
         results = interleave(ctx, specs, plan.record_rounds, f"record {lib}")
         section.data[lib] = {n: r.__dict__ for n, r in results.items()}
+        section.notes.extend(failure_notes(results))
         none = results["none"]
         header = ["contender", "µs/call", "added µs/call", "issue's figure", "teardown", "captured"]
         rows: list[list[str]] = []
@@ -362,13 +393,28 @@ def scenario_record(ctx: Context) -> Section:
             target = Target(f"≤ {limit}", limit)
             if agent.skipped or results[other].skipped:
                 reason = agent.skipped or results[other].skipped
-                targets.append([f"{lib}: AgentTrace added / {other} added", f"skipped: {reason}", target.text, "—"])
+                targets.append(
+                    [f"{lib}: AgentTrace added / {other} added", f"skipped: {reason}", "—", target.text, "—"]
+                )
                 continue
             ratio = _ratio_of_added("us_per_call", none)(agent, results[other])
+            # Cross-check: the ratio of the two median added costs, less sensitive to a round
+            # where the peer's added cost was close to zero (a per-round ratio then explodes).
+            mine = paired(agent, none, _added("us_per_call"))
+            theirs = paired(results[other], none, _added("us_per_call"))
+            of_medians = mine.median / theirs.median if mine and theirs and theirs.median > 0 else None
             targets.append(
-                [f"{lib}: AgentTrace added / {other} added", fmt_paired(ratio), target.text, target.verdict(ratio)]
+                [
+                    f"{lib}: AgentTrace added / {other} added",
+                    fmt_paired(ratio),
+                    fmt(of_medians, 2),
+                    target.text,
+                    target.verdict(ratio),
+                ]
             )
-    section.table(["target", "measured (median of rounds, range)", "target", "result"], targets)
+    section.table(
+        ["target", "per-round ratio: median [min, max]", "ratio of median added", "target", "result"], targets
+    )
     return section
 
 
@@ -386,22 +432,22 @@ def scenario_stream(ctx: Context) -> Section:
     )
     names = ["none", "otel-httpx", "vcrpy", "agenttrace"]
     specs = {
-        name: (
-            lambda name=name: ctx.worker(
-                {
-                    "scenario": "stream",
-                    "contender": name,
-                    "warmup": 1,
-                    "calls": plan.stream_calls,
-                    "chunks": SSE_CHUNKS,
-                    "gap_ms": SSE_GAP_MS,
-                }
-            )
+        name: _job(
+            ctx.worker,
+            {
+                "scenario": "stream",
+                "contender": name,
+                "warmup": 1,
+                "calls": plan.stream_calls,
+                "chunks": SSE_CHUNKS,
+                "gap_ms": SSE_GAP_MS,
+            },
         )
         for name in names
     }
     results = interleave(ctx, specs, plan.stream_rounds, "stream")
     section.data = {n: r.__dict__ for n, r in results.items()}
+    section.notes.extend(failure_notes(results))
     none = results["none"]
     header = ["contender", "first chunk ms", "added to first ms", "last chunk ms", "added to last ms", "target (first)"]
     rows: list[list[str]] = []
@@ -458,7 +504,10 @@ def scenario_replay(ctx: Context) -> Section:
                 continue
             suffix = {"vcrpy": "yaml", "agenttrace": "jsonl"}.get(kind, "json")
             out = ctx.scratch / "recordings" / f"{kind}-{count}.{suffix}"
-            result = ctx.worker({"scenario": "replay-setup", "contender": kind, "count": count, "output": str(out)})
+            spec = {"scenario": "replay-setup", "contender": kind, "count": count, "output": str(out)}
+            result = ctx.worker(spec)
+            if str(result.get("skipped", "")).startswith(_CRASHES):
+                result = ctx.worker(spec)  # once more: the tree may have been mid-edit
             if "skipped" in result:
                 setup_skips[kind] = f"recording failed: {result['skipped']}"
             else:
@@ -476,7 +525,7 @@ def scenario_replay(ctx: Context) -> Section:
             if kind == "vcrpy" and count >= 10000:
                 sample = plan.replay_vcr_sample_10k  # 116 ms per call here: a full sample takes minutes
             if kind in setup_skips:
-                specs[kind] = lambda kind=kind: {"skipped": setup_skips[kind]}
+                specs[kind] = functools.partial(dict, skipped=setup_skips[kind])
                 continue
             spec = {
                 "scenario": "replay",
@@ -486,9 +535,10 @@ def scenario_replay(ctx: Context) -> Section:
                 "sample": sample,
                 "warmup": 10,
             }
-            specs[kind] = lambda spec=spec: _no_io(ctx, spec)
+            specs[kind] = functools.partial(_no_io, ctx, spec)
         results = interleave(ctx, specs, plan.replay_rounds, f"replay N={count}")
         section.data[str(count)] = {n: r.__dict__ for n, r in results.items()}
+        section.notes.extend(f"N={count:,}: {note}" for note in failure_notes(results))
         floor = results["mock"]
         for kind, rounds in results.items():
             label = _REPLAY_LABELS[kind]
@@ -587,11 +637,12 @@ def scenario_export(ctx: Context) -> Section:
         return result
 
     specs = {
-        "local": lambda: ctx.worker({"scenario": "export", "contender": "local", "calls": plan.export_calls}),
+        "local": _job(ctx.worker, {"scenario": "export", "contender": "local", "calls": plan.export_calls}),
         "backend": backend,
     }
     results = interleave(ctx, specs, plan.export_rounds, "export")
     section.data = {n: r.__dict__ for n, r in results.items()}
+    section.notes.extend(failure_notes(results))
     local = results["local"]
     target = Target("≤ 1.05", 1.05)
     header = ["contender", "process s", "process / local", "run s", "run / local", "uploads received", "target"]
@@ -634,15 +685,12 @@ def scenario_memory(ctx: Context) -> Section:
     )
     names = ["none", "agenttrace"]
     specs = {
-        name: (
-            lambda name=name: ctx.worker(
-                {"scenario": "memory", "contender": name, "warmup": 2, "calls": plan.memory_calls}
-            )
-        )
+        name: _job(ctx.worker, {"scenario": "memory", "contender": name, "warmup": 2, "calls": plan.memory_calls})
         for name in names
     }
     results = interleave(ctx, specs, plan.memory_rounds, "memory")
     section.data = {n: r.__dict__ for n, r in results.items()}
+    section.notes.extend(failure_notes(results))
     none = results["none"]
     target = Target("< 100 MiB", 100.0, strict=True)
     header = ["contender", "peak RSS MiB", "raise vs none MiB", "wall s", "trace file", "target"]
@@ -689,12 +737,10 @@ def scenario_import(ctx: Context) -> Section:
     modules = {"opentelemetry.sdk.trace": "opentelemetry.sdk.trace", "agenttrace": "agenttrace"}
     for module in modules.values():
         ctx.python_c(_IMPORT_CODE.format(module=module))
-    specs = {
-        name: (lambda module=module: ctx.python_c(_IMPORT_CODE.format(module=module)))
-        for name, module in modules.items()
-    }
+    specs = {name: _job(ctx.python_c, _IMPORT_CODE.format(module=module)) for name, module in modules.items()}
     results = interleave(ctx, specs, plan.import_rounds, "import")
     section.data = {n: r.__dict__ for n, r in results.items()}
+    section.notes.extend(failure_notes(results))
     base = results["opentelemetry.sdk.trace"]
     target = Target("≤ 30 ms", 30.0)
     header = ["import", "ms", "added vs opentelemetry.sdk.trace ms", "issue's figure", "target"]
@@ -778,7 +824,7 @@ def _git() -> str:
         dirty = subprocess.run([git, "status", "--porcelain"], check=True, **_GIT_RUN)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+    return str(head.stdout).strip() + (" + uncommitted changes" if str(dirty.stdout).strip() else "")
 
 
 def render(command: str, sections: Sequence[Section], seconds: float, ctx: Context) -> str:
@@ -814,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to separate CPUs")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for latest.md and latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (recordings, trace files)")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="also put the tables into docs/performance.md (between its markers)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     selected = args.scenario or list(SCENARIO_NAMES)
@@ -845,4 +894,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps({"command": command, "sections": {s.title: s.data for s in sections}}, indent=1, default=str)
     )
     sys.stdout.write(text + "\n")
+    if args.update_docs:
+        update_docs(text)
     return 0
+
+
+DOCS = REPO / "docs" / "performance.md"
+_START, _END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_docs(text: str) -> None:
+    """Replace the results block of docs/performance.md with ``text``, headings one level down."""
+    body = "\n".join(
+        ("#" + line if line.startswith("#") else line) for line in text.splitlines() if line != text.splitlines()[0]
+    ).strip()
+    doc = DOCS.read_text()
+    if _START not in doc or _END not in doc:
+        raise SystemExit(f"{DOCS} has no {_START} ... {_END} block to update")
+    head, _, rest = doc.partition(_START)
+    _, _, tail = rest.partition(_END)
+    DOCS.write_text(f"{head}{_START}\n{body}\n{_END}{tail}")
+    _progress(f"results written into {DOCS.relative_to(REPO)}")

@@ -25,6 +25,7 @@ class Rounds:
     name: str
     by_round: list[Result | None] = field(default_factory=list)
     skipped: str | None = None
+    failures: list[str] = field(default_factory=list)  # rounds lost to a crash, with the reason
 
     def values(self, key: str) -> list[float]:
         return [float(r[key]) for r in self.by_round if r is not None and key in r]
@@ -110,11 +111,11 @@ class Section:
 
     title: str
     intro: str
-    tables: list[tuple[Sequence[str], list[Sequence[str]]]] = field(default_factory=list)
+    tables: list[tuple[Sequence[str], Sequence[Sequence[str]]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
-    def table(self, header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         self.tables.append((header, rows))
 
     def markdown(self) -> str:

@@ -151,7 +151,7 @@ class _Connection(asyncio.Protocol):
         return method, target, headers, body
 
     def _dechunk(self, start: int) -> tuple[bytes, int] | None:
-        pos, parts = start, []
+        pos, parts = start, list[bytes]()
         while True:
             eol = self.buffer.find(b"\r\n", pos)
             if eol < 0:

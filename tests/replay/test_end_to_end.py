@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from agenttrace._demo.llm_server import FakeLLMServer
 from agenttrace._traceio import read_spans
@@ -78,9 +82,63 @@ def test_cli_replay_runs_an_unchanged_script(replayer: Replayer, server: TestSer
     before = server.connections
     result = replayer.runner(
         "import sys\nfrom agenttrace._cli import main\nsys.exit(main(sys.argv[1:]))\n",
-        args=["replay", str(rec.path), "--governance-level", "governance", "--", __import__("sys").executable,
-              str(script), server.base_url],
+        args=[
+            "replay",
+            str(rec.path),
+            "--governance-level",
+            "governance",
+            "--",
+            __import__("sys").executable,
+            str(script),
+            server.base_url,
+        ],
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == rec.result.stdout
+    assert server.connections == before
+
+
+def test_cli_replays_a_script_with_no_agenttrace_import(tmp_path: Path, server: TestServer) -> None:
+    """A plain script recorded by agenttrace-instrument replays under `agenttrace replay` with zero connections."""
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys, uuid, httpx, requests\n"
+        "print(httpx.get(sys.argv[1] + '/json').text, requests.get(sys.argv[1] + '/json').text, uuid.uuid4())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTTRACE_", "OTEL_"))}
+    env["AGENTTRACE_TRACE_DIR"] = str(tmp_path / "traces")
+    bin_dir = Path(sys.executable).parent
+    recorded = subprocess.run(
+        [str(bin_dir / "agenttrace-instrument"), sys.executable, str(script), server.base_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    (trace,) = (tmp_path / "traces").glob("*.jsonl")
+    before = server.connections
+    replayed = subprocess.run(
+        [
+            str(bin_dir / "agenttrace"),
+            "replay",
+            str(trace),
+            "--governance-level",
+            "governance",
+            "--",
+            sys.executable,
+            str(script),
+            server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
     assert server.connections == before
