@@ -162,7 +162,7 @@ def _api_key(value: Any, how: str) -> str:
     # The message never contains the key, not even a prefix of it: it may be a real secret
     # pasted into the wrong variable.
     if not isinstance(value, str) or not value.startswith(API_KEY_PREFIXES):
-        kind = "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+        kind = "a string" if isinstance(value, str) else f"a value of type {type(value).__name__}"
         raise ConfigurationError(
             f"api_key (from {_source('api_key', how)}) is not valid: it must begin with "
             f"'at_live_' or 'at_test_' (got {kind} of {len(str(value))} characters that does not)"

@@ -161,6 +161,13 @@ class AgentTraceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyp
     def _configure(self, **kwargs: Any) -> None:
         """Nothing to set: the configurator reads the environment."""
 
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        """Instrument as OpenTelemetry does, skipping ours when the process run already did."""
+        instrumentor = entry_point.load()()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return  # the configurator's process run installed it: instrumenting again only warns
+        instrumentor.instrument(**kwargs)
+
 
 class AgentTraceConfigurator(_OTelSDKConfigurator):
     """The ``opentelemetry_configurator`` entry point: the OTel SDK set-up, then AgentTrace's run."""

@@ -32,17 +32,20 @@ class RunFileProcessor(SpanProcessor):
         self.enabled = True
         self.folder = Path(".agenttrace/traces")
         self.quiet = False
+        self._checked: set[Path] = set()  # folders already searched for interrupted runs
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
-        # A forked child writes its own partial file (named by its pid) for the traces it
-        # inherited, merged into the same <trace_id>.jsonl when it commits.
+        # A forked child (a multiprocessing worker) writes its own partial file, named by its pid,
+        # for the traces it inherited; the parent's runs are not its to end, so the count starts
+        # at zero and the child's own runs in that trace commit their spans when they end,
+        # merged into the same <trace_id>.jsonl.
         from agenttrace.exporters.local import TraceFile
 
         self._lock = threading.Lock()
-        for trace_id, (inherited, count) in list(self._open.items()):
+        for trace_id, (inherited, _) in list(self._open.items()):
             inherited.forget_after_fork()
-            self._open[trace_id] = (TraceFile(self.folder, trace_id), count)
+            self._open[trace_id] = (TraceFile(self.folder, trace_id), 0)
 
     def open_trace(self, trace_id: int) -> None:
         """Start (or join) the file of ``trace_id``."""
@@ -51,11 +54,20 @@ class RunFileProcessor(SpanProcessor):
         with self._lock:
             if not self.enabled:
                 return
+            if self.folder not in self._checked:
+                self._checked.add(self.folder)
+                self._recover()
             entry = self._open.get(trace_id)
             if entry is None:
                 self._open[trace_id] = (TraceFile(self.folder, trace_id), 1)
             else:
                 self._open[trace_id] = (entry[0], entry[1] + 1)
+
+    def _recover(self) -> None:
+        from agenttrace.exporters.local import recover_interrupted
+
+        for path in recover_interrupted(self.folder):
+            say(f"kept the spans of an interrupted run (its process died mid-run) in {_display(path)}")
 
     def close_trace(self, trace_id: int) -> Path | None:
         """Release ``trace_id``; the last release commits its file and says where it went."""

@@ -64,9 +64,17 @@ def _label(span: SpanRecord) -> str:
         parts.append(f"[{colour}]{escape(step_type)}[/] [bold]{escape(span.name)}[/]")
     elif kind == "call":
         method = attrs.get("http.request.method", span.name)
-        url = attrs.get("url.full", "")
+        url = attrs.get("url.full")
+        if url is None:  # a socket-level call: show where it went
+            port = attrs.get("server.port")
+            url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
         status = attrs.get("http.response.status_code")
-        outcome = f"→ {status}" if status is not None else f"→ [red]{escape(str(attrs.get('error.type', 'error')))}[/]"
+        if status is not None:
+            outcome = f"→ {status}"
+        elif failed:
+            outcome = f"→ [red]{escape(str(attrs.get('error.type', 'error')))}[/]"
+        else:
+            outcome = "→ ok"  # a socket-level call (DNS lookup, connect) that succeeded
         replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
         parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
     else:

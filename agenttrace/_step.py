@@ -43,7 +43,12 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         runtime.current_settings()
         parent = current_scope()
         rules = parent.filter.extend(self.filter) if parent is not None else self.filter
-        attributes: dict[str, Any] = {S.KIND: "step", S.STEP_NAME: self.name, S.STEP_TYPE: self.type}
+        attributes: dict[str, Any] = {
+            S.KIND: "step",
+            S.SCHEMA: S.SCHEMA_VERSION,
+            S.STEP_NAME: self.name,
+            S.STEP_TYPE: self.type,
+        }
         for key, value in self.kwargs.items():
             attributes[S.STEP_KWARG_PREFIX + key] = _attribute_value(rules.apply(to_jsonable(value), (key,)))
         self.span = runtime.tracer.start_span(self.name, attributes=attributes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from agenttrace._otlp_json import encode_span, group_encoded
 from agenttrace._warn import warn_once
 
-__all__ = ["TraceFile"]
+__all__ = ["TraceFile", "recover_interrupted"]
 
 # Encoded spans are written out once this many characters are pending: memory stays bounded
 # however large the run, and small runs cost one write.
@@ -41,6 +42,22 @@ def _size_hint(encoded: dict[str, Any]) -> int:
             if text is not None:
                 size += len(text)
     return size
+
+
+@contextlib.contextmanager
+def _merge_lock(path: Path) -> Iterator[None]:
+    """Serialise merges into one trace file across processes (forked workers commit at once)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: merges are not serialised there
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class TraceFile:
@@ -98,14 +115,16 @@ class TraceFile:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
-                if self.path.exists():
-                    # A second top-level run in the same (user's) trace: keep both runs' spans.
-                    with (
-                        open(self.path, encoding="utf-8") as earlier,
-                        open(self._partial, "a", encoding="utf-8") as out,
-                    ):
-                        out.write(earlier.read())
-                os.replace(self._partial, self.path)
+                with _merge_lock(self.folder / ".merge.lock"):
+                    if self.path.exists():
+                        # Another run in the same trace got there first (a second top-level run
+                        # under the user's span, a forked worker): keep both runs' spans.
+                        with (
+                            open(self.path, encoding="utf-8") as earlier,
+                            open(self._partial, "a", encoding="utf-8") as out,
+                        ):
+                            out.write(earlier.read())
+                    os.replace(self._partial, self.path)
             except OSError as exc:
                 warn_once(
                     f"trace-file:{self.folder}",
@@ -140,3 +159,35 @@ class TraceFile:
             self._partial.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def recover_interrupted(folder: Path) -> list[Path]:
+    """Keep the spans of runs whose process died mid-run, as ``<trace_id>.incomplete.jsonl``.
+
+    A partial file whose writer is gone will never be committed; renaming it makes the spans it
+    holds visible to ``agenttrace show`` and to replay, marked as incomplete by the name.
+    """
+    recovered: list[Path] = []
+    try:
+        candidates = list(folder.glob(".*.jsonl.partial-*"))
+    except OSError:
+        return recovered
+    for partial in candidates:
+        name, _, pid = partial.name[1:].rpartition(".partial-")
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        target = folder / name.replace(".jsonl", ".incomplete.jsonl")
+        with contextlib.suppress(OSError):
+            os.replace(partial, target)
+            recovered.append(target)
+    return recovered

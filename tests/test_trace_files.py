@@ -144,7 +144,15 @@ def test_killed_mid_run_leaves_no_partial_trace_file(run_agent: Any, tmp_path: P
     proc.stdout.close()
     traces = tmp_path / "traces"
     assert list(traces.glob("*.jsonl")) == []
-    assert list(traces.glob(".*.partial-*"))  # the spans so far were streamed to the partial file
+    (partial,) = traces.glob(".*.partial-*")  # the spans so far were streamed to the partial file
+    trace_id = partial.name[1:33]
+    # The next run in that folder keeps the interrupted run's spans where users will see them.
+    nxt = run_agent("import agenttrace\nagenttrace.run(lambda: None)()\n")
+    assert nxt.returncode == 0, nxt.stderr
+    recovered = traces / f"{trace_id}.incomplete.jsonl"
+    assert f"kept the spans of an interrupted run (its process died mid-run) in traces/{recovered.name}" in nxt.stderr
+    assert len([s for s in read_spans(recovered) if s.name.startswith("s")]) >= 100
+    assert list(traces.glob(".*.partial-*")) == []
 
 
 def test_unwritable_trace_dir_warns_once_and_agent_succeeds(run_agent: Any, tmp_path: Path) -> None:
@@ -323,3 +331,56 @@ def test_fork_inside_a_run_writes_each_span_once(run_agent: Any) -> None:
     assert names.count("buffered") == 1
     assert names.count("before-0") == 1
     assert "parent" in names
+
+
+def test_forked_pool_workers_commit_their_runs(run_agent: Any) -> None:
+    """Runs inside forked multiprocessing workers are written to the parent's trace file, none lost."""
+    result = run_agent(
+        """
+        import multiprocessing, agenttrace
+
+        @agenttrace.run("work")
+        def work(i):
+            with agenttrace.step("inside-worker", i=i):
+                return i * i
+
+        @agenttrace.run("parent")
+        def main():
+            with multiprocessing.get_context("fork").Pool(3) as pool:
+                return pool.map(work, range(6))
+
+        if __name__ == "__main__":
+            print(main())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 4, 9, 16, 25]"
+    (file,) = result.files()
+    spans = read_spans(file)
+    names = sorted(s.name for s in spans)
+    assert names == ["inside-worker"] * 6 + ["parent"] + ["work"] * 6
+    assert len({s.span_id for s in spans}) == 13
+    assert sorted(s.attributes["agenttrace.step.kwargs.i"] for s in spans if s.name == "inside-worker") == list(
+        range(6)
+    )
+
+
+def test_show_socket_calls_succeed(run_agent: Any) -> None:
+    """`agenttrace show` prints a successful raw DNS lookup as ok with its host, not as an error."""
+    result = run_agent(
+        """
+        import socket, agenttrace
+        @agenttrace.run
+        def main():
+            with agenttrace.step("raw"):
+                socket.getaddrinfo("localhost", 80)
+        main()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    (file,) = result.files()
+    shown = subprocess.run(
+        [sys.executable, "-m", "agenttrace._cli", "show", str(file)], capture_output=True, text=True, check=False
+    )
+    assert "dns localhost → ok" in shown.stdout
+    assert "error" not in shown.stdout

@@ -183,6 +183,7 @@ def test_agenttrace_instrumentors_record_under_opentelemetry_instrument(agents: 
     done = agents(URLLIB3_CALL, prefix=("opentelemetry-instrument",), args=(receiver.url,))
     assert done.returncode == 0, done.stderr
     assert len(agenttrace_client_spans(done)) == 1
+    assert "already instrumented" not in done.stderr
 
 
 @pytest.mark.parametrize(
