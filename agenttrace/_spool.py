@@ -88,7 +88,10 @@ class _Drops:
             count, where = self.count, sorted(self.where)
             self.count = 0
         if count:
-            say(f"WARNING: {count} spans were dropped in this process because the spool is full ({', '.join(where)})")
+            say(
+                f"WARNING: {count} spans were dropped in this process: the spool could not keep them "
+                f"({', '.join(where)} full or not writable)"
+            )
 
 
 DROPS = _Drops()
@@ -116,6 +119,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._size: int | None = None  # bytes under root; scanned once, then kept up to date
+        self.write_error: OSError | None = None  # why the last write failed, for the warning
 
     def _root_size(self) -> int:
         total = 0
@@ -151,8 +155,10 @@ class Spool:
                     temporary.unlink(missing_ok=True)
                 except OSError:
                     pass
+                self.write_error = exc
                 with DROPS.lock:
                     DROPS.count += spans
+                    DROPS.where.add(str(self.root))
                 warn_once(f"spool-write:{self.root}", f"could not write to the spool folder {self.root}: {exc}")
                 return False
             self._size += len(data)
@@ -249,8 +255,12 @@ def report_failure(destination: str, outcome: Delivery, spool: Spool | None, sto
     """Say once per process and destination what failed and where the data is kept."""
     if spool is None:
         where = "dropped (no spool for this exporter)"
+    elif not stored and spool.write_error is not None:
+        where = f"dropped: the spool folder {spool.root} cannot be written ({spool.write_error})"
     elif not stored:
         where = f"dropped: the spool folder {spool.root} is full"
+    elif spool.target == "otlp_grpc":
+        where = f"kept in {spool.folder} (gRPC batches are not re-sent yet: see docs/export.md)"
     else:
         where = f"kept in {spool.folder} and sent on the next run or by `agenttrace upload`"
     if outcome.auth_failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .conftest import AGENT, Agents, Answer, Receiver, wait_until
@@ -173,8 +174,19 @@ def test_spool_size_bound_drops_and_counts(agents: Agents, dead_url: str) -> Non
     done = agents(AGENT, backend_env(dead_url, AGENTTRACE_SPOOL_MAX_BYTES="100"))
     assert done.returncode == 0
     assert "reached its size bound of 100 bytes" in done.stderr
-    assert "6 spans were dropped in this process because the spool is full" in done.stderr
+    assert "6 spans were dropped in this process: the spool could not keep them" in done.stderr
     assert not done.spool_files()
+
+
+def test_unwritable_spool_is_named_as_such(agents: Agents, dead_url: str, tmp_path: Path) -> None:
+    """A spool folder that cannot be written is said to be unwritable (not full), and the agent succeeds."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = agents(AGENT, backend_env(dead_url, AGENTTRACE_SPOOL_DIR=str(blocker / "spool")))
+    assert done.returncode == 0
+    assert f"could not write to the spool folder {blocker / 'spool'}" in done.stderr
+    assert "cannot be written" in done.stderr
+    assert "is full" not in done.stderr
 
 
 def test_backend_off_and_local_files_only(agents: Agents, receiver: Receiver) -> None:
