@@ -21,6 +21,15 @@ __all__ = ["encode_attributes", "encode_span", "encode_value", "traces_data_line
 
 def encode_value(value: Any) -> dict[str, Any]:
     """One ``AnyValue``."""
+    # Exact-type checks first: attribute values are almost always these, and the isinstance
+    # checks against the Mapping/Sequence ABCs below are slow.
+    kind = type(value)
+    if kind is str:
+        return {"stringValue": value}
+    if kind is int:
+        return {"intValue": str(value)}
+    if kind is tuple or kind is list:
+        return {"arrayValue": {"values": [encode_value(v) for v in value]}}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):

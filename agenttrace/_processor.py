@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from ._warn import say, warn_once
 
 if TYPE_CHECKING:
-    from agenttrace.exporters.local import TraceFile
+    from agenttrace.exporters.local import SpanWriter, TraceFile
 
 __all__ = ["RunFileProcessor"]
 
@@ -33,6 +33,7 @@ class RunFileProcessor(SpanProcessor):
         self.folder = Path(".agenttrace/traces")
         self.quiet = False
         self._checked: set[Path] = set()  # folders already searched for interrupted runs
+        self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
@@ -57,6 +58,10 @@ class RunFileProcessor(SpanProcessor):
             if self.folder not in self._checked:
                 self._checked.add(self.folder)
                 self._recover()
+            if self._writer is None:
+                from agenttrace.exporters.local import SpanWriter
+
+                self._writer = SpanWriter()
             entry = self._open.get(trace_id)
             if entry is None:
                 self._open[trace_id] = (TraceFile(self.folder, trace_id), 1)
@@ -79,6 +84,8 @@ class RunFileProcessor(SpanProcessor):
                 self._open[trace_id] = (entry[0], entry[1] - 1)
                 return None
             del self._open[trace_id]
+        if self._writer is not None:
+            self._writer.flush(entry[0])
         path = entry[0].commit()
         if path is not None and not self.quiet:
             say(f"trace written to {_display(path)} ({entry[0].spans} spans)")
@@ -96,7 +103,10 @@ class RunFileProcessor(SpanProcessor):
         if entry is None:
             return
         try:
-            entry[0].add(span)
+            if self._writer is not None:
+                self._writer.submit(entry[0], span)
+            else:
+                entry[0].add(span)
         except Exception as exc:  # noqa: BLE001 - never raise into the span's owner
             warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
 

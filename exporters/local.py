@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from agenttrace._otlp_json import encode_span, group_encoded
 from agenttrace._warn import warn_once
 
-__all__ = ["TraceFile", "recover_interrupted"]
+__all__ = ["SpanWriter", "TraceFile", "recover_interrupted"]
 
 # Encoded spans are written out once this many characters are pending: memory stays bounded
 # however large the run, and small runs cost one write.
@@ -191,3 +192,85 @@ def recover_interrupted(folder: Path) -> list[Path]:
             os.replace(partial, target)
             recovered.append(target)
     return recovered
+
+
+# Spans waiting for the writer thread, in estimated bytes: beyond this the agent's thread encodes
+# its spans itself, so a burst of large responses can never pile up in memory.
+_MAX_QUEUED_BYTES = 32 << 20
+
+
+def _span_size(span: ReadableSpan) -> int:
+    size = 512
+    for attributes in (span.attributes, *(event.attributes for event in span.events)):
+        for value in (attributes or {}).values():
+            if type(value) is str:
+                size += len(value)
+    return size
+
+
+class SpanWriter:
+    """One thread per process that encodes spans and writes trace files off the agent's thread.
+
+    Encoding a call span with its payloads costs about as much as the call itself; the agent's
+    thread only queues the finished span, and the writer does the work while the agent waits on
+    its next response (the GIL is free then). :meth:`flush` waits until everything queued for a
+    file is written, so a run's file is complete when it is committed.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[TraceFile, ReadableSpan | None, int, threading.Event | None]] = deque()
+        self._queued_bytes = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, file: TraceFile, span: ReadableSpan) -> None:
+        """Queue ``span`` for ``file``; encode it here instead when the queue is full."""
+        size = _span_size(span)
+        with self._cond:
+            if self._queued_bytes + size <= _MAX_QUEUED_BYTES and self._ensure_thread():
+                self._queue.append((file, span, size, None))
+                self._queued_bytes += size
+                self._cond.notify()
+                return
+        file.add(span)
+
+    def flush(self, file: TraceFile, timeout: float = 60.0) -> None:
+        """Wait until every span queued so far for ``file`` is written to it."""
+        done = threading.Event()
+        with self._cond:
+            if self._thread is None:
+                return
+            self._queue.append((file, None, 0, done))
+            self._cond.notify()
+        if not done.wait(timeout):
+            warn_once("trace-writer-stuck", f"the trace writer did not finish within {timeout:.0f} s")
+
+    def _ensure_thread(self) -> bool:
+        if self._thread is not None:
+            return True
+        try:
+            thread = threading.Thread(target=self._loop, name="agenttrace-trace-writer", daemon=True)
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: no new threads
+            return False
+        self._thread = thread
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                file, span, size, done = self._queue.popleft()
+                self._queued_bytes -= size
+            if done is not None:
+                done.set()
+                continue
+            try:
+                file.add(span)  # type: ignore[arg-type]  # None only with a flush marker
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad span
+                warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +140,15 @@ def test_killed_mid_run_leaves_no_partial_trace_file(run_agent: Any, tmp_path: P
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
+    traces = tmp_path / "traces"
+    for _ in range(200):  # the writer thread streams spans out shortly after they end
+        partials = list(traces.glob(".*.partial-*"))
+        if partials and partials[0].stat().st_size > 2_500_000:
+            break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stdout.close()
-    traces = tmp_path / "traces"
     assert list(traces.glob("*.jsonl")) == []
     (partial,) = traces.glob(".*.partial-*")  # the spans so far were streamed to the partial file
     trace_id = partial.name[1:33]
