@@ -284,6 +284,10 @@ class Call:
         self.span.end()
 
     def _write_response(self, end: str) -> None:
+        served = self.exchange
+        if served is not None and served.response is not None:
+            self._write_served_response(end, served)
+            return
         headers = self.response_headers
         chunks: Sequence[bytes] = self._chunks
         filtered = False
@@ -315,6 +319,42 @@ class Call:
         self._chunks = []
         self.span.add_event(S.EVENT_RESPONSE, attributes)
 
+    def _write_served_response(self, end: str, served: Exchange) -> None:
+        """The response event of a call replay served: what the agent got, pointing at the recording.
+
+        The served head and body are the recorded span's (already redacted and filtered when
+        they were recorded), so the event does not repeat the headers or the body: it keeps the
+        status, the size and SHA-256 of what the agent read, the chunk boundaries and timings,
+        how the stream ended, and the ids of the recorded call span that holds the bytes.
+        """
+        recorded = served.response
+        assert recorded is not None
+        size = self._total
+        if self._hasher is None and size == recorded.body.size and not recorded.body.truncated:
+            digest = recorded.body.sha256  # the whole recorded body was read: its digest is known
+        else:
+            hasher = self._hasher
+            if hasher is None:
+                hasher = hashlib.sha256()
+                for kept in self._chunks:
+                    hasher.update(kept)
+            digest = hasher.hexdigest()
+        attributes: dict[str, Any] = {
+            S.HTTP_STATUS: self.status_code,
+            S.HTTP_VERSION: self.http_version,
+            S.BODY_SIZE: size,
+            S.BODY_SHA256: digest,
+            S.STREAM_CHUNK_SIZES: self._sizes,
+            S.STREAM_CHUNK_OFFSETS: self._offsets,
+            S.STREAM_END: end,
+            S.SERVED_TRACE_ID: served.trace_id,
+            S.SERVED_SPAN_ID: served.span_id,
+        }
+        if self.reason:
+            attributes[S.HTTP_REASON] = self.reason
+        self._chunks = []
+        self.span.add_event(S.EVENT_RESPONSE, attributes)
+
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
         self.span.add_event(
@@ -335,7 +375,30 @@ def _body_attributes(attributes: dict[str, Any], body: Body) -> None:
         attributes[S.BODY_TRUNCATED] = True
 
 
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
 def _server(url: str) -> tuple[str | None, int | None]:
+    # Host and port depend only on the scheme and the authority: a plain http(s) URL is looked up
+    # by that prefix (an agent calls the same few servers), anything else is split every time.
+    if url.startswith(("http://", "https://")) and url.isascii() and url.isprintable() and " " not in url:
+        start = url.index("//") + 2
+        end = len(url)
+        for delimiter in "/?#":
+            found = url.find(delimiter, start)
+            if 0 <= found < end:
+                end = found
+        prefix = url[:end]
+        known = _servers.get(prefix)
+        if known is None:
+            known = _split_server(prefix)
+            if len(_servers) < 256:
+                _servers[prefix] = known
+        return known
+    return _split_server(url)
+
+
+def _split_server(url: str) -> tuple[str | None, int | None]:
     try:
         parts = urlsplit(url)
         port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
@@ -459,10 +522,10 @@ def pacing_delays(exchange: Exchange) -> list[float]:
 
 def check_servable(exchange: Exchange) -> None:
     """Refuse to serve a body cut at the size limit as if it were whole."""
-    from ._errors import ReplayMismatchError
-
     response = exchange.response
     if response is not None and response.body.truncated:
+        from ._errors import ReplayMismatchError
+
         raise ReplayMismatchError(
             f"the recorded response to {exchange.request.method} {exchange.request.url} was cut at "
             f"{len(response.body.data)} of {response.body.size} bytes (max_body_bytes); it cannot be "
@@ -496,6 +559,12 @@ def make_error(
 
 def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:
     """``(delay, chunk)`` pairs to serve, in order."""
+    response = exchange.response
+    if response is not None and (
+        not response.chunk_offsets_ns or runtime.current_settings().replay_pacing != "recorded"
+    ):
+        # No waits (the default, "instant"): the body split once, each chunk with delay 0.
+        return ((0.0, chunk) for chunk in served_chunks(exchange))
     return zip(pacing_delays(exchange), served_chunks(exchange))
 
 
@@ -583,6 +652,9 @@ def exchange_from_span(span_json: Mapping[str, Any]) -> Exchange:
         extra["request_body_filtered"] = "true"
     if resp is not None and resp.get(_payload.BODY_FILTERED):
         extra["response_body_filtered"] = "true"
+    if resp is not None and resp.get(S.SERVED_SPAN_ID) is not None:
+        # A call a replay served: its body is in the recording it was served from, not here.
+        extra["served_from"] = f"{resp.get(S.SERVED_TRACE_ID, '')}/{resp.get(S.SERVED_SPAN_ID)}"
     step_path = attrs.get(S.CALL_STEP_PATH) or ()
     return Exchange(
         library=str(attrs.get(S.CALL_LIBRARY, "")),

@@ -286,6 +286,12 @@ def filter_url(url: str, rules: Filter) -> str:
         # Credentials in the URL are secrets like an Authorization header (semconv asks the same).
         userinfo, _, hostpart = rest.partition("@")
         base = f"{scheme}://{placeholder(userinfo)}@{hostpart}"
+    if sep and query and not rules and "%" not in query and "+" not in query:
+        # No escapes: parse_qsl's names are the raw ones. When none is secret the query is kept
+        # as it is, as below, without parsing it.
+        secret = _redactor.is_secret
+        if not any(secret(piece.partition("=")[0]) for piece in query.split("&") if piece):
+            return base + sep + query
     if sep and query:
         from urllib.parse import parse_qsl, urlencode
 
@@ -315,9 +321,25 @@ def redact_request(request: RequestData, rules: Filter) -> tuple[RequestData, bo
     return RequestData(request.method, filter_url(request.url, rules), headers, body), changed
 
 
+_HEADERS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_headers_json_cache: dict[tuple[tuple[str, str], ...], str] = {}
+
+
 def jsonable_headers(headers: Sequence[tuple[str, str]]) -> str:
     """Headers as the JSON list of ``[name, value]`` pairs the span events carry."""
-    return json.dumps([list(h) for h in headers], ensure_ascii=False, separators=(",", ":"))
+    key = headers if type(headers) is tuple else None
+    if key is not None:
+        # A client sends the same (already redacted) headers call after call: encode each list once.
+        try:
+            text = _headers_json_cache.get(key)
+        except TypeError:  # pairs that are not hashable
+            key, text = None, None
+        if text is not None:
+            return text
+    text = _HEADERS_JSON.encode([list(h) for h in headers])
+    if key is not None and len(_headers_json_cache) < 1024:
+        _headers_json_cache[key] = text
+    return text
 
 
 def headers_from_json(text: Any) -> tuple[tuple[str, str], ...]:

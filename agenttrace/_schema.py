@@ -74,6 +74,10 @@ BODY_SIZE = "agenttrace.body.size"  # full size in bytes, even when truncated
 BODY_SHA256 = "agenttrace.body.sha256"  # hex digest of the full body
 BODY_TRUNCATED = "agenttrace.body.truncated"  # True when cut at max_body_bytes
 BODY_FILTERED = "agenttrace.body.filtered"  # True when a step filter changed the bytes (replay knows)
+# On the response event of a call a replay served: where the served body is recorded (the body
+# itself is not repeated in the replay's trace; size, digest and chunk boundaries are).
+SERVED_TRACE_ID = "agenttrace.served.trace_id"  # trace id of the recording's call span
+SERVED_SPAN_ID = "agenttrace.served.span_id"  # span id of the recording's call span
 
 STREAM_CHUNK_SIZES = "agenttrace.stream.chunk_sizes"  # int[]: boundaries of the chunks in BODY
 STREAM_CHUNK_OFFSETS = "agenttrace.stream.chunk_offsets_ns"  # int[]: each chunk's time after the response head

@@ -150,7 +150,7 @@ def check_event(event: Any, where: str) -> str:
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((str(k), str(v)) for k, v in (value or ()))
+    return tuple([(str(k), str(v)) for k, v in (value or ())])
 
 
 def event_exchange(event: Mapping[str, Any], where: str) -> Exchange:

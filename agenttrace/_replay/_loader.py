@@ -14,6 +14,9 @@ line and what was expected, raised while ``init()`` runs: never halfway through 
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,14 +24,43 @@ from typing import Any
 
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from .._errors import ConfigurationError
-from .._otlp_json import decode_attributes
+from .._model import Exchange
+from .._otlp_json import decode_attributes, decode_value
+from .._schema import SCHEMA_VERSION
 from ._events import call_event, check_event, entropy_event, event_exchange, run_event
 
-__all__ = ["load_events", "validate_events"]
+__all__ = ["check_events", "collector_paused", "load_events", "validate_events"]
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Suspend the cyclic garbage collector while a recording is turned into objects.
+
+    Loading builds hundreds of thousands of small dicts, lists and tuples, none of them garbage;
+    with the collector on, CPython runs a collection every 700 of them and the full ones re-walk
+    everything loaded so far (more than half of the load time on a 10,000-call trace). On the
+    way out the objects are moved to the permanent generation (``gc.freeze()``): the recording
+    lives as long as the replay, and without it the next collections would walk all of it
+    again (a quarter of a second at 10,000 calls). The previous state is restored, so a program
+    that disabled the collector keeps it disabled.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
     """Read a trace file (OTLP JSON / JSON Lines, or a JSON event list) into replay events."""
+    with collector_paused():
+        return _load_events(path)
+
+
+def _load_events(path: str | Path) -> list[dict[str, Any]]:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -105,6 +137,7 @@ def _from_documents(file: Path, documents: Iterator[tuple[int, Any]]) -> list[di
     calls: list[dict[str, Any]] = []
     entropy: list[dict[str, Any]] = []
     first_seen: dict[str, int] = {}
+    seen_headers: dict[str, list[tuple[str, str]]] = {}
     decode = None
     for number, document in documents:
         where = f"replay file {file}, line {number}"
@@ -143,10 +176,22 @@ def _from_documents(file: Path, documents: Iterator[tuple[int, Any]]) -> list[di
                 if kind == "run":
                     runs.append((start, _run_and_entropy(span, attributes, trace_id, entropy)))
                     continue
-                if decode is None:
-                    decode = _exchange_from_span()
-                exchange = decode(span)
-                calls.append(call_event(exchange))
+                event = _fast_call_event(span, attributes, seen_headers)
+                if event is None:
+                    # Anything the fast path does not handle (base64 bodies, malformed spans)
+                    # goes the long way, which also says precisely what is wrong.
+                    if decode is None:
+                        decode = _exchange_from_span()
+                    exchange = decode(span)
+                    served_from = exchange.extra.get("served_from")
+                    if served_from is not None:
+                        raise ConfigurationError(
+                            f"{where}: span {span.get('name', '')!r} is a call served by a replay (from recorded "
+                            f"call span {served_from}); a replay's trace does not repeat the bodies it served, "
+                            "so it cannot be replayed: replay the recording it was served from"
+                        )
+                    event = call_event(exchange)
+                calls.append(event)
             except ConfigurationError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
@@ -186,20 +231,151 @@ def _run_and_entropy(
 
 def validate_events(events: Any, where: str) -> list[dict[str, Any]]:
     """Check a list of list-form events (from a file or ``init(replay_events=...)``); return it as dicts."""
+    return check_events(events, where)[0]
+
+
+def check_events(events: Any, where: str) -> tuple[list[dict[str, Any]], list[Exchange]]:
+    """:func:`validate_events`, also returning the :class:`Exchange` of each call event, in order.
+
+    Checking a call event means building its exchange; the replay session takes these instead
+    of building each one a second time.
+    """
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
         raise ConfigurationError(f"{where}: expected a JSON array (list) of replay events, got {type(events).__name__}")
     out: list[dict[str, Any]] = []
-    calls = 0
+    exchanges: list[Exchange] = []
     for index, event in enumerate(events):
         label = f"{where}, event #{index}"
         kind = check_event(event, label)
         if kind == "call":
-            event_exchange(event, label)
-            calls += 1
+            exchanges.append(event_exchange(event, label))
         out.append(dict(event))
-    if not calls:
+    if not exchanges:
         raise ConfigurationError(
             f"{where} holds no recorded calls (no event with kind='call'); "
             "expected events from a trace in which the agent made at least one call"
         )
-    return out
+    return out, exchanges
+
+
+# --- the fast path from a call span to its event ------------------------------------------------
+#
+# ``call_event(exchange_from_span(span))`` decodes every body into bytes and every header list
+# into tuples, only for ``call_event`` to encode them back into the same text and lists. For the
+# spans AgentTrace writes (UTF-8 bodies, well-formed attributes) the event can be built from the
+# span's strings directly; tests/replay/test_loader.py checks that both give equal events. Any
+# other span (a base64 body, a missing or malformed field) returns None and takes the long way.
+
+
+def _event_attributes(items: Any) -> dict[str, Any]:
+    # decode_value, with its two commonest cases (strings, integers) inlined in its order.
+    return {
+        kv["key"]: value["stringValue"]
+        if "stringValue" in value
+        else int(value["intValue"])
+        if "intValue" in value
+        else decode_value(value)
+        for kv in items or ()
+        for value in (kv.get("value", {}),)
+    }
+
+
+def _fast_body(attrs: Mapping[str, Any]) -> tuple[str, int, str, bool] | None:
+    """``(text, size, sha256, truncated)`` of a UTF-8 body, as ``exchange_from_span`` reads it."""
+    if attrs.get(S.BODY_ENCODING, "utf-8") == "base64":
+        return None
+    text = attrs.get(S.BODY, "") or ""
+    if type(text) is not str:
+        return None
+    data = None
+    if text.isascii():
+        length = len(text)
+    else:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: let the long way report it
+            return None
+        length = len(data)
+    size = int(attrs.get(S.BODY_SIZE, length))
+    digest = str(attrs.get(S.BODY_SHA256, ""))
+    if not digest:
+        digest = hashlib.sha256(data if data is not None else text.encode("ascii")).hexdigest()
+    return text, size, digest, bool(attrs.get(S.BODY_TRUNCATED, False))
+
+
+def _fast_headers(text: Any, seen: dict[str, list[tuple[str, str]]]) -> list[list[str]]:
+    if not text:
+        return []
+    pairs = seen.get(text)  # the same header lists repeat call after call: parse each once
+    if pairs is None:
+        pairs = [(str(k), str(v)) for k, v in json.loads(text)]
+        if len(seen) < 4096:
+            seen[text] = pairs
+    return [[k, v] for k, v in pairs]  # each event gets lists of its own
+
+
+def _fast_call_event(
+    span: Mapping[str, Any], attrs: Mapping[str, Any], seen: dict[str, list[tuple[str, str]]]
+) -> dict[str, Any] | None:
+    """The list-form event of an AgentTrace call span, equal to the long way's; None if unsure."""
+    try:
+        events = {e.get("name"): _event_attributes(e.get("attributes")) for e in span.get("events", ())}
+        req = events.get(S.EVENT_REQUEST)
+        if req is None:
+            return None
+        req_body = _fast_body(req)
+        if req_body is None:
+            return None
+        request = {
+            "method": str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
+            "url": str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
+            "headers": _fast_headers(req.get(S.HTTP_HEADERS), seen),
+            "body": req_body[0],
+            "body_encoding": "utf-8",
+        }
+        event: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "call",
+            "library": str(attrs.get(S.CALL_LIBRARY, "")),
+            "ordinal": int(attrs.get(S.CALL_ORDINAL, -1)),
+            "step_path": [str(s) for s in attrs.get(S.CALL_STEP_PATH) or ()],
+            "trace_id": str(span.get("traceId", "")),
+            "span_id": str(span.get("spanId", "")),
+            "request": request,
+        }
+        resp = events.get(S.EVENT_RESPONSE)
+        if resp is not None:
+            body = _fast_body(resp)
+            if body is None or S.SERVED_SPAN_ID in resp:
+                return None
+            event["response"] = {
+                "status_code": int(resp.get(S.HTTP_STATUS, 0)),
+                "reason": str(resp.get(S.HTTP_REASON, "")),
+                "http_version": str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
+                "headers": _fast_headers(resp.get(S.HTTP_HEADERS), seen),
+                "body": body[0],
+                "body_encoding": "utf-8",
+                "body_size": body[1],
+                "body_sha256": body[2],
+                "body_truncated": body[3],
+                "chunk_sizes": [int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()],
+                "chunk_offsets_ns": [int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()],
+                "stream_end": str(resp.get(S.STREAM_END, "complete")),
+            }
+        err = events.get(S.EVENT_ERROR)
+        if err is not None:
+            event["error"] = {
+                "type": str(err.get(S.ERROR_TYPE, "")),
+                "message": str(err.get(S.ERROR_MESSAGE, "")),
+                "phase": str(err.get(S.ERROR_PHASE, "request")),
+            }
+        extra: dict[str, str] = {}
+        if req.get(S.BODY_FILTERED):
+            extra["request_body_filtered"] = "true"
+        if resp is not None and resp.get(S.BODY_FILTERED):
+            extra["response_body_filtered"] = "true"
+        if extra:
+            event["extra"] = extra
+        return event
+    except Exception:  # noqa: BLE001 - the long way decides, and names what is wrong
+        return None

@@ -73,8 +73,57 @@ def _volatile(name: str) -> bool:
     return name in VOLATILE_HEADERS or name.startswith(VOLATILE_PREFIXES)
 
 
+# The URLs almost every agent calls: http(s), a plain host name, an optional port, a path and
+# query made of characters that percent-encoding leaves as they are. For these, normalize_url's
+# answer is computed without urlsplit/unquote/quote/parse_qsl/urlencode (tests/replay/test_matcher.py
+# checks both ways agree); anything else (userinfo, IPv6, fragments, %-escapes, "+", ...) goes
+# the general way.
+_SIMPLE_URL = re.compile(
+    r"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[A-Za-z0-9/:@!$&'()*,;=._~-]*)?(?:\?(?P<query>[A-Za-z0-9_.~&=-]*))?"
+)
+_DEFAULT_PORTS = (("http", 80), ("https", 443))
+
+
+def _simple_normalize(url: str) -> str | None:
+    match = _SIMPLE_URL.fullmatch(url)
+    if match is None:
+        return None
+    scheme, host, port_text, path, query = match.group("scheme", "host", "port", "path", "query")
+    scheme = scheme.lower()
+    netloc = host.lower()
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            return None
+        if (scheme, port) not in _DEFAULT_PORTS:
+            netloc = f"{netloc}:{port}"
+    base = f"{scheme}://{netloc}{path or '/'}"
+    if not query:
+        return base
+    pairs: list[tuple[str, str]] = []
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "=" in value:
+            return None  # urlencode escapes it: the general way
+        pairs.append((name, value))
+    if not pairs:
+        return base
+    pairs.sort(key=lambda kv: kv[0])
+    return base + "?" + "&".join(f"{k}={v}" for k, v in pairs)
+
+
 def normalize_url(url: str) -> str:
     """``url`` with case, default port, percent-encoding and query order made canonical."""
+    simple = _simple_normalize(url)
+    if simple is not None:
+        return simple
+    return _general_normalize(url)
+
+
+def _general_normalize(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -191,35 +240,74 @@ def _step(path: Sequence[str]) -> str:
 
 
 class Matcher:
-    """The index of one recording; ``match`` serves each recorded exchange at most once."""
+    """The index of one recording; ``match`` serves each recorded exchange at most once.
+
+    The parts of a key are remembered by their exact input while the index is built (the
+    recorded URL strings, the recorded (content type, body bytes), the recorded header lists):
+    a live call that sends exactly what was recorded, the usual case, finds them there instead
+    of parsing its URL and canonicalising its JSON body again.
+    """
 
     def __init__(self, exchanges: Iterable[Exchange]) -> None:
         self._lock = threading.Lock()
         self._entries: list[Entry] = []
         self._index: dict[Key, deque[Entry]] = {}
         self._served_per_key: dict[Key, int] = {}
+        self._urls: dict[str, str] = {}
+        self._digests: dict[tuple[str, bytes], str] = {}
+        self._headers: dict[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]] = {}
+        self._redactor = redactor()
         for position, exchange in enumerate(exchanges):
             entry = self._entry(exchange, position)
             self._entries.append(entry)
             self._index.setdefault(entry.key, deque()).append(entry)
 
-    @staticmethod
-    def _entry(exchange: Exchange, position: int) -> Entry:
+    def _entry(self, exchange: Exchange, position: int) -> Entry:
         req = exchange.request
-        url = normalize_url(req.url)
-        kind, value = _parse_body(req.body, req.headers)
-        key = (req.method.upper(), url, tuple(exchange.step_path), _body_digest(kind, value))
-        return Entry(exchange, key, url, _significant_headers(req.headers), position)
+        url = self._urls.get(req.url)
+        if url is None:
+            url = self._urls[req.url] = normalize_url(req.url)
+        cache = (_content_type(req.headers), req.body)
+        try:
+            digest = self._digests.get(cache)
+            if digest is None:
+                digest = self._digests[cache] = _body_digest(*_parse_body(req.body, req.headers))
+        except TypeError:  # a body that is not hashable (bytearray): no cache
+            digest = _body_digest(*_parse_body(req.body, req.headers))
+        key = (req.method.upper(), url, tuple(exchange.step_path), digest)
+        return Entry(exchange, key, url, self._significant(req.headers, remember=True), position)
+
+    def _significant(
+        self, headers: tuple[tuple[str, str], ...], *, remember: bool = False
+    ) -> dict[str, tuple[str, ...]]:
+        if redactor() is not self._redactor:  # redaction rules changed: what is secret may differ
+            return _significant_headers(headers)
+        try:
+            found = self._headers.get(headers)
+        except TypeError:  # not hashable (a list of lists): no cache
+            return _significant_headers(headers)
+        if found is None:
+            found = _significant_headers(headers)
+            if remember:
+                self._headers[headers] = found
+        return found  # shared between entries: never modified
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def match(self, request: RequestData, step_path: Sequence[str]) -> Entry | Miss:
         """Pop the recorded exchange for ``request`` made in ``step_path``, or explain the miss."""
-        url = normalize_url(request.url)
-        kind, value = _parse_body(request.body, request.headers)
-        key = (request.method.upper(), url, tuple(step_path), _body_digest(kind, value))
-        headers = _significant_headers(request.headers)
+        url = self._urls.get(request.url) or normalize_url(request.url)
+        kind, value = "", None
+        try:
+            digest = self._digests.get((_content_type(request.headers), request.body))
+        except TypeError:  # a body that is not hashable (bytearray): canonicalise it
+            digest = None
+        if digest is None:
+            kind, value = _parse_body(request.body, request.headers)
+            digest = _body_digest(kind, value)
+        key = (request.method.upper(), url, tuple(step_path), digest)
+        headers = self._significant(request.headers)
         with self._lock:
             queue = self._index.get(key)
             if queue:
@@ -229,6 +317,8 @@ class Matcher:
                         entry.used = True
                         self._served_per_key[key] = self._served_per_key.get(key, 0) + 1
                         return entry
+        if not kind:
+            kind, value = _parse_body(request.body, request.headers)
         return self._miss(request, url=url, key=key, kind=kind, value=value, headers=headers, queue=queue)
 
     def unused(self, trace_id: str | None = None) -> list[Exchange]:

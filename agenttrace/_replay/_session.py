@@ -58,7 +58,14 @@ class RunStats:
 class ReplaySession:
     """Serves one recording to the runs of this process."""
 
-    def __init__(self, settings: Settings, events: Sequence[Mapping[str, Any]], source: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        events: Sequence[Mapping[str, Any]],
+        source: str,
+        exchanges: Sequence[Exchange] | None = None,
+    ) -> None:
+        """``exchanges``, when given, are the call events' exchanges in order (already built)."""
         self.settings = settings
         self.source = source
         self.governance = settings.governance
@@ -68,10 +75,12 @@ class ReplaySession:
         self._entropy: dict[str, deque[tuple[str, bytes]]] = {}
         import base64
 
+        built = iter(exchanges) if exchanges is not None else None
         for index, event in enumerate(events):
             kind = event.get("kind")
             if kind == "call":
-                calls.append(event_exchange(event, f"{source}, event #{index}"))
+                exchange = next(built, None) if built is not None else None
+                calls.append(exchange if exchange is not None else event_exchange(event, f"{source}, event #{index}"))
             elif kind == "run":
                 self._runs.append(event)
             elif kind == "entropy":
@@ -149,8 +158,9 @@ class ReplaySession:
             self._order = [s for s in self._order if s.run is not run]
         return stats
 
-    def _current(self) -> RunStats | None:
-        scope = current_scope()
+    def _current(self, scope: Any = None) -> RunStats | None:
+        if scope is None:
+            scope = current_scope()
         with self._lock:
             if scope is not None and scope.run is not None:
                 stats = self._stats.get(id(scope.run))
@@ -163,10 +173,10 @@ class ReplaySession:
 
     def lookup(self, request: RequestData, library: str) -> Exchange | None:
         """The recorded exchange for ``request``; None lets the real call through (relaxed)."""
-        stats = self._current()
+        scope = current_scope()
+        stats = self._current(scope)
         if stats is not None and stats.halted is not None:
             raise stats.halted  # the run already failed governance: no waiting, no new lookups
-        scope = current_scope()
         step_path = scope.step_path if scope is not None else ()
         found = self.matcher.match(request, step_path)
         if isinstance(found, Entry):

@@ -26,20 +26,23 @@ def configure(settings: Settings) -> None:
     global session
     new: ReplaySession | None = None
     if settings.replaying:
-        from ._loader import load_events, validate_events
+        from ._loader import check_events, collector_paused, load_events
 
-        if settings.replay_events is not None:
-            source = "init(replay_events=...)"
-            events = validate_events(list(settings.replay_events), source)
-        elif settings.replay_events_file:
-            source = settings.replay_events_file
-            events = load_events(source)
-        else:
-            raise ConfigurationError(
-                "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "
-                "or set AGENTTRACE_REPLAY_EVENTS_FILE to a trace file"
-            )
-        new = ReplaySession(settings, events, source)
+        with collector_paused():
+            exchanges = None
+            if settings.replay_events is not None:
+                source = "init(replay_events=...)"
+                # Checking each call event builds its exchange: the session takes those.
+                events, exchanges = check_events(list(settings.replay_events), source)
+            elif settings.replay_events_file:
+                source = settings.replay_events_file
+                events = load_events(source)
+            else:
+                raise ConfigurationError(
+                    "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "
+                    "or set AGENTTRACE_REPLAY_EVENTS_FILE to a trace file"
+                )
+            new = ReplaySession(settings, events, source, exchanges)
     with _lock:
         old, session = session, new
         if active:

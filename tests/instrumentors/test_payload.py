@@ -177,3 +177,50 @@ def test_filter_gzip_body() -> None:
     assert json.loads(gzip.decompress(out)) == {"token": "[FILTERED]", "a": 1}
     out, changed = filter_body(b"\x00\x01", [("Content-Encoding", "br")], rules)
     assert (out, changed) == (b"[FILTERED]", True)
+
+
+def test_query_shortcut_and_header_json_cache_change_nothing() -> None:
+    """filter_url's no-secret shortcut and jsonable_headers' cache give what the long ways give."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from agenttrace._filter import EMPTY
+    from agenttrace._payload import filter_url, jsonable_headers
+
+    def long_way(url: str) -> str:
+        base, sep, query = url.partition("?")
+        if sep and query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(Redactor().is_secret(k) for k, _ in pairs):
+                query = urlencode([(k, placeholder(v) if Redactor().is_secret(k) else v) for k, v in pairs])
+        return base + sep + query
+
+    for url in (
+        "http://h/x?i=1&b=2",
+        "http://h/x?api_key=abc&i=1",
+        "http://h/x?a&&b=",
+        "http://h/x?Token=1",
+        "http://h/x?q=a+b&access%5Ftoken=zz",
+        "http://h/x?",
+        "http://h/x?i=1#frag&secret=2",
+    ):
+        assert filter_url(url, EMPTY) == long_way(url), url
+    headers = (("content-type", "application/json"), ("x-é", "ü"))
+    expected = json.dumps([list(h) for h in headers], ensure_ascii=False, separators=(",", ":"))
+    assert jsonable_headers(headers) == jsonable_headers(headers) == expected
+    assert jsonable_headers(list(headers)) == expected
+
+
+def test_server_address_shortcut_agrees_with_urlsplit() -> None:
+    """The call span's server.address/port, looked up by URL prefix, equal what urlsplit gives."""
+    import random
+
+    from agenttrace._capture import _server, _split_server
+
+    rng = random.Random(3)
+    alphabet = "aZ09-._~:/?#[]@!$&()*+,;=% "
+    urls = ["http://127.0.0.1:8000/x?y", "https://h", "http://u:p@H:81/x", "http://[::1]:80/", "http://h:99999/"]
+    urls += [
+        "http" + rng.choice(["", "s"]) + "://" + "".join(rng.choice(alphabet) for _ in range(12)) for _ in range(3000)
+    ]
+    for url in urls + urls:  # the second pass reads the cache
+        assert _server(url) == _split_server(url), url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -216,3 +217,62 @@ def test_truncated_recording_not_served(recorder: Recorder, replay: None) -> Non
 
     recorder.run(agent)
     asyncio.run(asyncio.sleep(0))
+
+
+def test_served_response_points_at_the_recording(recorder: Recorder, fresh_server: TestServer, replay: None) -> None:
+    """A served call's response event keeps status, size, digest and chunks, and names the recorded span.
+
+    The served body and headers are not written again: they are in the recorded span.
+    """
+    base = fresh_server.base_url
+    recorded, trace = recorder.run(_agent, base)
+    lookup, _ = _lookup_from(trace)
+    set_replay_lookup(lookup)  # type: ignore[arg-type]
+    replayed, replay_trace = recorder.run(_agent, base)
+    assert replayed == recorded
+    recorded_spans = {s["spanId"]: s for s in trace.call_spans}
+    for span, exchange in zip(replay_trace.call_spans, replay_trace.exchanges):
+        response = replay_trace.events(span)["agenttrace.response"]
+        assert "agenttrace.body" not in response
+        assert "agenttrace.http.headers" not in response
+        source = recorded_spans[response["agenttrace.served.span_id"]]
+        assert response["agenttrace.served.trace_id"] == source["traceId"]
+        original = trace.events(source)["agenttrace.response"]
+        for name in (
+            "agenttrace.http.status_code",
+            "agenttrace.body.size",
+            "agenttrace.body.sha256",
+            "agenttrace.stream.chunk_sizes",
+            "agenttrace.stream.end",
+        ):
+            assert response[name] == original[name], name
+        assert replay_trace.attrs(span)["http.response.status_code"] == original["agenttrace.http.status_code"]
+        assert exchange.extra["served_from"] == f"{source['traceId']}/{source['spanId']}"
+        assert "agenttrace.request" in replay_trace.events(span)  # the request is kept in full
+
+
+def test_served_stream_closed_early_records_what_was_read(
+    recorder: Recorder, fresh_server: TestServer, replay: None
+) -> None:
+    """A served stream the agent stops reading records the size and digest of the part it read."""
+    base = fresh_server.base_url
+
+    def agent(first_only: bool) -> bytes:
+        with httpx.stream("GET", base + "/sse?n=4") as r:
+            got = b""
+            for chunk in r.iter_raw():
+                got += chunk
+                if first_only:
+                    break
+        return got
+
+    whole, trace = recorder.run(agent, False)
+    lookup, _ = _lookup_from(trace)
+    set_replay_lookup(lookup)  # type: ignore[arg-type]
+    part, replay_trace = recorder.run(agent, True)
+    assert whole.startswith(part)
+    assert len(part) < len(whole)
+    response = replay_trace.events(replay_trace.call_spans[0])["agenttrace.response"]
+    assert response["agenttrace.stream.end"] == "closed_early"
+    assert response["agenttrace.body.size"] == len(part)
+    assert response["agenttrace.body.sha256"] == hashlib.sha256(part).hexdigest()

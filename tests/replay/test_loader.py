@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import gc
+import io
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
 import agenttrace
 from agenttrace import ConfigurationError
+from agenttrace._capture import exchange_from_span
+from agenttrace._otlp_json import decode_attributes
+from agenttrace._replay._events import call_event, event_exchange
+from agenttrace._replay._loader import _fast_call_event, check_events
+from agenttrace._show import render
+from agenttrace._traceio import read_spans
 from tests.servers import TestServer
 
-from .agents import HTTPX_AGENT
+from .agents import HTTPX_AGENT, REQUESTS_AGENT
 from .conftest import Recorded, Replayer
 
 
@@ -131,3 +143,102 @@ def test_replay_without_a_recording_is_a_configuration_error(replayer: Replayer)
     result = replayer.runner("import agenttrace\nagenttrace.init(mode='replay')\n")
     assert result.returncode == 1
     assert "needs a recording" in result.stderr
+
+
+def _call_spans(path: Path) -> list[dict[str, Any]]:
+    spans = []
+    for line in path.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                spans += [s for s in ss["spans"] if decode_attributes(s["attributes"]).get("agenttrace.kind") == "call"]
+    return spans
+
+
+def _set(items: list[dict[str, Any]], key: str, value: dict[str, Any] | None) -> None:
+    items[:] = [kv for kv in items if kv["key"] != key]
+    if value is not None:
+        items.append({"key": key, "value": value})
+
+
+def test_fast_span_decoding_equals_the_long_way(replayer: Replayer, server: TestServer) -> None:
+    """The loader's direct span-to-event path gives exactly call_event(exchange_from_span(span)).
+
+    Checked on real spans (JSON, SSE, gzip, binary, redirect, form) and on variants: non-ASCII
+    body, missing digest and size, a step filter's flag, an error event, no response headers.
+    """
+    recs = [
+        replayer.record(HTTPX_AGENT, [server.base_url]),
+        replayer.record(REQUESTS_AGENT, [server.base_url]),
+    ]
+    spans = [s for rec in recs for s in _call_spans(rec.path)]
+    variants = []
+    for span in spans[:3]:
+        variant = copy.deepcopy(span)
+        for event in variant["events"]:
+            items = event["attributes"]
+            _set(items, "agenttrace.body", {"stringValue": 'héllo ✓ {"a": 1}'})
+            _set(items, "agenttrace.body.encoding", {"stringValue": "utf-8"})
+            _set(items, "agenttrace.body.sha256", None)
+            _set(items, "agenttrace.body.size", None)
+            _set(items, "agenttrace.body.filtered", {"boolValue": True})
+            _set(items, "agenttrace.http.headers", None)
+        variant["events"].append(
+            {
+                "name": "agenttrace.error",
+                "attributes": [{"key": "agenttrace.error.type", "value": {"stringValue": "httpx.ReadError"}}],
+            }
+        )
+        variants.append(variant)
+    fast_used = 0
+    for span in spans + variants:
+        attributes = decode_attributes(span["attributes"])
+        fast = _fast_call_event(span, attributes, {})
+        slow = call_event(exchange_from_span(span))
+        if fast is not None:
+            fast_used += 1
+            assert fast == slow
+            assert json.dumps(fast) == json.dumps(slow)  # same keys in the same order
+    assert fast_used >= len(spans) + len(variants) - 4  # base64 (binary) bodies take the long way
+
+
+def test_replay_trace_is_not_a_recording(replayer: Replayer, server: TestServer) -> None:
+    """A replay's own trace (served calls point at the recording) is refused, naming the recorded span."""
+    rec = replayer.record(HTTPX_AGENT, [server.base_url])
+    rep = replayer.replay(HTTPX_AGENT, rec, [server.base_url])
+    assert rep.returncode == 0, rep.stderr
+    replayed = [p for p in rep.files() if p != rec.path]
+    assert len(replayed) == 1
+    recorded_span = _call_spans(rec.path)[0]["spanId"]
+    with pytest.raises(ConfigurationError, match=r"is a call served by a replay .*replay the recording") as caught:
+        agenttrace.load_events(replayed[0])
+    assert f"{rec.path.stem}/{recorded_span}" in str(caught.value)
+    # `agenttrace show` still gives each served call its status and size.
+    console = Console(no_color=True, width=200, record=True, file=io.StringIO())
+    console.print(render(read_spans(replayed[0])))
+    served = [line for line in console.export_text().splitlines() if "(replayed)" in line]
+    assert len(served) == 2
+    assert all("→ 200" in line and re.search(r"\d+(\.\d)? (B|KB)", line) for line in served), served
+
+
+def test_loading_keeps_the_collector_state(recording: Recorded) -> None:
+    """load_events pauses the garbage collector and restores its state, enabled or not."""
+    assert gc.isenabled()
+    agenttrace.load_events(recording.path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        agenttrace.load_events(recording.path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_checked_events_come_with_their_exchanges(recording: Recorded) -> None:
+    """check_events builds each call's exchange once, equal to event_exchange, for the session to take."""
+    events = agenttrace.load_events(recording.path)
+    checked, exchanges = check_events(events, "test")
+    assert checked == events
+    calls = [e for e in events if e["kind"] == "call"]
+    assert exchanges == [event_exchange(e, "test") for e in calls]
+    with pytest.raises(ConfigurationError, match="holds no recorded calls"):
+        check_events([e for e in events if e["kind"] != "call"], "test")
