@@ -34,6 +34,7 @@ from . import _payload
 from . import _schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
 from ._filter import EMPTY, Filter
 from ._model import Body, Exchange, RecordedError, RequestData, ResponseData
+from ._otlp_json import decode_attributes
 from ._runtime import runtime
 from ._scope import RunState, current_scope
 from ._warn import warn_once
@@ -571,31 +572,6 @@ def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:
 # --- reading spans back --------------------------------------------------------------------------
 
 
-def _value(value: Mapping[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "arrayValue" in value:
-        return [_value(v) for v in value["arrayValue"].get("values", [])]
-    if "kvlistValue" in value:
-        return {kv["key"]: _value(kv.get("value", {})) for kv in value["kvlistValue"].get("values", [])}
-    if "bytesValue" in value:
-        import base64
-
-        return base64.b64decode(value["bytesValue"])
-    return None
-
-
-def attributes_of(items: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
-    """OTLP JSON ``KeyValue`` list as a plain dict."""
-    return {kv["key"]: _value(kv.get("value", {})) for kv in items or ()}
-
-
 def _body(attrs: Mapping[str, Any]) -> Body:
     data = _payload.decode_body(attrs.get(S.BODY, "") or "", attrs.get(S.BODY_ENCODING, "utf-8"))
     return Body(
@@ -611,12 +587,12 @@ def exchange_from_span(span_json: Mapping[str, Any]) -> Exchange:
 
     Raises ``ValueError`` naming what is missing when the span is not an AgentTrace call span.
     """
-    attrs = attributes_of(span_json.get("attributes"))
+    attrs = decode_attributes(span_json.get("attributes"))
     if attrs.get(S.KIND) != "call":
         raise ValueError(
             f"span {span_json.get('spanId', '?')} is not an AgentTrace call span (agenttrace.kind != 'call')"
         )
-    events = {e.get("name"): attributes_of(e.get("attributes")) for e in span_json.get("events", ())}
+    events = {e.get("name"): decode_attributes(e.get("attributes")) for e in span_json.get("events", ())}
     req = events.get(S.EVENT_REQUEST)
     if req is None:
         raise ValueError(f"call span {span_json.get('spanId', '?')} has no {S.EVENT_REQUEST} event")

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import agenttrace
-from agenttrace._capture import attributes_of, exchange_from_span
+from agenttrace._capture import exchange_from_span
 from agenttrace._model import Exchange
+from agenttrace._otlp_json import decode_attributes
 
 __all__ = ["Recorder", "Trace", "read_trace"]
 
@@ -26,8 +27,8 @@ class Trace:
     @property
     def call_spans(self) -> list[dict[str, Any]]:
         """Call spans in ordinal order."""
-        calls = [s for s in self.spans if attributes_of(s.get("attributes")).get("agenttrace.kind") == "call"]
-        return sorted(calls, key=lambda s: attributes_of(s["attributes"]).get("agenttrace.call.ordinal", 0))
+        calls = [s for s in self.spans if decode_attributes(s.get("attributes")).get("agenttrace.kind") == "call"]
+        return sorted(calls, key=lambda s: decode_attributes(s["attributes"]).get("agenttrace.call.ordinal", 0))
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -35,16 +36,16 @@ class Trace:
         return [
             exchange_from_span(s)
             for s in self.call_spans
-            if attributes_of(s.get("attributes")).get("agenttrace.call.library") != "socket"
+            if decode_attributes(s.get("attributes")).get("agenttrace.call.library") != "socket"
         ]
 
     def attrs(self, span: dict[str, Any]) -> dict[str, Any]:
         """A span's attributes as a dict."""
-        return attributes_of(span.get("attributes"))
+        return decode_attributes(span.get("attributes"))
 
     def events(self, span: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """A span's events by name, attributes as dicts."""
-        return {e["name"]: attributes_of(e.get("attributes")) for e in span.get("events", [])}
+        return {e["name"]: decode_attributes(e.get("attributes")) for e in span.get("events", [])}
 
 
 def read_trace(path: Path) -> Trace:
