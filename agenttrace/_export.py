@@ -377,6 +377,10 @@ def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:
         exporter.shutdown()
         exporter = SpoolingOTLPSpanExporter()
     elif type(exporter).__module__ == "opentelemetry.exporter.otlp.proto.grpc.trace_exporter":
+        from agenttrace.exporters.backend import grpc_deliverer
+
+        # The spool's backlog is re-sent through the gRPC exporter's own channel.
+        exporter.deliver_serialized = grpc_deliverer(exporter)  # type: ignore[attr-defined]
         return ExportLane(exporter, name="otlp_grpc", spool=_spool_for("otlp_grpc"))
     return ExportLane(exporter)
 

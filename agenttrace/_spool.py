@@ -259,8 +259,6 @@ def report_failure(destination: str, outcome: Delivery, spool: Spool | None, sto
         where = f"dropped: the spool folder {spool.root} cannot be written ({spool.write_error})"
     elif not stored:
         where = f"dropped: the spool folder {spool.root} is full"
-    elif spool.target == "otlp_grpc":
-        where = f"kept in {spool.folder} (gRPC batches are not re-sent yet: see docs/export.md)"
     else:
         where = f"kept in {spool.folder} and sent on the next run or by `agenttrace upload`"
     if outcome.auth_failed:

@@ -18,7 +18,7 @@ from ._spool import Delivery, Spool, drain
 
 __all__ = ["add_arguments", "run"]
 
-_TARGETS = ("agenttrace", "otlp")
+_TARGETS = ("agenttrace", "otlp", "otlp_grpc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,13 @@ def _sender(target: str) -> tuple[Callable[[bytes], Delivery], str]:
     # Imported here: the OTLP exporter is heavy and only needed when there is something to send.
     from agenttrace.exporters.backend import AgentTraceSpanExporter, SpoolingOTLPSpanExporter
 
+    if target == "otlp_grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        from agenttrace.exporters.backend import grpc_deliverer
+
+        grpc_exporter = GrpcExporter()  # endpoint, headers, TLS from OTEL_EXPORTER_OTLP_* as usual
+        return grpc_deliverer(grpc_exporter), f"the OTLP/gRPC endpoint {grpc_exporter._endpoint}"
     exporter = AgentTraceSpanExporter(_managed=True) if target == "agenttrace" else SpoolingOTLPSpanExporter()
     return exporter.deliver_serialized, exporter.destination
 

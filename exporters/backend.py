@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -44,7 +44,14 @@ from agenttrace._errors import ConfigurationError
 from agenttrace._export import exporting
 from agenttrace._spool import Delivery, Spool, report_failure
 
-__all__ = ["AgentTraceSpanExporter", "SpoolingOTLPSpanExporter", "count_spans", "retrying", "split_request"]
+__all__ = [
+    "AgentTraceSpanExporter",
+    "SpoolingOTLPSpanExporter",
+    "count_spans",
+    "grpc_deliverer",
+    "retrying",
+    "split_request",
+]
 
 # The library logs every failed attempt at ERROR/WARNING, which with no logging configured lands
 # on stderr once per batch. AgentTrace says it once itself; a user who configures logging still
@@ -328,3 +335,40 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
 def standalone_backend_exporters() -> list[AgentTraceSpanExporter]:
     """Backend exporters created outside AgentTrace's own wiring (entry point or user code)."""
     return list(_standalone)
+
+
+_GRPC_PERMANENT = frozenset({"INVALID_ARGUMENT", "UNIMPLEMENTED", "FAILED_PRECONDITION", "OUT_OF_RANGE"})
+_GRPC_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+
+
+def grpc_deliverer(exporter: Any) -> Callable[[bytes], Delivery]:
+    """``deliver_serialized`` for OpenTelemetry's OTLP/gRPC exporter: re-send spooled requests.
+
+    The gRPC exporter has no way to send bytes already encoded, so its own client stub is called
+    with the decoded request, with the exporter's headers and timeout; the spool keeps what fails
+    for a reason that may pass (UNAVAILABLE, DEADLINE_EXCEEDED, ...).
+    """
+    import grpc  # type: ignore[import-untyped]  # grpcio ships no type stubs
+
+    def deliver(data: bytes) -> Delivery:
+        request = ExportTraceServiceRequest.FromString(data)
+        spans = count_spans(request)
+        client = getattr(exporter, "_client", None)
+        if client is None:
+            return Delivery(kept=[(data, spans)], reason="the OTLP/gRPC exporter has no channel")
+        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            with exporting():
+                headers, timeout = getattr(exporter, "_headers", None), getattr(exporter, "_timeout", 10)
+                client.Export(request=request, metadata=headers, timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code().name if hasattr(error, "code") else "UNKNOWN"
+            reason = f"gRPC {code}"
+            if code in _GRPC_PERMANENT:
+                return Delivery(rejected=spans, reason=reason)
+            return Delivery(kept=[(data, spans)], reason=reason, auth_failed=code in _GRPC_AUTH)
+        finally:
+            otel_context.detach(token)
+        return Delivery(delivered=spans)
+
+    return deliver

@@ -257,7 +257,7 @@ def make_contender(spec: Spec, lib: str) -> Contender:
         return OTelContender(spec, lib, name.removeprefix("otel-"))
     if name == "vcrpy":
         return VcrContender(spec, lib)
-    if name == "agenttrace":
+    if name.startswith("agenttrace"):  # "agenttrace-baseline": the same, from another tree (PYTHONPATH)
         return AgentTraceContender(spec, lib)
     raise ValueError(f"unknown contender {name!r}")
 
@@ -396,6 +396,7 @@ def scenario_replay_setup(spec: Spec) -> Result:
         return {"seconds": (now_ns() - start) / 1e9, "path": str(out)}
     if kind == "vcrpy":
         return _vcr_cassette(count, base, out, start)
+    # "agenttrace" or "agenttrace-baseline" (another tree, on PYTHONPATH)
     import httpx
 
     import agenttrace
