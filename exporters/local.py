@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from agenttrace import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._otlp_json import encode_span, group_encoded
 from agenttrace._warn import warn_once
 
@@ -201,6 +202,13 @@ _MAX_QUEUED_BYTES = 32 << 20
 
 def _span_size(span: ReadableSpan) -> int:
     size = 512
+    if (span.attributes or {}).get(S.KIND) == "call":
+        # A call span's weight is its bodies; the rest is a few short strings.
+        for event in span.events:
+            body = (event.attributes or {}).get(S.BODY)
+            if type(body) is str:
+                size += len(body)
+        return size
     for attributes in (span.attributes, *(event.attributes for event in span.events)):
         for value in (attributes or {}).values():
             if type(value) is str:
@@ -232,9 +240,10 @@ class SpanWriter:
         size = _span_size(span)
         with self._cond:
             if self._queued_bytes + size <= _MAX_QUEUED_BYTES and self._ensure_thread():
+                if not self._queue:
+                    self._cond.notify()  # the writer only sleeps on an empty queue
                 self._queue.append((file, span, size, None))
                 self._queued_bytes += size
-                self._cond.notify()
                 return
         file.add(span)
 
