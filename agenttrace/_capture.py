@@ -51,6 +51,7 @@ __all__ = [
     "qualified_name",
     "replay_lookup",
     "served_chunks",
+    "served_parts",
     "set_replay_lookup",
 ]
 
@@ -532,6 +533,31 @@ def check_servable(exchange: Exchange) -> None:
             f"{len(response.body.data)} of {response.body.size} bytes (max_body_bytes); it cannot be "
             "served as if whole. Record again with a larger AGENTTRACE_MAX_BODY_BYTES."
         )
+
+
+def served_parts(
+    call: Call,
+    exchange: Exchange,
+    build: Callable[[type[BaseException], str], BaseException | None] | None,
+    missing: Callable[[], BaseException],
+) -> tuple[ResponseData, BaseException | None]:
+    """The recorded response to serve and the error to raise after its body, if any.
+
+    Raises (and records on ``call``) when the exchange cannot be served as if whole, or when the
+    recorded call failed before a response: the same exception type, built by ``build``, or
+    ``missing()`` for a recording that holds neither.
+    """
+    try:
+        check_servable(exchange)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    stream_error = make_error(exchange.error, build) if exchange.error is not None else None
+    if exchange.response is None:
+        error = stream_error or missing()
+        call.fail(error)
+        raise error
+    return exchange.response, stream_error
 
 
 def make_error(

@@ -140,23 +140,12 @@ class HttpxAdapter:
         return build
 
     def _serve(self, call: Call, exchange: Exchange, request: Any, *, asynchronous: bool) -> Any:
-        try:
-            _capture.check_servable(exchange)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        recorded = exchange.response
-        if recorded is None:
-            error = (
-                _capture.make_error(exchange.error, self._build_error(request))
-                if exchange.error is not None
-                else self.module.TransportError("recorded call has neither response nor error", request=request)
-            )
-            call.fail(error)
-            raise error
-        stream_error = None
-        if exchange.error is not None:
-            stream_error = _capture.make_error(exchange.error, self._build_error(request))
+        recorded, stream_error = _capture.served_parts(
+            call,
+            exchange,
+            self._build_error(request),
+            lambda: self.module.TransportError("recorded call has neither response nor error", request=request),
+        )
         served: Any = (_AsyncServed if asynchronous else _SyncServed)(exchange, stream_error)
         response = self.module.Response(
             status_code=recorded.status_code,

@@ -242,22 +242,11 @@ class Urllib3Adapter:
         return response
 
     def _serve(self, call: Call, exchange: Exchange, pool: Any, bound: dict[str, Any]) -> Any:
-        try:
-            _capture.check_servable(exchange)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        recorded = exchange.response
-        if recorded is None:
-            error = (
-                _capture.make_error(exchange.error, _build_error(pool, bound))
-                if exchange.error is not None
-                else self.urllib3.exceptions.ProtocolError("recorded call has neither response nor error")
-            )
-            call.fail(error)
-            raise error
-        stream_error = (
-            _capture.make_error(exchange.error, _build_error(pool, bound)) if exchange.error is not None else None
+        recorded, stream_error = _capture.served_parts(
+            call,
+            exchange,
+            _build_error(pool, bound),
+            lambda: self.urllib3.exceptions.ProtocolError("recorded call has neither response nor error"),
         )
         body = _ServedBody(exchange, recorded.headers, stream_error, str(bound["method"]))
         version = {"HTTP/1.0": 10, "HTTP/1.1": 11, "HTTP/2": 20, "HTTP/2.0": 20}.get(recorded.http_version, 11)
