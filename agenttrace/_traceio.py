@@ -11,7 +11,7 @@ from typing import Any
 from ._errors import ConfigurationError
 from ._otlp_json import decode_attributes
 
-__all__ = ["SpanRecord", "read_spans"]
+__all__ = ["SpanRecord", "iter_documents", "read_spans"]
 
 
 @dataclass(frozen=True)
@@ -33,34 +33,54 @@ class SpanRecord:
     raw: dict[str, Any]
 
 
-def _documents(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_documents(file: Path, text: str, what: str = "trace file") -> Iterator[tuple[int, Any]]:
+    """The JSON documents of a trace file with their line numbers: one document, or JSON Lines.
+
+    A bad line raises ConfigurationError naming ``what``, the file and the line.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"trace file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"trace file {path} cannot be read: {exc}") from None
-    stripped = text.lstrip()
-    if stripped.startswith("{") and "\n{" not in stripped.rstrip():
-        # One OTLP JSON document, possibly pretty-printed over many lines.
-        try:
-            yield 1, json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(
-                f"trace file {path}, line {exc.lineno}: not valid JSON ({exc.msg}); "
-                "expected OTLP JSON (a TracesData object per line)"
-            ) from None
+        # One document (an OTel Collector's single-document output, possibly pretty-printed)...
+        whole = json.loads(text)
+    except json.JSONDecodeError as exc:
+        whole_error = exc
+    else:
+        yield 1, whole
         return
+    if "\n" not in text.strip():
+        raise ConfigurationError(
+            f"{what} {file}, line 1: not valid JSON ({whole_error.msg}; truncated?); "
+            "expected OTLP JSON (one TracesData object per line) or a JSON array of events"
+        )
+    # ...else JSON Lines: each line parses on its own, so a bad line is named exactly.
+    first = True
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             document = json.loads(line)
         except json.JSONDecodeError as exc:
+            if first:
+                # Not JSON Lines either: report where the document as a whole breaks.
+                raise ConfigurationError(
+                    f"{what} {file}, line {whole_error.lineno}: not valid JSON ({whole_error.msg}; "
+                    "truncated?); expected OTLP JSON (one TracesData object per line or one document)"
+                ) from None
             raise ConfigurationError(
-                f"trace file {path}, line {number}: not valid JSON ({exc.msg}; truncated?); "
+                f"{what} {file}, line {number}: not valid JSON ({exc.msg}; truncated line?); "
                 "expected one OTLP JSON TracesData object per line"
             ) from None
+        first = False
+        yield number, document
+
+
+def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"trace file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"trace file {path} cannot be read: {exc}") from None
+    for number, document in iter_documents(path, text):
         if not isinstance(document, dict):
             raise ConfigurationError(
                 f"trace file {path}, line {number}: expected a JSON object with 'resourceSpans', "

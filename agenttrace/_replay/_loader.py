@@ -27,6 +27,7 @@ from .._errors import ConfigurationError
 from .._model import Exchange
 from .._otlp_json import decode_attributes, decode_value
 from .._schema import SCHEMA_VERSION
+from .._traceio import iter_documents
 from ._events import call_event, check_event, entropy_event, event_exchange, run_event
 
 __all__ = ["check_events", "collector_paused", "load_events", "validate_events"]
@@ -89,39 +90,7 @@ def _load_events(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _documents(file: Path, text: str) -> Iterator[tuple[int, Any]]:
-    try:
-        # One document (an OTel Collector's single-document output, possibly pretty-printed)...
-        whole = json.loads(text)
-    except json.JSONDecodeError as exc:
-        whole_error = exc
-    else:
-        yield 1, whole
-        return
-    if "\n" not in text.strip():
-        raise ConfigurationError(
-            f"replay file {file}, line 1: not valid JSON ({whole_error.msg}; truncated?); "
-            "expected OTLP JSON (one TracesData object per line) or a JSON array of events"
-        )
-    # ...else JSON Lines: each line parses on its own, so a bad line is named exactly.
-    first = True
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            document = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if first:
-                # Not JSON Lines either: report where the document as a whole breaks.
-                raise ConfigurationError(
-                    f"replay file {file}, line {whole_error.lineno}: not valid JSON ({whole_error.msg}; "
-                    "truncated?); expected OTLP JSON (one TracesData object per line or one document)"
-                ) from None
-            raise ConfigurationError(
-                f"replay file {file}, line {number}: not valid JSON ({exc.msg}; truncated line?); "
-                "expected one OTLP JSON TracesData object per line"
-            ) from None
-        first = False
-        yield number, document
+    return iter_documents(file, text, "replay file")
 
 
 def _exchange_from_span() -> Any:
