@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from agenttrace._demo._loopback import LoopbackServer
 
 __all__ = ["TestServer", "binary_payload"]
 
@@ -178,26 +178,15 @@ class _Server(ThreadingHTTPServer):
         return conn
 
 
-class TestServer:
+class TestServer(LoopbackServer):
     """The loopback server; use as a context manager (``with TestServer() as s``) or start/stop."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Server(("127.0.0.1", 0), _Handler), "test-server")
         self._server.requests = []
         self._server.connections = 0
-        self._thread = threading.Thread(target=self._server.serve_forever, name="test-server", daemon=True)
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on."""
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this server."""
@@ -206,27 +195,9 @@ class TestServer:
     @property
     def requests(self) -> list[tuple[str, str]]:
         """``(method, path)`` of every request received so far."""
-        return self._server.requests
+        return self._server.requests  # type: ignore[no-any-return]
 
     @property
     def connections(self) -> int:
         """Number of TCP connections accepted so far."""
-        return self._server.connections
-
-    def start(self) -> TestServer:
-        """Serve in a daemon thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> TestServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return int(self._server.connections)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from ._loopback import LoopbackServer
 
 __all__ = ["FakeLLMServer", "main"]
 
@@ -345,55 +345,26 @@ class _Server(ThreadingHTTPServer):
         """A client hanging up mid-stream is normal for a demo server: stay quiet."""
 
 
-class FakeLLMServer:
+class FakeLLMServer(LoopbackServer):
     """The fake LLM server; a context manager that serves from a daemon thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0) -> None:
-        self._server = _Server((host, port), _Handler)
+        super().__init__(_Server((host, port), _Handler), "fake-llm")
         self._server.chunk_delay = chunk_delay
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm", daemon=True)
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: the Anthropic SDK's ``base_url``."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def openai_base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``: the OpenAI SDK's ``base_url``."""
+        """``http://127.0.0.1:<port>/v1``: the OpenAI SDK's ``base_url`` (the Anthropic SDK takes ``base_url``)."""
         return self.base_url + "/v1"
 
     @property
     def calls(self) -> int:
         """How many API calls it has answered."""
-        return self._server.calls
-
-    def start(self) -> FakeLLMServer:
-        """Serve in a daemon thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
+        return int(self._server.calls)
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted."""
         self._server.serve_forever()
-
-    def __enter__(self) -> FakeLLMServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
