@@ -24,10 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import Event as SdkEvent
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from . import _payload
@@ -156,6 +159,28 @@ def error_class(name: str) -> type[BaseException] | None:
 
 
 # --- recording ----------------------------------------------------------------------------------
+
+
+def add_event(span: Span, name: str, attributes: dict[str, Any]) -> None:
+    """Add one of AgentTrace's own payload events to ``span``, skipping the SDK's re-validation.
+
+    ``Span.add_event`` copies the attributes into a ``BoundedAttributes``, checking every key and
+    value (and every element of every list) one by one, under a lock: about as much time as the
+    rest of the event's work. The values here are AgentTrace's own, built as str, int, bool and
+    tuples of them, so on an SDK span the event is appended as is, behind a read-only view (the
+    same immutability ``add_event`` gives). Two consequences, documented in docs/span-model.md:
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` does not cut AgentTrace's payload events (bodies are
+    bounded by ``max_body_bytes`` instead: a cut body could not be replayed), and any other span
+    (a wrapper provider's, a non-recording span) gets the public ``add_event``.
+    """
+    if isinstance(span, SdkSpan):
+        try:
+            span._add_event(SdkEvent(name, MappingProxyType(attributes)))  # the private seam, see above
+            return
+        except AttributeError:  # an SDK without the private seam: the public way below
+            pass
+    span.add_event(name, attributes)
+
 
 _pending_lock = threading.Lock()
 _pending: dict[int, set[Call]] = {}
@@ -309,8 +334,8 @@ class Call:
             S.HTTP_STATUS: self.status_code,
             S.HTTP_HEADERS: _payload.jsonable_headers(_payload.redact_headers(headers)),
             S.HTTP_VERSION: self.http_version,
-            S.STREAM_CHUNK_SIZES: list(sizes),
-            S.STREAM_CHUNK_OFFSETS: self._offsets,
+            S.STREAM_CHUNK_SIZES: tuple(sizes),
+            S.STREAM_CHUNK_OFFSETS: tuple(self._offsets),
             S.STREAM_END: end,
         }
         if self.reason:
@@ -319,7 +344,7 @@ class Call:
         if filtered:
             attributes[_payload.BODY_FILTERED] = True
         self._chunks = []
-        self.span.add_event(S.EVENT_RESPONSE, attributes)
+        add_event(self.span, S.EVENT_RESPONSE, attributes)
 
     def _write_served_response(self, end: str, served: Exchange) -> None:
         """The response event of a call replay served: what the agent got, pointing at the recording.
@@ -346,8 +371,8 @@ class Call:
             S.HTTP_VERSION: self.http_version,
             S.BODY_SIZE: size,
             S.BODY_SHA256: digest,
-            S.STREAM_CHUNK_SIZES: self._sizes,
-            S.STREAM_CHUNK_OFFSETS: self._offsets,
+            S.STREAM_CHUNK_SIZES: tuple(self._sizes),
+            S.STREAM_CHUNK_OFFSETS: tuple(self._offsets),
             S.STREAM_END: end,
             S.SERVED_TRACE_ID: served.trace_id,
             S.SERVED_SPAN_ID: served.span_id,
@@ -355,14 +380,11 @@ class Call:
         if self.reason:
             attributes[S.HTTP_REASON] = self.reason
         self._chunks = []
-        self.span.add_event(S.EVENT_RESPONSE, attributes)
+        add_event(self.span, S.EVENT_RESPONSE, attributes)
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
-        self.span.add_event(
-            S.EVENT_ERROR,
-            {S.ERROR_TYPE: name, S.ERROR_MESSAGE: str(error), S.ERROR_PHASE: phase},
-        )
+        add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: str(error), S.ERROR_PHASE: phase})
         self.span.set_attribute("error.type", name)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
@@ -465,7 +487,7 @@ def _open(library: str, request: RequestData) -> tuple[Call, RequestData]:
     _body_attributes(event, _payload.make_body(recorded.body, settings.max_body_bytes))
     if filtered:
         event[_payload.BODY_FILTERED] = True
-    span.add_event(S.EVENT_REQUEST, event)
+    add_event(span, S.EVENT_REQUEST, event)
     if run is not None:
         with _pending_lock:
             _pending.setdefault(id(run), set()).add(call)

@@ -9,14 +9,25 @@ costs several times more per span on the agent's thread. The mapping is small an
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
-__all__ = ["encode_attributes", "encode_span", "encode_value", "traces_data_line"]
+__all__ = [
+    "attributes_text",
+    "encode_attributes",
+    "encode_span",
+    "encode_value",
+    "group_encoded",
+    "span_text",
+    "traces_data_line",
+    "value_text",
+]
 
 
 def encode_value(value: Any) -> dict[str, Any]:
@@ -35,6 +46,8 @@ def encode_value(value: Any) -> dict[str, Any]:
     if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
+        if not math.isfinite(value):  # as the proto3 JSON mapping writes them: bare NaN is not JSON
+            return {"doubleValue": _non_finite(value)}
         return {"doubleValue": value}
     if isinstance(value, str):
         return {"stringValue": value}
@@ -47,11 +60,36 @@ def encode_value(value: Any) -> dict[str, Any]:
     return {"stringValue": str(value)}
 
 
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def encode_attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """A list of ``KeyValue``."""
     if not attributes:
         return []
-    return [{"key": k, "value": encode_value(v)} for k, v in attributes.items()]
+    if type(attributes) is not dict:
+        # The SDK hands out read-only views of its BoundedAttributes, whose items() is a
+        # Python-level walk (one __getitem__ per key); their copy() is a plain dict in one step.
+        copy = getattr(attributes, "copy", None)
+        if copy is not None:
+            with contextlib.suppress(Exception):
+                copied = copy()
+                if type(copied) is dict:
+                    attributes = copied
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for key, value in attributes.items():
+        kind = type(value)  # the two commonest kinds inlined: encode_value does the rest
+        if kind is str:
+            append({"key": key, "value": {"stringValue": value}})
+        elif kind is int:
+            append({"key": key, "value": {"intValue": str(value)}})
+        else:
+            append({"key": key, "value": encode_value(value)})
+    return out
 
 
 def _hex(number: int, width: int) -> str:
@@ -64,96 +102,197 @@ def _flags(context: SpanContext | None) -> int:
 
 
 def encode_span(span: ReadableSpan) -> dict[str, Any]:
-    """One OTLP JSON ``Span``."""
+    """One OTLP JSON ``Span``, as a dict (the JSON text :func:`span_text` writes, parsed)."""
+    return dict(json.loads(span_text(span)))
+
+
+# --- JSON text, written directly ------------------------------------------------------------
+#
+# The trace writer encodes every span straight to JSON text: building the nested dicts first
+# and serialising them with json.dumps cost about four times as much, and a pending batch of
+# dicts kept the garbage collector busy (strings are not tracked by it, dicts are).
+# tests/test_otlp_json.py checks the text against opentelemetry-proto's own encoder.
+
+_quote = json.encoder.encode_basestring  # C-accelerated; keeps non-ASCII as is (UTF-8 files)
+_key_prefixes: dict[str, str] = {}
+
+
+def _key(key: Any) -> str:
+    prefix = _key_prefixes.get(key) if type(key) is str else None
+    if prefix is None:
+        prefix = '{"key":' + _quote(str(key)) + ',"value":'
+        if type(key) is str and len(_key_prefixes) < 4096:
+            _key_prefixes[key] = prefix
+    return prefix
+
+
+def value_text(value: Any) -> str:
+    """One ``AnyValue`` as JSON text (the text form of :func:`encode_value`)."""
+    kind = type(value)
+    if kind is str:
+        return '{"stringValue":' + _quote(value) + "}"
+    if kind is int:
+        return '{"intValue":"' + str(value) + '"}'
+    if kind is tuple or kind is list:
+        return '{"arrayValue":{"values":[' + ",".join([value_text(v) for v in value]) + "]}}"
+    if isinstance(value, bool):
+        return '{"boolValue":true}' if value else '{"boolValue":false}'
+    if isinstance(value, int):
+        return '{"intValue":"' + str(int(value)) + '"}'
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return '{"doubleValue":"' + _non_finite(value) + '"}'
+        return '{"doubleValue":' + repr(float(value)) + "}"
+    if isinstance(value, str):
+        return '{"stringValue":' + _quote(str(value)) + "}"
+    if isinstance(value, (bytes, bytearray)):
+        return '{"bytesValue":"' + base64.b64encode(value).decode("ascii") + '"}'
+    if isinstance(value, Mapping):
+        return '{"kvlistValue":{"values":' + attributes_text(value) + "}}"
+    if isinstance(value, Sequence):
+        return '{"arrayValue":{"values":[' + ",".join([value_text(v) for v in value]) + "]}}"
+    return '{"stringValue":' + _quote(str(value)) + "}"
+
+
+def attributes_text(attributes: Mapping[str, Any] | None) -> str:
+    """A list of ``KeyValue`` as JSON text (the text form of :func:`encode_attributes`)."""
+    if not attributes:
+        return "[]"
+    if type(attributes) is not dict:
+        copy = getattr(attributes, "copy", None)  # see encode_attributes
+        if copy is not None:
+            with contextlib.suppress(Exception):
+                copied = copy()
+                if type(copied) is dict:
+                    attributes = copied
+    parts: list[str] = []
+    append = parts.append
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            append(_key(key) + '{"stringValue":' + _quote(value) + "}}")
+        elif kind is int:
+            append(_key(key) + '{"intValue":"' + str(value) + '"}}')
+        else:
+            append(_key(key) + value_text(value) + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def span_text(span: ReadableSpan) -> str:
+    """One OTLP JSON ``Span`` as compact JSON text."""
     ctx = span.context
     assert ctx is not None
-    out: dict[str, Any] = {
-        "traceId": _hex(ctx.trace_id, 32),
-        "spanId": _hex(ctx.span_id, 16),
-        "name": span.name,
-        "kind": span.kind.value + 1,  # OTLP numbers SPAN_KIND_INTERNAL as 1
-        "startTimeUnixNano": str(span.start_time or 0),
-        "endTimeUnixNano": str(span.end_time or 0),
-        "attributes": encode_attributes(span.attributes),
-        "flags": _flags(span.parent),
-    }
+    parent = span.parent
+    parts = [
+        '{"traceId":"',
+        _hex(ctx.trace_id, 32),
+        '","spanId":"',
+        _hex(ctx.span_id, 16),
+        '","name":',
+        _quote(str(span.name)),
+        ',"kind":',
+        str(span.kind.value + 1),  # OTLP numbers SPAN_KIND_INTERNAL as 1
+        ',"startTimeUnixNano":"',
+        str(span.start_time or 0),
+        '","endTimeUnixNano":"',
+        str(span.end_time or 0),
+        '","attributes":',
+        attributes_text(span.attributes),
+        ',"flags":',
+        str(_flags(parent)),
+    ]
     if ctx.trace_state:
-        out["traceState"] = ctx.trace_state.to_header()
-    if span.parent is not None:
-        out["parentSpanId"] = _hex(span.parent.span_id, 16)
-    if span.events:
-        out["events"] = [
-            {"timeUnixNano": str(e.timestamp), "name": e.name, "attributes": encode_attributes(e.attributes)}
-            for e in span.events
-        ]
-    if span.links:
-        out["links"] = [
-            {
-                "traceId": _hex(link.context.trace_id, 32),
-                "spanId": _hex(link.context.span_id, 16),
-                "attributes": encode_attributes(link.attributes),
-                "flags": _flags(link.context),
-            }
-            for link in span.links
-        ]
-    status: dict[str, Any] = {"code": span.status.status_code.value}
-    if span.status.description:
-        status["message"] = span.status.description
-    out["status"] = status
+        parts += [',"traceState":', _quote(ctx.trace_state.to_header())]
+    if parent is not None:
+        parts += [',"parentSpanId":"', _hex(parent.span_id, 16), '"']
+    events = span.events
+    if events:
+        parts.append(',"events":[')
+        parts.append(
+            ",".join(
+                [
+                    '{"timeUnixNano":"'
+                    + str(e.timestamp)
+                    + '","name":'
+                    + _quote(str(e.name))
+                    + ',"attributes":'
+                    + attributes_text(e.attributes)
+                    + "}"
+                    for e in events
+                ]
+            )
+        )
+        parts.append("]")
+    links = span.links
+    if links:
+        parts.append(',"links":[')
+        parts.append(
+            ",".join(
+                [
+                    '{"traceId":"'
+                    + _hex(link.context.trace_id, 32)
+                    + '","spanId":"'
+                    + _hex(link.context.span_id, 16)
+                    + '","attributes":'
+                    + attributes_text(link.attributes)
+                    + ',"flags":'
+                    + str(_flags(link.context))
+                    + "}"
+                    for link in links
+                ]
+            )
+        )
+        parts.append("]")
+    status = span.status
+    parts += [',"status":{"code":', str(status.status_code.value)]
+    if status.description:
+        parts += [',"message":', _quote(str(status.description))]
+    parts.append("}")
     for name, dropped in (
         ("droppedAttributesCount", span.dropped_attributes),
         ("droppedEventsCount", span.dropped_events),
         ("droppedLinksCount", span.dropped_links),
     ):
         if dropped:
-            out[name] = dropped
-    return out
+            parts += [',"', name, '":', str(int(dropped))]
+    parts.append("}")
+    return "".join(parts)
 
 
 def traces_data_line(spans: Iterable[ReadableSpan]) -> str:
     """One JSON Lines record: a ``TracesData`` holding ``spans`` grouped by resource and scope."""
-    groups: dict[tuple[int, str, str], tuple[Any, Any, list[dict[str, Any]]]] = {}
-    for span in spans:
-        scope = span.instrumentation_scope
-        key = (id(span.resource), scope.name if scope else "", (scope.version or "") if scope else "")
-        if key not in groups:
-            groups[key] = (span.resource, scope, [])
-        groups[key][2].append(encode_span(span))
-    return _line(groups.values())
+    return group_encoded([(span.resource, span.instrumentation_scope, span_text(span)) for span in spans])
 
 
-def _line(groups: Iterable[tuple[Any, Any, list[dict[str, Any]]]]) -> str:
-    resource_spans: list[dict[str, Any]] = []
-    by_resource: dict[int, dict[str, Any]] = {}
-    for resource, scope, encoded in groups:
-        entry = by_resource.get(id(resource))
+def group_encoded(items: Sequence[tuple[Any, Any, str]]) -> str:
+    """A ``TracesData`` line from spans already encoded (:func:`span_text`), with their resource and scope."""
+    groups: dict[int, tuple[Any, dict[tuple[str, str, str], tuple[Any, list[str]]]]] = {}
+    for resource, scope, text in items:
+        by_scope = groups.get(id(resource))
+        if by_scope is None:
+            by_scope = groups[id(resource)] = (resource, {})
+        key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
+        entry = by_scope[1].get(key)
         if entry is None:
-            entry = {"resource": {"attributes": encode_attributes(resource.attributes)}, "scopeSpans": []}
-            if resource.schema_url:
-                entry["schemaUrl"] = resource.schema_url
-            by_resource[id(resource)] = entry
-            resource_spans.append(entry)
-        scope_json: dict[str, Any] = {}
-        if scope is not None:
-            scope_json = {"name": scope.name}
-            if scope.version:
-                scope_json["version"] = scope.version
-        scope_spans: dict[str, Any] = {"scope": scope_json, "spans": encoded}
-        if scope is not None and scope.schema_url:
-            scope_spans["schemaUrl"] = scope.schema_url
-        entry["scopeSpans"].append(scope_spans)
-    return json.dumps({"resourceSpans": resource_spans}, ensure_ascii=False, separators=(",", ":"))
-
-
-def group_encoded(items: Sequence[tuple[Any, Any, dict[str, Any]]]) -> str:
-    """A ``TracesData`` line from spans already encoded, with their resource and scope."""
-    groups: dict[tuple[int, int], tuple[Any, Any, list[dict[str, Any]]]] = {}
-    for resource, scope, encoded in items:
-        key = (id(resource), id(scope))
-        if key not in groups:
-            groups[key] = (resource, scope, [])
-        groups[key][2].append(encoded)
-    return _line(groups.values())
+            entry = by_scope[1][key] = (scope, [])
+        entry[1].append(text)
+    resource_parts: list[str] = []
+    for resource, scopes in groups.values():
+        head = '{"resource":{"attributes":' + attributes_text(resource.attributes) + "}"
+        if resource.schema_url:
+            head += ',"schemaUrl":' + _quote(str(resource.schema_url))
+        scope_parts: list[str] = []
+        for scope, texts in scopes.values():
+            scope_json = '{"name":' + _quote(str(scope.name)) if scope is not None else "{"
+            if scope is not None and scope.version:
+                scope_json += ',"version":' + _quote(str(scope.version))
+            scope_json += "}"
+            part = '{"scope":' + scope_json + ',"spans":[' + ",".join(texts) + "]"
+            if scope is not None and scope.schema_url:
+                part += ',"schemaUrl":' + _quote(str(scope.schema_url))
+            scope_parts.append(part + "}")
+        resource_parts.append(head + ',"scopeSpans":[' + ",".join(scope_parts) + "]}")
+    return '{"resourceSpans":[' + ",".join(resource_parts) + "]}"
 
 
 def decode_value(value: Mapping[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from agenttrace import _schema as S  # noqa: N812 - the schema's names read as S.KIND
-from agenttrace._otlp_json import encode_span, group_encoded
+from agenttrace._otlp_json import group_encoded, span_text
 from agenttrace._warn import warn_once
 
 __all__ = ["SpanWriter", "TraceFile", "recover_interrupted"]
@@ -31,19 +31,6 @@ _FLUSH_CHARS = 1 << 20
 # Open files inherited across fork(), kept alive so their buffers are never flushed (see
 # TraceFile.forget_after_fork).
 _FORKED_AWAY: list[IO[str]] = []
-
-
-def _size_hint(encoded: dict[str, Any]) -> int:
-    # Only long strings matter for the flush decision; counting them is much cheaper than
-    # serialising the span twice.
-    size = 512
-    lists = [encoded["attributes"], *(event["attributes"] for event in encoded.get("events", ()))]
-    for attributes in lists:
-        for attribute in attributes:
-            text = attribute["value"].get("stringValue")
-            if text is not None:
-                size += len(text)
-    return size
 
 
 @contextlib.contextmanager
@@ -71,7 +58,7 @@ class TraceFile:
         self.path = folder / self.name
         self._partial = folder / f".{self.name}.partial-{os.getpid()}"
         self._lock = threading.Lock()
-        self._pending: list[tuple[Any, Any, dict[str, Any]]] = []
+        self._pending: list[tuple[Any, Any, str]] = []
         self._pending_chars = 0
         self._file: IO[str] | None = None
         self.spans = 0
@@ -79,10 +66,10 @@ class TraceFile:
 
     def add(self, span: ReadableSpan) -> None:
         """Encode ``span`` now (so the span object can be freed) and queue it for writing."""
-        encoded = encode_span(span)
+        encoded = span_text(span)
         with self._lock:
             self._pending.append((span.resource, span.instrumentation_scope, encoded))
-            self._pending_chars += _size_hint(encoded)
+            self._pending_chars += len(encoded)
             self.spans += 1
             if self._pending_chars >= _FLUSH_CHARS:
                 self._write_pending()
@@ -93,7 +80,9 @@ class TraceFile:
         try:
             if self._file is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self._file = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115 - kept open across calls
+                # backslashreplace: a lone surrogate (only ever inside a JSON string) is written as
+                # its \uXXXX escape, which reads back as the same string.
+                self._file = open(self._partial, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open across calls
             self._file.write(group_encoded(self._pending))
             self._file.write("\n")
         except OSError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
 from google.protobuf import json_format
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -52,3 +54,52 @@ def test_attribute_roundtrip() -> None:
     """decode_attributes inverts encode_attributes for every attribute type AgentTrace writes."""
     attributes = {"s": "x", "i": -3, "f": 0.25, "b": False, "arr": ["a"], "ints": [1, 2], "big": 2**62}
     assert decode_attributes(json.loads(json.dumps(encode_attributes(attributes)))) == attributes
+
+
+def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InMemorySpanExporter) -> None:
+    """The trace writer's JSON text handles what plain json.dumps would get wrong or slow.
+
+    Non-ASCII, quotes and control characters in strings, non-finite floats (the proto3 JSON
+    mapping's "NaN"/"Infinity" strings, not bare NaN tokens that no JSON parser but Python's
+    accepts), bool lists, floats, trace state, a remote parent, and AgentTrace's own payload
+    events (added behind a read-only view, see agenttrace._capture.add_event).
+    """
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, set_span_in_context
+
+    from agenttrace._capture import add_event
+
+    remote = SpanContext(
+        trace_id=0x1234,
+        span_id=0x5678,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+    tracer = trace.get_tracer("encoding-test-2")
+    with tracer.start_as_current_span(
+        'awkward "span"\n',
+        context=set_span_in_context(NonRecordingSpan(remote)),
+        attributes={
+            "unicode": "héllo ✓ 日本",
+            "quotes": 'say "hi"\\ \t\x00',
+            "nan": float("nan"),
+            "inf": float("inf"),
+            "ninf": float("-inf"),
+            "floats": [0.1, 1e300, -2.5],
+            "bools": [True, False],
+            "big": 2**62,
+        },
+    ) as span:
+        add_event(span, "agenttrace.request", {"body": '{"a": "ü\\n"}', "sizes": (1, 2, 3), "ok": True})
+    finished = spans.get_finished_spans()
+    line = traces_data_line(finished)
+    json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in the JSON text"))
+    ours = json_format.ParseDict(_hex_ids_to_base64(json.loads(line)), TracesData())
+    theirs = encode_spans(finished)
+    assert ours.resource_spans[0].scope_spans[0].spans[0] == theirs.resource_spans[0].scope_spans[0].spans[0]
+    attrs = decode_attributes(json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"])
+    assert math.isnan(attrs["nan"])
+    assert attrs["inf"] == math.inf
+    assert attrs["ninf"] == -math.inf
+    assert attrs["unicode"] == "héllo ✓ 日本"
+    assert attrs["quotes"] == 'say "hi"\\ \t\x00'
