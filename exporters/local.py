@@ -187,6 +187,10 @@ def recover_interrupted(folder: Path) -> list[Path]:
 # Spans waiting for the writer thread, in estimated bytes: beyond this the agent's thread encodes
 # its spans itself, so a burst of large responses can never pile up in memory.
 _MAX_QUEUED_BYTES = 32 << 20
+# The writer picks up queued spans every _LINGER seconds while they keep coming, or at once when
+# this many bytes are waiting.
+_LINGER = 0.02
+_WAKE_BYTES = 4 << 20
 
 
 def _span_size(span: ReadableSpan) -> int:
@@ -223,16 +227,20 @@ class SpanWriter:
         self._queue: deque[tuple[TraceFile, ReadableSpan | None, int, threading.Event | None]] = deque()
         self._queued_bytes = 0
         self._thread: threading.Thread | None = None
+        self._sleeping = False  # True while the writer waits with no timeout: the next span wakes it
 
     def submit(self, file: TraceFile, span: ReadableSpan) -> None:
         """Queue ``span`` for ``file``; encode it here instead when the queue is full."""
         size = _span_size(span)
         with self._cond:
             if self._queued_bytes + size <= _MAX_QUEUED_BYTES and self._ensure_thread():
-                if not self._queue:
-                    self._cond.notify()  # the writer only sleeps on an empty queue
                 self._queue.append((file, span, size, None))
                 self._queued_bytes += size
+                if self._sleeping or self._queued_bytes >= _WAKE_BYTES:
+                    # Waking a thread costs the agent a futex call per span; while spans keep
+                    # coming, the writer polls every _LINGER seconds instead (see _loop).
+                    self._sleeping = False
+                    self._cond.notify()
                 return
         file.add(span)
 
@@ -261,8 +269,14 @@ class SpanWriter:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
+                if not self._queue:
+                    # A light sleep first: spans arriving now are picked up when it ends, in one
+                    # batch, without a wake-up per span. Then a deep one until the next span.
+                    self._cond.wait(_LINGER)
+                    while not self._queue:
+                        self._sleeping = True
+                        self._cond.wait()
+                    self._sleeping = False
                 file, span, size, done = self._queue.popleft()
                 self._queued_bytes -= size
             if done is not None:
