@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -199,6 +199,7 @@ class Call:
         "_lock",
         "_offsets",
         "_sizes",
+        "_status_set",
         "_total",
         "exchange",
         "http_version",
@@ -230,6 +231,7 @@ class Call:
         self._kept = 0
         self._hasher: Any = None
         self._head_ns = 0
+        self._status_set = -1
         self._done = False
         self._lock = threading.Lock()
 
@@ -244,7 +246,8 @@ class Call:
         self.response_headers = tuple(headers)
         self.reason = reason
         self.http_version = http_version
-        self.span.set_attribute("http.response.status_code", status_code)
+        if status_code != self._status_set:  # a served call's span started with it
+            self.span.set_attribute("http.response.status_code", status_code)
         if status_code >= 400:
             self.span.set_attribute("error.type", str(status_code))
             self.span.set_status(Status(StatusCode.ERROR))
@@ -437,25 +440,43 @@ def begin(library: str, request: RequestData) -> Call | None:
     Returns None (after one warning) when recording itself failed: do the plain call then.
     Raises whatever the replay lookup raises, after recording it on the span.
     """
+    start_ns = time.time_ns()
     try:
-        call, recorded = _open(library, request)
+        prepared = _prepare(library, request)
     except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
         internal_error(library, exc)
         return None
+    exchange: Exchange | None = None
     lookup = _lookup
     if lookup is not None:
+        # Looked up before the span starts, so a served call's span is born with what replay
+        # knows (agenttrace.call.replayed, the status) instead of paying for set_attribute later.
         try:
-            call.exchange = lookup(recorded, library)
+            exchange = lookup(prepared.recorded, library)
         except BaseException as exc:
-            call.fail(exc)
+            call = _open_or_none(prepared, None, start_ns)
+            if call is not None:
+                call.fail(exc)
             raise
-        if call.exchange is not None:
-            call.span.set_attribute(S.CALL_REPLAYED, True)
+    call = _open_or_none(prepared, exchange, start_ns)
+    if call is not None:
+        call.exchange = exchange
     return call
 
 
-def _open(library: str, request: RequestData) -> tuple[Call, RequestData]:
-    settings = runtime.current_settings()
+class _Prepared(NamedTuple):
+    """What :func:`begin` works out before the span starts."""
+
+    library: str
+    recorded: RequestData
+    filtered: bool
+    rules: Filter
+    run: RunState | None
+    attributes: dict[str, Any]
+    max_bytes: int
+
+
+def _prepare(library: str, request: RequestData) -> _Prepared:
     scope = current_scope()
     rules = scope.filter if scope is not None else EMPTY
     run = scope.run if scope is not None else None
@@ -476,22 +497,45 @@ def _open(library: str, request: RequestData) -> tuple[Call, RequestData]:
         attributes[S.CALL_ORDINAL] = run.next_ordinal()
     if scope is not None and scope.step_path:
         attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
-        attributes[S.CALL_STEP_PATH] = list(scope.step_path)
-    span = runtime.tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
-    call = Call(library, span, rules, run, settings.max_body_bytes)
+        attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
+    max_bytes = runtime.current_settings().max_body_bytes
+    return _Prepared(library, recorded, filtered, rules, run, attributes, max_bytes)
+
+
+def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call | None:
+    try:
+        return _open(prepared, exchange, start_ns)
+    except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
+        internal_error(prepared.library, exc)
+        return None
+
+
+def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call:
+    attributes = prepared.attributes
+    response = exchange.response if exchange is not None else None
+    if exchange is not None:
+        attributes[S.CALL_REPLAYED] = True
+    if response is not None:
+        attributes["http.response.status_code"] = response.status_code
+    recorded = prepared.recorded
+    span = runtime.tracer.start_span(recorded.method, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns)
+    call = Call(prepared.library, span, prepared.rules, prepared.run, prepared.max_bytes)
+    if response is not None:
+        call._status_set = response.status_code
     event: dict[str, Any] = {
         S.HTTP_METHOD: recorded.method,
         S.HTTP_URL: recorded.url,
         S.HTTP_HEADERS: _payload.jsonable_headers(recorded.headers),
     }
-    _body_attributes(event, _payload.make_body(recorded.body, settings.max_body_bytes))
-    if filtered:
+    _body_attributes(event, _payload.make_body(recorded.body, prepared.max_bytes))
+    if prepared.filtered:
         event[_payload.BODY_FILTERED] = True
     add_event(span, S.EVENT_REQUEST, event)
+    run = prepared.run
     if run is not None:
         with _pending_lock:
             _pending.setdefault(id(run), set()).add(call)
-    return call, recorded
+    return call
 
 
 def finish_run(run: RunState) -> None:
