@@ -20,7 +20,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from . import _capture
 from ._capture import Call
 from ._instrumentor import import_library
-from ._model import Exchange, RequestData
+from ._model import Exchange, RequestData, ResponseData
 from ._patch import unwrap_ours, wrap_innermost
 
 __all__ = ["HttpxAdapter", "HttpxFamilyInstrumentor"]
@@ -114,15 +114,18 @@ class HttpxAdapter:
 
     # --- shared -------------------------------------------------------------------------------
 
-    def _tee(self, call: Call, response: Any, *, asynchronous: bool) -> Any:
+    def _tee(self, call: Call, response: Any, *, asynchronous: bool, served: ResponseData | None = None) -> Any:
         try:
-            ext = response.extensions
-            call.head(
-                response.status_code,
-                _headers(response.headers.raw),
-                _text(ext.get("reason_phrase"), ""),
-                _text(ext.get("http_version"), "HTTP/1.1"),
-            )
+            if served is not None:  # the head replay serves: no need to read it back from the response
+                call.head(served.status_code, served.headers, served.reason, served.http_version)
+            else:
+                ext = response.extensions
+                call.head(
+                    response.status_code,
+                    _headers(response.headers.raw),
+                    _text(ext.get("reason_phrase"), ""),
+                    _text(ext.get("http_version"), "HTTP/1.1"),
+                )
             response.stream = (self._tee_async if asynchronous else self._tee_sync)(response.stream, call)
         except Exception as exc:  # noqa: BLE001 - the response goes back untouched
             _capture.internal_error(self.library, exc)
@@ -156,7 +159,7 @@ class HttpxAdapter:
                 "reason_phrase": recorded.reason.encode("latin-1", "replace"),
             },
         )
-        return self._tee(call, response, asynchronous=asynchronous)
+        return self._tee(call, response, asynchronous=asynchronous, served=recorded)
 
 
 class _SyncServed:
