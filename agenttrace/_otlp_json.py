@@ -266,12 +266,16 @@ def traces_data_line(spans: Iterable[ReadableSpan]) -> str:
 
 def group_encoded(items: Sequence[tuple[Any, Any, str]]) -> str:
     """A ``TracesData`` line from spans already encoded (:func:`span_text`), with their resource and scope."""
-    groups: dict[int, tuple[Any, dict[tuple[str, str, str], tuple[Any, list[str]]]]] = {}
+    groups: dict[int, tuple[Any, dict[Any, tuple[Any, list[str]]]]] = {}
     for resource, scope, text in items:
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})
-        key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
+        key: Any = scope  # the SDK's InstrumentationScope: equal name, version, schema URL and attributes
+        try:
+            hash(key)
+        except TypeError:
+            key = id(scope)
         entry = by_scope[1].get(key)
         if entry is None:
             entry = by_scope[1][key] = (scope, [])
@@ -286,6 +290,9 @@ def group_encoded(items: Sequence[tuple[Any, Any, str]]) -> str:
             scope_json = '{"name":' + _quote(str(scope.name)) if scope is not None else "{"
             if scope is not None and scope.version:
                 scope_json += ',"version":' + _quote(str(scope.version))
+            scope_attributes = getattr(scope, "attributes", None) if scope is not None else None
+            if scope_attributes:
+                scope_json += ',"attributes":' + attributes_text(scope_attributes)
             scope_json += "}"
             part = '{"scope":' + scope_json + ',"spans":[' + ",".join(texts) + "]"
             if scope is not None and scope.schema_url:

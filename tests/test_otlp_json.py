@@ -75,7 +75,7 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
         trace_state=TraceState([("vendor", "v1")]),
     )
-    tracer = trace.get_tracer("encoding-test-2")
+    tracer = trace.get_tracer("encoding-test-2", "0.1", attributes={"scope.attr": "v"})
     with tracer.start_as_current_span(
         'awkward "span"\n',
         context=set_span_in_context(NonRecordingSpan(remote)),
@@ -97,6 +97,8 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
     ours = json_format.ParseDict(_hex_ids_to_base64(json.loads(line)), TracesData())
     theirs = encode_spans(finished)
     assert ours.resource_spans[0].scope_spans[0].spans[0] == theirs.resource_spans[0].scope_spans[0].spans[0]
+    assert ours.resource_spans[0].scope_spans[0].scope == theirs.resource_spans[0].scope_spans[0].scope
+    assert ours.resource_spans[0].scope_spans[0].scope.attributes[0].key == "scope.attr"
     attrs = decode_attributes(json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"])
     assert math.isnan(attrs["nan"])
     assert attrs["inf"] == math.inf
