@@ -23,6 +23,7 @@ __all__ = [
 MODES = ("record", "replay")
 GOVERNANCE_LEVELS = ("relaxed", "governance")
 PACINGS = ("instant", "recorded")
+EXIT_UPLOADS = ("background", "wait")
 API_KEY_PREFIXES = ("at_live_", "at_test_")
 DEFAULT_API_URL = "https://api.theagenttrace.com"
 DEFAULT_TRACE_DIR = "./.agenttrace/traces"
@@ -64,7 +65,10 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting("backend", "AGENTTRACE_BACKEND", None, "Send traces to the backend (default: when an API key is set)."),
     _Setting("spool_dir", "AGENTTRACE_SPOOL_DIR", DEFAULT_SPOOL_DIR, "Folder of undelivered traces."),
     _Setting("spool_max_bytes", "AGENTTRACE_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, "Size bound of the spool."),
-    _Setting("exit_timeout", "AGENTTRACE_EXIT_TIMEOUT", 0.5, "Seconds process exit waits for uploads."),
+    _Setting("exit_timeout", "AGENTTRACE_EXIT_TIMEOUT", 0.5, "Bound of what export adds to process exit (seconds)."),
+    _Setting(
+        "exit_upload", "AGENTTRACE_EXIT_UPLOAD", "background", "`background` or `wait`: uploads left at process exit."
+    ),
     _Setting("export_timeout", "AGENTTRACE_EXPORT_TIMEOUT", 10.0, "Seconds one upload may take, retries included."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS_TABLE}
@@ -91,6 +95,7 @@ class Settings:
     spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     exit_timeout: float = 0.5
+    exit_upload: str = "background"
     export_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -233,6 +238,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["spool_dir"] = Path(str(raw["spool_dir"][0])).expanduser()
     values["spool_max_bytes"] = _positive_int("spool_max_bytes", *raw["spool_max_bytes"])
     values["exit_timeout"] = _seconds("exit_timeout", *raw["exit_timeout"])
+    values["exit_upload"] = _choice("exit_upload", raw["exit_upload"][0], raw["exit_upload"][1], EXIT_UPLOADS)
     values["export_timeout"] = _seconds("export_timeout", *raw["export_timeout"])
     values["sources"] = {name: how for name, (_, how) in raw.items()}
     return Settings(**values)

@@ -11,9 +11,19 @@ On every ``init()`` (through ``runtime.on_configure``) this module decides the e
 Each exporter gets an :class:`ExportLane`: ``on_end`` appends the span to a queue and returns
 (no I/O, no encoding on the agent's thread); a daemon thread named ``agenttrace-export-*``
 sends batches with OpenTelemetry's suppress-instrumentation flag set, so the exporter's own HTTP
-traffic is never recorded. What cannot be delivered goes to the spool. At process exit the
-lanes get ``exit_timeout`` seconds in total; whatever is still queued or in flight then is
-spooled and the process goes on exiting.
+traffic is never recorded. What cannot be delivered goes to the spool.
+
+At process exit (``exit_upload``):
+
+* ``"background"`` (the default): nothing waits on the network. Whatever is still queued or in
+  flight is written to the spool at once, and when a lane's spool then holds something to send,
+  the process starts one detached uploader (``python -I -c ...`` calling
+  :func:`agenttrace._upload.run_detached`) that sends those folders after the process is gone.
+  A multiprocessing worker spools but starts nothing: its files are its parent's to hand off.
+* ``"wait"``: the lanes get ``exit_timeout`` seconds in total; whatever is still queued or in
+  flight then is spooled and the process goes on exiting. Also used where an uploader cannot
+  be started (a frozen or embedded interpreter, the uploader itself, a container's PID 1,
+  whose children die with it).
 
 Nothing heavy is imported here: the OTLP exporter is loaded only when a target needs it.
 """
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import sys
 import threading
@@ -42,7 +53,16 @@ if TYPE_CHECKING:
     from ._config import Settings
     from ._spool import Delivery, Spool
 
-__all__ = ["ExportHub", "ExportLane", "exporting", "is_exporter_thread", "lane_for", "register", "shutdown_all"]
+__all__ = [
+    "ExportHub",
+    "ExportLane",
+    "exporting",
+    "handed_off_to",
+    "is_exporter_thread",
+    "lane_for",
+    "register",
+    "shutdown_all",
+]
 
 _MAX_BATCH = 512
 # Spans held in memory per lane before the oldest are moved to the spool. Large enough that a
@@ -113,6 +133,7 @@ class ExportLane(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._cooldown_until = 0.0
         self._cooldown = _COOLDOWN_FIRST
+        self._last_failed = False  # the last send or spool drain failed, and none succeeded since
         self._backlog = True  # the spool may hold batches of earlier runs: send them when idle
         self._draining = False
         self._deadline = float("inf")  # set by close(): the exit bound
@@ -145,8 +166,11 @@ class ExportLane(SpanProcessor):
             self._keep(overflow, "export queue full" if not self._closed else "span ended after exit began")
 
     def shutdown(self) -> None:
-        """Flush within the process's exit bound, then spool what is left."""
-        self.close(time.monotonic() + _exit_timeout())
+        """The provider is shutting down (at exit): close every lane of the process, see :func:`shutdown_all`.
+
+        All of them at once, so that one exit starts at most one background uploader.
+        """
+        shutdown_all()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything queued so far was sent or spooled (at most ``timeout_millis``)."""
@@ -164,8 +188,12 @@ class ExportLane(SpanProcessor):
 
     # -- lifecycle --
 
-    def close(self, deadline: float) -> None:
-        """Stop taking spans; wait until ``deadline`` for the queue, then spool the rest."""
+    def close(self, deadline: float, *, exiting: bool = True) -> None:
+        """Stop taking spans; wait until ``deadline`` for the queue, then spool the rest.
+
+        ``exiting``: the process ends next, so a spool file its thread is still sending is given
+        back for the next reader (at least once) instead of waiting for its dead claim to be noticed.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -187,9 +215,72 @@ class ExportLane(SpanProcessor):
         if left:
             reason = failing or f"no answer within the exit bound of {_exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)"
             self._keep(left, reason)
+        if exiting and self._spool is not None:
+            self._spool.release_mine()
         if not self._abandoned:
             with contextlib.suppress(Exception):
                 self.exporter.shutdown()
+
+    def can_hand_off(self, spawn: bool) -> bool:
+        """True when exit may spool this lane's work without waiting.
+
+        It needs a spool and, when an uploader is to be started (``spawn``), an exporter that
+        another process can rebuild from the environment to send the files the same way.
+        """
+        return self._spool is not None and (not spawn or self.uploader_env() is not None)
+
+    def hand_off(self, spawn: bool) -> dict[str, str] | None:
+        """Exit without waiting: stop taking spans and spool at once what is queued or in flight.
+
+        Nothing is said unless the receiver is known to be failing (then the usual warning): the
+        spans are not lost, only not sent yet. Returns the variables the background uploader
+        needs for this lane when ``spawn`` and the lane's spool holds something to send (what
+        was just spooled, a backlog it was sending, files its workers left), else None.
+        """
+        spool = self._spool
+        if spool is None:
+            return None
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            self._deadline = time.monotonic()  # a spool drain in progress stops after its current file
+            self._wake.notify_all()
+            left = list(self._queue)
+            self._queue.clear()
+            if self._inflight is not None:
+                left = self._inflight + left
+                self._abandoned = True  # if its answer still comes, the thread does not spool it again
+            busy = self._abandoned or self._draining
+            failing = self._failing(time.monotonic()) if self._thread is not None else None
+            troubled = failing is not None or self._last_failed
+        for start in range(0, len(left), _MAX_BATCH):
+            self._spool_at_exit(spool, left[start : start + _MAX_BATCH], failing)
+        spool.release_mine()  # a spool file the thread is still sending: the uploader's now
+        if not busy:
+            with contextlib.suppress(Exception):
+                self.exporter.shutdown()  # (not under a send in progress: it would fail and warn)
+        if spawn and (left or (not troubled and spool.pending())):
+            return self.uploader_env()
+        return None
+
+    def uploader_env(self) -> dict[str, str] | None:
+        """Variables with which another process sends this lane's spool files as this lane would.
+
+        None when it cannot (an exporter built with arguments the environment does not hold).
+        """
+        if self._spool is None or getattr(self.exporter, "deliver_serialized", None) is None:
+            return None
+        describe: Callable[[], dict[str, str] | None] | None = getattr(self.exporter, "uploader_env", None)
+        if describe is not None:
+            return describe()
+        if self._spool.target == "otlp_grpc":
+            return {}  # OpenTelemetry's gRPC exporter, made from the OTEL_EXPORTER_OTLP_* variables
+        return None
+
+    def destination(self) -> str:
+        """Where this lane sends, for messages."""
+        return str(getattr(self.exporter, "destination", self.name))
 
     def _busy(self) -> bool:
         return bool(self._queue) or self._inflight is not None or self._draining or self._backlog_due()
@@ -239,6 +330,8 @@ class ExportLane(SpanProcessor):
         # thread and HTTP connections (a socket shared with the parent would mix the streams).
         self._init_state()
         self._backlog = False
+        if self._spool is not None:
+            self._spool.after_fork_in_child()
         clone = getattr(self.exporter, "clone", None)
         if clone is not None:
             with contextlib.suppress(Exception):
@@ -304,6 +397,7 @@ class ExportLane(SpanProcessor):
                 self._backlog = True  # the receiver is back: send what was spooled meanwhile
             self._cooldown_until = 0.0
             self._cooldown = _COOLDOWN_FIRST
+            self._last_failed = False
             return
         self._failed()
         if outcome is not None:
@@ -315,6 +409,7 @@ class ExportLane(SpanProcessor):
             self._keep_unless_abandoned(batch, "the exporter reported a failure")
 
     def _failed(self) -> None:
+        self._last_failed = True
         self._cooldown_until = time.monotonic() + self._cooldown
         self._cooldown = min(self._cooldown * 2, _COOLDOWN_MAX)
 
@@ -330,16 +425,37 @@ class ExportLane(SpanProcessor):
             outcome = drain(spool, send, stop=lambda: bool(self._queue) or time.monotonic() >= self._deadline)
         if outcome.reason is not None and not outcome.delivered:
             self._failed()
+        elif outcome.delivered:
+            self._last_failed = False
         if outcome.reason is not None or outcome.rejected:
             from ._spool import report_failure
 
-            report_failure(str(getattr(self.exporter, "destination", self.name)), outcome, spool)
+            report_failure(self.destination(), outcome, spool)
 
     def _keep_unless_abandoned(self, batch: list[ReadableSpan], reason: str | None) -> None:
         with self._lock:
             if self._abandoned:
                 return
         self._keep(batch, reason)
+
+    def _spool_at_exit(self, spool: Spool, spans: list[ReadableSpan], failing: str | None) -> None:
+        """Write ``spans`` to the spool as OTLP JSON; warn only if the receiver fails or the spool cannot keep them.
+
+        OTLP JSON, not protobuf: on the exiting agent's thread it costs about a third of the
+        OTLP protobuf encoder (readers convert it before sending, see ``_spool.request_bytes``).
+        """
+        from ._otlp_json import traces_data_line
+        from ._spool import Delivery, report_failure
+
+        try:
+            data = traces_data_line(spans).encode("utf-8")
+            stored = spool.put(data, len(spans), kind="json")
+        except Exception as exc:  # noqa: BLE001 - the spool itself failed: say it, never raise
+            warn_once(f"export-keep:{self.name}", f"could not keep {len(spans)} undelivered spans: {exc!r}")
+            return
+        if failing is not None or not stored:
+            outcome = Delivery(kept=[(data, len(spans))], reason=failing or "not delivered before exit")
+            report_failure(self.destination(), outcome, spool, stored)
 
     def _keep(self, spans: list[ReadableSpan], reason: str | None) -> None:
         keep = getattr(self.exporter, "keep", None)
@@ -426,7 +542,7 @@ class ExportHub(SpanProcessor):
         self.lanes = new
         for key, lane in current.items():
             if key not in new:
-                lane.close(time.monotonic() + _exit_timeout())
+                lane.close(time.monotonic() + _exit_timeout(), exiting=False)
 
     def shutdown(self) -> None:
         """Close every lane of this process within the exit bound."""
@@ -453,14 +569,153 @@ def _exit_timeout() -> float:
     return 0.5
 
 
+# Set in the environment of the background uploader: a process that is the uploader never starts another.
+_UPLOADER_ENV = "_AGENTTRACE_UPLOADER"
+# Run as `python -I -c _UPLOADER_CODE '<json>'`. -I keeps PYTHONPATH's sitecustomize (agenttrace-instrument,
+# opentelemetry-instrument) out, so the uploader is not itself recorded; the parent's sys.path is
+# put back in front so it imports the same agenttrace and libraries. Before that (its imports
+# are its main cost) it lowers its CPU priority (Windows: a creation flag) and, on POSIX, waits
+# until the agent is gone (it is then re-parented), for up to 2 s: started at exit, it would
+# otherwise compete with the agent's own interpreter teardown and slow the agent's exit.
+_UPLOADER_CODE = """\
+import json, os, sys, time
+a = json.loads(sys.argv[1])
+if hasattr(os, "nice"):
+    os.nice(10)
+until = time.monotonic() + 2.0
+while os.name == "posix" and os.getppid() == a["parent"] and time.monotonic() < until:
+    time.sleep(0.01)
+sys.path[:0] = [p for p in a["path"] if p not in sys.path]
+from agenttrace._upload import run_detached
+run_detached(a)
+"""
+_PYTHONS = ("python", "pypy", "graalpy")
+
+handed_off_to: int | None = None  # pid of the background uploader this process started at exit
+
+
+def _exit_plan() -> str | None:
+    """How exit treats what is not delivered yet.
+
+    ``"spawn"``: spool it at once and start the background uploader. ``"leave"``: spool it at once
+    and start nothing (a multiprocessing worker: its parent hands the spool off). None: wait up to
+    ``exit_timeout``, then spool (``exit_upload="wait"``, or no uploader can be started here).
+    """
+    if _settings is not None and _settings.exit_upload == "wait":
+        return None
+    if _in_worker_process():
+        return "leave"
+    if os.getpid() == 1 or _uploader_argv() is None:
+        return None  # PID 1: a container's main process, whose children are killed with it
+    return "spawn"
+
+
+def _uploader_argv() -> list[str] | None:
+    """The uploader's command line without its argument; None where it cannot be started."""
+    if os.environ.get(_UPLOADER_ENV) or getattr(sys, "frozen", False):
+        return None
+    executable = sys.executable
+    if not executable or not os.path.basename(executable).lower().startswith(_PYTHONS):
+        return None  # an embedding application (uwsgi, ...): its binary is not a Python to run -c with
+    return [executable, "-I", "-c", _UPLOADER_CODE]
+
+
 def shutdown_all() -> None:
-    """Close every lane of this process, sharing one exit bound between them."""
+    """Close every lane of this process at exit, sharing one exit bound between them.
+
+    With ``exit_upload="background"`` the lanes that can hand off spool their undelivered spans at
+    once and one uploader is started for all of them; the others (and every lane in ``"wait"``
+    mode) wait for the network until the bound, then spool.
+    """
     deadline = time.monotonic() + _exit_timeout()
+    plan = _exit_plan()
+    spawn = plan == "spawn"
+    waiting: list[ExportLane] = []
+    jobs: list[tuple[ExportLane, dict[str, str]]] = []
     for lane in list(_LANES):
+        if plan is None or not lane.can_hand_off(spawn):
+            waiting.append(lane)
+            continue
+        env = lane.hand_off(spawn)
+        if env is not None:
+            jobs.append((lane, env))
+    if jobs:
+        _start_uploader(jobs)
+    for lane in waiting:
         lane.close(deadline)
     spool = sys.modules.get("agenttrace._spool")
     if spool is not None:
         spool.DROPS.report()
+
+
+def _start_uploader(jobs: list[tuple[ExportLane, dict[str, str]]]) -> None:
+    """Start the one detached process that sends the spool folders of ``jobs``; never raises.
+
+    If it cannot start, the data is already in the spool: the usual warning says so.
+    """
+    global handed_off_to  # noqa: PLW0603 - one uploader per process
+    # Only the variables the lanes need: an AGENTTRACE_* value that init() arguments overrode
+    # here must not stop the uploader's own settings from resolving.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENTTRACE_")}
+    env[_UPLOADER_ENV] = "1"
+    folders: list[dict[str, Any]] = []
+    started: list[ExportLane] = []
+    for lane, extra in jobs:
+        spool = lane._spool
+        if spool is None or any(env.get(key, value) != value for key, value in extra.items()):
+            continue  # another lane needs other values of the same variables: these files wait for the next run
+        env.update(extra)
+        folder = {"target": spool.target, "spool_dir": os.path.abspath(spool.root), "spool_max_bytes": spool.max_bytes}
+        if folder not in folders:
+            folders.append(folder)
+        started.append(lane)
+    if not folders:
+        return
+    timeout = _settings.export_timeout if _settings is not None else 10.0
+    payload = {
+        "parent": os.getpid(),
+        "path": [p for p in sys.path if isinstance(p, str)],
+        "folders": folders,
+        "lifetime": max(3 * timeout, 1.0),  # no new file is started after it
+        "timeout": timeout,
+    }
+    argv = _uploader_argv()
+    try:
+        if argv is None:
+            raise RuntimeError("no Python interpreter to run it with")
+        handed_off_to = _spawn_detached([*argv, json.dumps(payload)], env)
+    except Exception as exc:  # noqa: BLE001 - no fork allowed, exec failed, ...: the spool keeps the data
+        from ._spool import Delivery, report_failure
+
+        for lane in started:
+            reason = f"not delivered before exit, and the background upload could not start: {exc}"
+            report_failure(lane.destination(), Delivery(reason=reason), lane._spool)
+
+
+def _spawn_detached(argv: list[str], env: dict[str, str]) -> int:
+    """Start ``argv`` detached from this process (its own session, no terminal, no inherited files)."""
+    import subprocess
+    import warnings
+
+    devnull = subprocess.DEVNULL
+    if sys.platform == "win32":
+        flags = (
+            subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.BELOW_NORMAL_PRIORITY_CLASS
+        )
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            argv, stdin=devnull, stdout=devnull, stderr=devnull, close_fds=True, env=env, creationflags=flags
+        )
+    else:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            argv, stdin=devnull, stdout=devnull, stderr=devnull, close_fds=True, env=env, start_new_session=True
+        )
+    pid = process.pid
+    with warnings.catch_warnings():
+        # Never waited for: it outlives this process. Popen's "still running" ResourceWarning
+        # would only be noise on stderr (or an error under -W error).
+        warnings.simplefilter("ignore", ResourceWarning)
+        del process
+    return pid
 
 
 def _configure(settings: Settings) -> None:

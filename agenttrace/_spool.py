@@ -1,14 +1,19 @@
 """The spool: traces that could not be delivered, kept on disk until the next run or ``agenttrace upload``.
 
 Layout: ``<spool_dir>/<target>/<time_ns>-<pid>-<seq>-<spans>.pb``, one serialized OTLP
-``ExportTraceServiceRequest`` per file. ``target`` names where the data was going
+``ExportTraceServiceRequest`` per file, or ``...-<spans>.json``, one OTLP JSON ``TracesData``
+(the OpenTelemetry file exporter's format): what a process hands off at exit, written as JSON
+because that encoding costs the exiting agent a third of the protobuf one. Readers convert it
+(:func:`request_bytes`) before sending. ``target`` names where the data was going
 (``agenttrace`` for the backend, ``otlp`` for an OTLP/HTTP collector, ``otlp_grpc``).
 
 * Written atomically: a hidden temporary file, fsynced, then renamed into place, so a reader
   (another process, ``agenttrace upload``) never sees half a batch.
 * Claimed by rename before sending (``<name>.claimed-<pid>``): of several processes draining
-  one spool (multiprocessing workers, a run and ``agenttrace upload``), exactly one sends each
-  file. A claim whose process died is released by the next reader.
+  one spool (multiprocessing workers, a run, the background uploader a run started at exit and
+  ``agenttrace upload``), exactly one sends each file. A claim whose process died is released
+  by the next reader; a process handing its spool to the background uploader at exit releases
+  its own claims first (:meth:`Spool.release_mine`).
 * Bounded: a batch that would take the folder past ``spool_max_bytes`` is dropped, counted,
   and reported once, with the total at exit.
 
@@ -18,21 +23,26 @@ This module imports nothing heavy: protobuf is only touched by the callers that 
 from __future__ import annotations
 
 import atexit
+import base64
 import itertools
+import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._warn import say, warn_once
 
-__all__ = ["Delivery", "Spool", "drain", "report_failure"]
+__all__ = ["Delivery", "Spool", "drain", "report_failure", "request_bytes"]
 
-_NAME = re.compile(r"^\d+-\d+-\d+-(\d+)\.pb$")
-_CLAIMED = re.compile(r"^(.+\.pb)\.claimed-(\d+)$")
+_NAME = re.compile(r"^\d+-\d+-\d+-(\d+)\.(?:pb|json)$")
+_CLAIMED = re.compile(r"^(.+\.(?:pb|json))\.claimed-(\d+)$")
+_KINDS = ("pb", "json")
 _seq = itertools.count()
 
 
@@ -100,6 +110,8 @@ DROPS = _Drops()
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
+    if sys.platform == "win32":
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -107,6 +119,24 @@ def _pid_alive(pid: int) -> bool:
     except OSError:  # EPERM: alive, owned by someone else
         return True
     return True
+
+
+if sys.platform == "win32":
+    import ctypes
+
+    def _windows_pid_alive(pid: int) -> bool:
+        # os.kill(pid, 0) is not a probe on Windows: signal 0 is CTRL_C_EVENT.
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return bool(ctypes.get_last_error() == 5)  # ERROR_ACCESS_DENIED: alive, someone else's
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return bool(code.value == 259)  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 class Spool:
@@ -120,28 +150,39 @@ class Spool:
         self._lock = threading.Lock()
         self._size: int | None = None  # bytes under root; scanned once, then kept up to date
         self.write_error: OSError | None = None  # why the last write failed, for the warning
+        self._claims: set[Path] = set()  # files this process claimed and has not finished with
+
+    def after_fork_in_child(self) -> None:
+        """A forked child starts with its own lock (another thread may have held the parent's) and no claims."""
+        self._lock = threading.Lock()
+        self._claims = set()
 
     def _root_size(self) -> int:
         total = 0
         try:
-            for path in self.root.rglob("*.pb*"):
-                try:
-                    total += path.stat().st_size
-                except OSError:
-                    continue
+            for kind in _KINDS:
+                for path in self.root.rglob(f"*.{kind}*"):
+                    try:
+                        total += path.stat().st_size
+                    except OSError:
+                        continue
         except OSError:
             return 0
         return total
 
-    def put(self, data: bytes, spans: int) -> bool:
-        """Write one request atomically; False (and the spans counted as dropped) at the size bound."""
+    def put(self, data: bytes, spans: int, kind: str = "pb") -> bool:
+        """Write one request atomically; False (and the spans counted as dropped) at the size bound.
+
+        ``kind`` is ``"pb"`` (a serialized ``ExportTraceServiceRequest``) or ``"json"`` (an OTLP
+        JSON ``TracesData``).
+        """
         with self._lock:
             if self._size is None:
                 self._size = self._root_size()
             if self._size + len(data) > self.max_bytes:
                 DROPS.add(spans, self.root, self.max_bytes)
                 return False
-            name = f"{time.time_ns():020d}-{os.getpid()}-{next(_seq):06d}-{spans}.pb"
+            name = f"{time.time_ns():020d}-{os.getpid()}-{next(_seq):06d}-{spans}.{kind}"
             temporary = self.folder / f".{name}.tmp"
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -190,20 +231,38 @@ class Spool:
             os.rename(path, claimed)
         except OSError:
             return None
+        with self._lock:
+            self._claims.add(claimed)
         return claimed
 
     def release(self, claimed: Path) -> None:
         """Give a claimed file back (it was not delivered)."""
+        with self._lock:
+            self._claims.discard(claimed)
         match = _CLAIMED.match(claimed.name)
         if match is None:
             return
         try:
             os.replace(claimed, claimed.with_name(match.group(1)))
         except OSError:
-            pass
+            pass  # already given back (release_mine) or gone
+
+    def release_mine(self) -> None:
+        """Give back every file this process claimed and is still sending (at exit, for the uploader).
+
+        Its send may still arrive: the file is then delivered twice (at least once, as a batch
+        in flight at exit).
+        """
+        suffix = f".claimed-{os.getpid()}"
+        with self._lock:
+            mine = [path for path in self._claims if path.name.endswith(suffix)]
+        for claimed in mine:
+            self.release(claimed)
 
     def done(self, claimed: Path) -> None:
         """Delete a claimed file that was delivered."""
+        with self._lock:
+            self._claims.discard(claimed)
         try:
             size = claimed.stat().st_size
             claimed.unlink()
@@ -220,6 +279,36 @@ class Spool:
             yield path, int(match.group(1)) if match else 0
 
 
+def _hex_ids_to_base64(document: Any) -> None:
+    # OTLP JSON writes trace and span ids in hex; the proto3 JSON mapping protobuf parses wants base64.
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                for item in (span, *span.get("links", ())):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if item.get(key):
+                            item[key] = base64.b64encode(bytes.fromhex(item[key])).decode("ascii")
+
+
+def request_bytes(name: str, data: bytes) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` of spool file ``name`` holding ``data``.
+
+    OTLP JSON files are converted; protobuf files are returned as they are. Raises ValueError
+    for a file that cannot be read as either.
+    """
+    if not name.endswith(".json"):
+        return data
+    from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type stubs
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    try:
+        document = json.loads(data)
+        _hex_ids_to_base64(document)
+        return bytes(json_format.ParseDict(document, ExportTraceServiceRequest()).SerializeToString())
+    except (json_format.ParseError, AttributeError, TypeError, KeyError) as exc:
+        raise ValueError(f"not an OTLP JSON TracesData: {exc}") from exc
+
+
 def drain(spool: Spool, send: Callable[[bytes], Delivery], stop: Callable[[], bool] | None = None) -> Delivery:
     """Send the spool's files oldest first until one fails or ``stop()`` says so; return the sum."""
     total = Delivery()
@@ -230,8 +319,17 @@ def drain(spool: Spool, send: Callable[[bytes], Delivery], stop: Callable[[], bo
         if claimed is None:
             continue  # another process is sending it
         try:
-            data = claimed.read_bytes()
+            data = request_bytes(path.name, claimed.read_bytes())
         except OSError:
+            continue
+        except ValueError:
+            # Written atomically, so never half a file; but a file no reader understands must not
+            # block the queue: set aside under a name no reader picks up, kept for inspection.
+            try:
+                os.replace(claimed, path.with_name(f"{path.name}.unreadable"))
+            except OSError:
+                pass
+            spool.release(claimed)
             continue
         try:
             outcome = send(data)

@@ -4,19 +4,28 @@
 ``AGENTTRACE_API_URL``); ``otlp`` files to the OTLP/HTTP endpoint of the current
 ``OTEL_EXPORTER_OTLP_*`` variables. Each file is claimed before it is sent, so an upload running
 next to agents never sends a file twice. Exit status 0 when the spool is empty afterwards.
+
+:func:`run_detached` is the background uploader a process starts at exit
+(``exit_upload="background"``, see :mod:`agenttrace._export`): the same sending, silent, for
+a bounded time.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ._config import resolve_settings
 from ._errors import ConfigurationError
 from ._spool import Delivery, Spool, drain
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "run_detached"]
 
 _TARGETS = ("agenttrace", "otlp", "otlp_grpc")
 
@@ -75,3 +84,28 @@ def run(args: argparse.Namespace) -> int:
     if left == 0:
         print(f"the spool {settings.spool_dir} is empty")
     return 0 if left == 0 else 1
+
+
+def run_detached(args: Mapping[str, Any]) -> None:
+    """The background uploader: send the spool folders ``args["folders"]`` names, then exit.
+
+    Started detached at another process's exit, with no terminal: it says nothing. Each file is
+    claimed before it is sent, as by ``agenttrace upload``, so it can run next to agents and
+    uploads. It starts no new file after ``args["lifetime"]`` seconds, stops at a folder's first
+    failure, and is ended one export timeout (plus a margin) after its lifetime whatever it is
+    doing: what it did not send stays in the spool for the next run or ``agenttrace upload`` (a
+    claim it held then is released by the next reader, its process being gone).
+    """
+    lifetime = float(args.get("lifetime", 30.0))
+    timeout = float(args.get("timeout", 10.0))
+    watchdog = threading.Timer(lifetime + timeout + 5.0, os._exit, (0,))
+    watchdog.daemon = True
+    watchdog.start()
+    deadline = time.monotonic() + lifetime
+    for folder in args.get("folders", ()):
+        with contextlib.suppress(Exception):  # a broken folder or sender: leave it to the next run
+            spool = Spool(Path(folder["spool_dir"]), str(folder["target"]), int(folder["spool_max_bytes"]))
+            if not spool.pending():
+                continue
+            send, _ = _sender(spool.target)
+            drain(spool, send, stop=lambda: time.monotonic() >= deadline)

@@ -197,6 +197,14 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
         args, kwargs = self._init_args
         return type(self)(*args, spool=self.spool, **kwargs)
 
+    def uploader_env(self) -> dict[str, str] | None:
+        """Variables with which another process (the background uploader) sends as this exporter does.
+
+        Made from the ``OTEL_EXPORTER_OTLP_*`` variables alone, it is rebuilt from the inherited
+        environment; made with arguments, it cannot be (None: its lane waits at exit instead).
+        """
+        return {} if self._init_args == ((), {}) else None
+
     # -- sending ------------------------------------------------------------------------------
 
     def deliver(self, spans: Sequence[ReadableSpan]) -> Delivery:
@@ -316,6 +324,7 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
             spool=spool,
         )
         self._timeout_arg = timeout
+        self._timeout_s = settings.export_timeout if timeout is None else timeout
         self._headers_arg = dict(headers or {})
         if not _managed:
             _standalone.add(self)
@@ -330,6 +339,16 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
         return AgentTraceSpanExporter(
             self._key, self._url, self._timeout_arg, spool=self.spool, headers=self._headers_arg, _managed=True
         )
+
+    def uploader_env(self) -> dict[str, str] | None:
+        """The key, URL and timeout as variables, for the background uploader (the key never goes on a command line)."""
+        if self._headers_arg:
+            return None  # extra headers have no variable
+        return {
+            "AGENTTRACE_API_KEY": self._key,
+            "AGENTTRACE_API_URL": self._url,
+            "AGENTTRACE_EXPORT_TIMEOUT": repr(float(self._timeout_s)),
+        }
 
 
 def standalone_backend_exporters() -> list[AgentTraceSpanExporter]:

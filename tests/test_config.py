@@ -29,6 +29,7 @@ _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
     "spool_dir": ("arg-spool", "env-spool", Path("arg-spool"), Path("env-spool")),
     "spool_max_bytes": (1000, "2000", 1000, 2000),
     "exit_timeout": (0.5, "1.5", 0.5, 1.5),
+    "exit_upload": ("background", "wait", "background", "wait"),
     "export_timeout": (3.0, "4", 3.0, 4.0),
     "redact_headers": (["X-Arg"], "X-Env, X-Other", ("X-Arg",), ("X-Env", "X-Other")),
 }
@@ -97,11 +98,16 @@ def test_bad_api_key_names_prefixes_never_the_key(source: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "valid"), [("mode", ["record", "replay"]), ("governance_level", ["relaxed", "governance"])]
+    ("name", "valid"),
+    [
+        ("mode", ["record", "replay"]),
+        ("governance_level", ["relaxed", "governance"]),
+        ("exit_upload", ["background", "wait"]),
+    ],
 )
 @pytest.mark.parametrize("source", ["arg", "env"])
 def test_unknown_choice_lists_valid_values(name: str, valid: list[str], source: str) -> None:
-    """An unknown mode or governance level is refused, listing the valid values and the source."""
+    """An unknown mode, governance level or exit upload is refused, listing the valid values and the source."""
     env_name = f"AGENTTRACE_{name.upper()}"
     arguments = {name: "bogus"} if source == "arg" else {}
     environ = {env_name: "bogus"} if source == "env" else {}

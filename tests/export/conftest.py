@@ -6,13 +6,23 @@ as the test tells it: 200, an error status with headers, after a delay, or 413 a
 Agents are scripts run with ``sys.executable`` in a clean environment (no ``AGENTTRACE_*``,
 ``OTEL_*`` or proxy variables from the developer's shell), the trace and spool folders in
 ``tmp_path``.
+
+At exit an agent hands what it has not delivered to a detached background uploader
+(``AGENTTRACE_EXIT_UPLOAD=background``, the default). Scripts that start with
+:data:`REPORT_UPLOADER` print that process's pid (``UPLOADER <pid>`` or ``UPLOADER None``) as
+their last line, so a test can wait for it (:meth:`Done.wait_for_uploader`); the fixture waits
+for every uploader its agents started (and ends it, by pid, if it outlives the bound) so that
+none outlives its test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -148,6 +158,20 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie not reaped yet counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")
+    return False
+
+
 @dataclass
 class Done:
     """A finished agent process and the folders it used."""
@@ -157,6 +181,20 @@ class Done:
     stderr: str
     trace_dir: Path
     spool_dir: Path
+    ended_at: float = 0.0  # time.monotonic() when the process had exited
+
+    @property
+    def uploader(self) -> int | None:
+        """Pid of the background uploader the agent started at exit (scripts with REPORT_UPLOADER)."""
+        found = re.findall(r"^UPLOADER (\d+|None)$", self.stdout, re.MULTILINE)
+        assert found, f"the script does not report its uploader:\n{self.stdout}"
+        return None if found[-1] == "None" else int(found[-1])
+
+    def wait_for_uploader(self, timeout: float = 60.0) -> None:
+        """Wait until the background uploader (if one was started) has exited."""
+        pid = self.uploader
+        if pid is not None:
+            assert wait_until(lambda: process_gone(pid), timeout), f"uploader {pid} still running"
 
     def local_span_ids(self) -> set[str]:
         """Span ids of every local trace file."""
@@ -167,8 +205,14 @@ class Done:
         return [s for f in sorted(self.trace_dir.glob("*.jsonl")) for s in read_spans(f)]
 
     def spool_files(self) -> list[Path]:
-        """Files waiting in the spool."""
-        return sorted(p for p in self.spool_dir.rglob("*.pb*") if not p.name.startswith("."))
+        """Files waiting in the spool (protobuf or OTLP JSON, claimed or not)."""
+        return sorted(
+            p for kind in ("pb", "json") for p in self.spool_dir.rglob(f"*.{kind}*") if not p.name.startswith(".")
+        )
+
+    def claimed_files(self) -> list[Path]:
+        """Spool files some process is sending right now."""
+        return [p for p in self.spool_files() if ".claimed-" in p.name]
 
 
 class Agents:
@@ -179,6 +223,7 @@ class Agents:
         self.trace_dir = tmp_path / "traces"
         self.spool_dir = tmp_path / "spool"
         self._count = 0
+        self.uploaders: list[int] = []
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The clean environment plus AgentTrace's folders and ``extra``."""
@@ -216,17 +261,28 @@ class Agents:
         done = subprocess.run(
             argv, capture_output=True, text=True, env=self.env(env), cwd=self.tmp_path, timeout=timeout, check=False
         )
-        return Done(done.returncode, done.stdout, done.stderr, self.trace_dir, self.spool_dir)
+        result = Done(done.returncode, done.stdout, done.stderr, self.trace_dir, self.spool_dir, time.monotonic())
+        self.uploaders += [int(pid) for pid in re.findall(r"^UPLOADER (\d+)$", done.stdout, re.MULTILINE)]
+        return result
 
     def upload(self, env: dict[str, str]) -> Done:
         """``agenttrace upload`` with this test's spool."""
         return self.command(["agenttrace", "upload"], env)
 
+    def end_uploaders(self, timeout: float = 60.0) -> None:
+        """Wait for the background uploaders the agents started; end (by pid) any still running after ``timeout``."""
+        for pid in self.uploaders:
+            if not wait_until(lambda pid=pid: process_gone(pid), timeout):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
 
 @pytest.fixture
-def agents(tmp_path: Path) -> Agents:
+def agents(tmp_path: Path) -> Iterator[Agents]:
     """Run agent scripts in subprocesses; trace and spool folders in tmp_path."""
-    return Agents(tmp_path)
+    runner = Agents(tmp_path)
+    yield runner
+    runner.end_uploaders()
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -239,7 +295,18 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
     return check()
 
 
-AGENT = """
+# First in a script: registered before agenttrace is imported, so it runs after AgentTrace's
+# exit (atexit runs last-registered first) and prints the pid of the uploader it started.
+REPORT_UPLOADER = """
+    import atexit as _atexit, sys as _sys
+    _atexit.register(
+        lambda: print("UPLOADER", getattr(_sys.modules.get("agenttrace._export"), "handed_off_to", None), flush=True)
+    )
+"""
+
+AGENT = (
+    REPORT_UPLOADER
+    + """
     import agenttrace
     from opentelemetry import trace
 
@@ -254,3 +321,4 @@ AGENT = """
     import sys
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
 """
+)

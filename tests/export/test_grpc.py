@@ -11,7 +11,7 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from .conftest import AGENT, Agents
+from .conftest import AGENT, Agents, wait_until
 
 
 class GrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
@@ -60,15 +60,23 @@ def start_receiver(port: int) -> Iterator[object]:
         server.stop(None)
 
 
-def test_grpc_batches_spooled_then_uploaded(agents: Agents, port: int, start_receiver: object) -> None:
-    """With the gRPC collector down the spans are spooled; `agenttrace upload` later delivers every one."""
-    env = {
+def grpc_env(port: int) -> dict[str, str]:
+    """OTLP over gRPC to 127.0.0.1:``port``, by the standard variables."""
+    return {
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
     }
+
+
+def test_grpc_batches_spooled_then_uploaded(agents: Agents, port: int, start_receiver: object) -> None:
+    """With the gRPC collector down the spans are spooled; `agenttrace upload` later delivers every one.
+
+    ``AGENTTRACE_EXIT_UPLOAD=wait``: the agent's own lane tries the collector at exit, and fails.
+    """
+    env = {**grpc_env(port), "AGENTTRACE_EXIT_UPLOAD": "wait"}
     done = agents(AGENT, env, args=("3",), timeout=90)
     assert done.returncode == 0, done.stderr
     assert any("otlp_grpc" in str(p) for p in done.spool_files())
@@ -79,4 +87,18 @@ def test_grpc_batches_spooled_then_uploaded(agents: Agents, port: int, start_rec
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert receiver.span_ids == done.local_span_ids()
     assert len(receiver.span_ids) == 4
+    assert not done.spool_files()
+
+
+def test_grpc_handed_off_at_exit_is_sent_by_the_background_uploader(
+    agents: Agents, port: int, start_receiver: object
+) -> None:
+    """Handed off at exit, the OTLP/gRPC spool folder is sent by the uploader through a gRPC exporter of its own."""
+    receiver = start_receiver()  # type: ignore[operator]
+    done = agents(AGENT, grpc_env(port), args=("3",), timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr
+    assert len(done.local_span_ids()) == 4
+    assert wait_until(lambda: receiver.span_ids == done.local_span_ids(), timeout=60)
+    done.wait_for_uploader()
     assert not done.spool_files()

@@ -40,8 +40,10 @@ def test_otlp_collector_alongside_the_backend(agents: Agents, receiver: Receiver
     done = agents(AGENT, env)
     assert done.returncode == 0, done.stderr
     local = done.local_span_ids()
-    assert receiver.accepted_span_ids() == local
-    assert receiver2.accepted_span_ids() == local
+    # Handed off at exit: one uploader sends both destinations' spool folders.
+    assert wait_until(lambda: receiver.accepted_span_ids() == local and receiver2.accepted_span_ids() == local)
+    done.wait_for_uploader()
+    assert not done.spool_files()
     assert receiver2.requests[0].path == "/v1/traces"
     assert "authorization" not in receiver2.requests[0].headers  # the key only goes to the backend
     events = [e for r in receiver2.requests for s in r.spans for e in s.events if e.name == "payload"]
@@ -60,7 +62,8 @@ def test_only_otlp_when_backend_and_files_are_off(agents: Agents, receiver: Rece
     }
     done = agents(AGENT, env)
     assert done.returncode == 0, done.stderr
-    assert len(receiver2.accepted_span_ids()) == 6
+    assert wait_until(lambda: len(receiver2.accepted_span_ids()) == 6)
+    done.wait_for_uploader()
     assert receiver.requests == []
     assert not done.trace_dir.exists() or not list(done.trace_dir.iterdir())
 
@@ -121,6 +124,9 @@ def test_traces_exporter_entry_point_in_a_users_setup(agents: Agents, receiver: 
     }
     done = agents(AGENT, env, prefix=("opentelemetry-instrument",))
     assert done.returncode == 0, done.stderr
+    # The process run ends at exit: handed off with the rest (one uploader for both folders).
+    assert wait_until(lambda: len(receiver.accepted_span_ids()) == 7 and len(receiver2.accepted_span_ids()) == 7)
+    assert wait_until(lambda: not done.spool_files())
     backend = receiver.all_span_ids()
     assert len(backend) == len(set(backend))  # init() did not add a second backend exporter
     assert set(backend) == receiver2.accepted_span_ids()
@@ -152,7 +158,7 @@ def test_opentelemetry_instrument_activates_agenttrace(agents: Agents, receiver2
     assert done.returncode == 0, done.stderr
     (run,) = done.local_spans()
     assert run.name == "agent_1.py"
-    assert receiver2.accepted_span_ids() == {run.span_id}
+    assert wait_until(lambda: receiver2.accepted_span_ids() == {run.span_id})
 
 
 def test_exporter_traffic_is_never_recorded(agents: Agents, receiver: Receiver) -> None:
@@ -161,6 +167,9 @@ def test_exporter_traffic_is_never_recorded(agents: Agents, receiver: Receiver) 
         AGENT, {"AGENTTRACE_API_KEY": KEY, "AGENTTRACE_API_URL": receiver.url}, prefix=("opentelemetry-instrument",)
     )
     assert done.returncode == 0, done.stderr
+    # Neither the agent's upload nor its background uploader's (started with -I: no
+    # sitecustomize, so not instrumented) is recorded.
+    assert wait_until(lambda: len(receiver.accepted_span_ids()) == 7 and not done.spool_files())
     names = [s.name for r in receiver.requests for s in r.spans]
     assert len(names) == 7
     assert not [n for n in names if n.startswith(("POST", "HTTP"))]

@@ -1,13 +1,21 @@
-"""multiprocessing workers (fork and spawn) export their own spans: none lost, none sent twice."""
+"""multiprocessing workers (fork and spawn) export their own spans: none lost, none sent twice.
+
+A worker never starts a background uploader: at its exit it spools what is left and leaves the
+files to its parent, whose exit hands the spool folder off (or to the next run).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from .conftest import Agents, Receiver
+from .conftest import REPORT_UPLOADER, Agents, Receiver, wait_until
 
 KEY = "at_test_0123456789abcdef"
-POOL = """
+POOL = (
+    REPORT_UPLOADER
+    + """
     import multiprocessing as mp
     import sys
 
@@ -35,6 +43,7 @@ POOL = """
     if __name__ == "__main__":
         print(main(sys.argv[1]))
 """
+)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -44,11 +53,17 @@ def test_workers_export_their_own_spans_once(agents: Agents, receiver: Receiver,
     done = agents(POOL, env, args=(method,))
     assert done.returncode == 0, done.stderr
     assert "[0, 1, 4, 9, 16, 25]" in done.stdout
+    expected = {"worker": 8, "square": 8, "parent": 1, "before-fork": 1}
+
+    def names() -> Counter[str]:
+        with receiver._lock:
+            return Counter(s.name for r in receiver.requests for s in r.spans)
+
+    # The parent's run ends just before its exit: its spans come from its background uploader.
+    assert wait_until(lambda: all(names()[name] >= count for name, count in expected.items()), timeout=60)
+    done.wait_for_uploader()
     ids = receiver.all_span_ids()
     assert len(ids) == len(set(ids)), "a span was sent twice"
-    names = sorted(s.name for r in receiver.requests for s in r.spans)
-    assert names.count("worker") == 8
-    assert names.count("square") == 8
-    assert names.count("parent") == 1
-    assert names.count("before-fork") == 1
+    assert {name: names()[name] for name in expected} == expected
     assert "WARNING" not in done.stderr
+    assert not done.spool_files()
