@@ -72,7 +72,28 @@ _MAX_QUEUE = 8192
 # so a dead backend costs one timeout, not one per batch.
 _COOLDOWN_FIRST = 2.0
 _COOLDOWN_MAX = 60.0
-_LINGER = 0.05  # seconds a lane waits for more spans before sending a partial batch
+# Seconds a lane holds spans before sending a partial batch: OpenTelemetry's BatchSpanProcessor
+# default (OTEL_BSP_SCHEDULE_DELAY, in milliseconds, is honoured). A full batch, force_flush(), a
+# worker's run end and process exit send at once. A short agent therefore sends nothing while it
+# runs and nothing is in flight when it exits: exit hands the spans off without a duplicate.
+_SCHEDULE_DELAY_DEFAULT_MS = 5000
+
+
+def _schedule_delay() -> float:
+    text = os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            warn_once(
+                "bsp-delay",
+                f"OTEL_BSP_SCHEDULE_DELAY={text!r} is not a number of milliseconds; using {_SCHEDULE_DELAY_DEFAULT_MS}",
+            )
+        else:
+            if value >= 0:
+                return value / 1000
+    return _SCHEDULE_DELAY_DEFAULT_MS / 1000
+
 
 _marker = threading.local()
 
@@ -119,7 +140,7 @@ class ExportLane(SpanProcessor):
         self._spool = spool if spool is not None else getattr(exporter, "spool", None)
         self._init_state()
         _LANES.add(self)
-        if self._spool is not None and getattr(exporter, "deliver_serialized", None) and self._spool.pending():
+        if self._spool is not None and self._spool.pending() and getattr(exporter, "deliver_serialized", None):
             with self._lock:
                 self._start_thread()  # send what earlier runs left, while this one works
 
@@ -137,6 +158,9 @@ class ExportLane(SpanProcessor):
         self._backlog = True  # the spool may hold batches of earlier runs: send them when idle
         self._draining = False
         self._deadline = float("inf")  # set by close(): the exit bound
+        self._first_at = 0.0  # when the oldest queued span arrived
+        self._flush_now = False  # force_flush()/settle(): send what is queued without waiting
+        self._delay = _schedule_delay()
 
     # -- SpanProcessor --
 
@@ -153,6 +177,8 @@ class ExportLane(SpanProcessor):
             if self._closed:
                 overflow.append(span)
             else:
+                if not self._queue:
+                    self._first_at = time.monotonic()
                 self._queue.append(span)
                 if len(self._queue) > _MAX_QUEUE:
                     overflow = [self._queue.popleft() for _ in range(_MAX_BATCH)]
@@ -178,7 +204,8 @@ class ExportLane(SpanProcessor):
         with self._lock:
             if self._thread is None and self._queue:
                 self._start_thread()
-            self._wake.notify()
+            self._flush_now = True
+            self._wake.notify_all()
             while self._queue or self._inflight is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -295,7 +322,8 @@ class ExportLane(SpanProcessor):
         with self._lock:
             if self._thread is None:
                 return
-            self._wake.notify()
+            self._flush_now = True
+            self._wake.notify_all()
             while self._queue or self._inflight is not None:
                 failing = self._failing(deadline)
                 remaining = deadline - time.monotonic()
@@ -344,13 +372,20 @@ class ExportLane(SpanProcessor):
         while True:
             with self._lock:
                 while not self._queue and not self._closed and not self._backlog_due():
+                    self._flush_now = False
                     self._wake.wait()
-                if self._queue and not self._closed and len(self._queue) < _MAX_BATCH:
-                    self._wake.wait(_LINGER)  # let the rest of a run's spans arrive
+                while self._queue and not self._closed and not self._flush_now and len(self._queue) < _MAX_BATCH:
+                    remaining = self._first_at + self._delay - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)  # more spans, a flush or exit may come first
                 batch: list[ReadableSpan] = []
                 if self._queue:
                     batch = [self._queue.popleft() for _ in range(min(_MAX_BATCH, len(self._queue)))]
                     self._inflight = batch
+                    self._first_at = time.monotonic()
+                    if not self._queue:
+                        self._flush_now = False
                 elif self._backlog_due() and time.monotonic() < self._deadline:
                     self._draining = True
                 elif self._closed:
@@ -479,6 +514,86 @@ class ExportLane(SpanProcessor):
             f"export:{self.name}",
             f"could not send traces with the {self.name} exporter ({reason}); {len(spans)} spans were dropped",
         )
+
+
+def backend_destination(api_url: str) -> str:
+    """How messages name the AgentTrace backend at ``api_url``."""
+    return f"the AgentTrace backend at {api_url}/v1/traces"
+
+
+def backend_uploader_env(api_key: str, api_url: str, timeout: float) -> dict[str, str]:
+    """The variables with which the background uploader sends to that backend (never a command line)."""
+    return {
+        "AGENTTRACE_API_KEY": api_key,
+        "AGENTTRACE_API_URL": api_url,
+        "AGENTTRACE_EXPORT_TIMEOUT": repr(float(timeout)),
+    }
+
+
+class DeferredExporter(SpanExporter):
+    """Stands for the backend exporter until its lane first needs it.
+
+    Building ``AgentTraceSpanExporter`` imports OpenTelemetry's OTLP/HTTP exporter, protobuf and
+    ``requests``: about 0.15 s, which a short agent paid in ``init()`` only to hand its spans to
+    the background uploader at exit. The lane builds it on its own thread when it first sends;
+    what exit needs (the spool, the destination's name, the uploader's variables) is known
+    without it.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], SpanExporter],
+        *,
+        target: str,
+        spool: Spool,
+        destination: str,
+        uploader_env: dict[str, str] | None,
+    ) -> None:
+        self._build = build
+        self._real: SpanExporter | None = None
+        self._real_lock = threading.Lock()
+        self.target = target
+        self.spool = spool
+        self.destination = destination
+        self._uploader_env = uploader_env
+
+    def real(self) -> SpanExporter:
+        """The exporter, built on first use."""
+        with self._real_lock:
+            if self._real is None:
+                self._real = self._build()
+            return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        # deliver, deliver_serialized, keep, keep_outcome, ...: the real exporter's.
+        if name.startswith("__") or name in ("_build", "_real", "_real_lock"):
+            raise AttributeError(name)
+        return getattr(self.real(), name)
+
+    def uploader_env(self) -> dict[str, str] | None:
+        """The background uploader's variables for this destination."""
+        return None if self._uploader_env is None else dict(self._uploader_env)
+
+    def clone(self) -> DeferredExporter:
+        """Another stand-in with the same settings, for a forked child (nothing built, nothing shared)."""
+        return DeferredExporter(
+            self._build,
+            target=self.target,
+            spool=self.spool,
+            destination=self.destination,
+            uploader_env=self._uploader_env,
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send through the real exporter."""
+        return self.real().export(spans)
+
+    def shutdown(self) -> None:
+        """Shut the real exporter down, if it was ever built."""
+        with self._real_lock:
+            real = self._real
+        if real is not None:
+            real.shutdown()
 
 
 def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:
@@ -760,16 +875,29 @@ def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[],
         settings.spool_max_bytes,
     )
 
-    def make() -> ExportLane:
-        from agenttrace.exporters.backend import AgentTraceSpanExporter
+    api_key = settings.api_key
 
+    def make() -> ExportLane:
         from ._spool import Spool
 
-        spool = Spool(settings.spool_dir, AgentTraceSpanExporter.target, settings.spool_max_bytes)
-        exporter = AgentTraceSpanExporter(
-            settings.api_key, settings.api_url, settings.export_timeout, spool=spool, _managed=True
+        spool = Spool(settings.spool_dir, "agenttrace", settings.spool_max_bytes)
+
+        def build() -> SpanExporter:
+            from agenttrace.exporters.backend import AgentTraceSpanExporter
+
+            return AgentTraceSpanExporter(
+                api_key, settings.api_url, settings.export_timeout, spool=spool, _managed=True
+            )
+
+        return ExportLane(
+            DeferredExporter(
+                build,
+                target="agenttrace",
+                spool=spool,
+                destination=backend_destination(settings.api_url),
+                uploader_env=backend_uploader_env(api_key, settings.api_url, settings.export_timeout),
+            )
         )
-        return ExportLane(exporter)
 
     wanted[key] = make
 

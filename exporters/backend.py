@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from agenttrace._config import resolve_settings
 from agenttrace._errors import ConfigurationError
-from agenttrace._export import exporting
+from agenttrace._export import backend_destination, backend_uploader_env, exporting
 from agenttrace._spool import Delivery, Spool, report_failure
 
 __all__ = [
@@ -332,7 +332,7 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
     @property
     def destination(self) -> str:
         """Where the data goes, for messages."""
-        return f"the AgentTrace backend at {self._endpoint}"
+        return backend_destination(self._url)
 
     def clone(self) -> AgentTraceSpanExporter:
         """A fresh exporter with the same settings (new HTTP session), for a forked child."""
@@ -344,11 +344,7 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
         """The key, URL and timeout as variables, for the background uploader (the key never goes on a command line)."""
         if self._headers_arg:
             return None  # extra headers have no variable
-        return {
-            "AGENTTRACE_API_KEY": self._key,
-            "AGENTTRACE_API_URL": self._url,
-            "AGENTTRACE_EXPORT_TIMEOUT": repr(float(self._timeout_s)),
-        }
+        return backend_uploader_env(self._key, self._url, self._timeout_s)
 
 
 def standalone_backend_exporters() -> list[AgentTraceSpanExporter]:

@@ -31,8 +31,11 @@ def backend_env(url: str, **extra: str) -> dict[str, str]:
 
 
 WAIT = {"AGENTTRACE_EXIT_UPLOAD": "wait"}
-# The agent lives on after its run: its lane tries the upload while it runs.
+# The agent lives on after its run: its lane tries the upload while it runs. A lane holds spans
+# for OTEL_BSP_SCHEDULE_DELAY (5 s by default, as OpenTelemetry's BatchSpanProcessor) before a
+# partial batch; EAGER makes that 50 ms, for the tests about what a lane does while the agent runs.
 AGENT_THEN_IDLE = AGENT + "\n    import time\n    time.sleep(0.5)\n"
+EAGER = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
 
 
 def test_backend_receives_every_span_of_the_local_file(agents: Agents, receiver: Receiver) -> None:
@@ -66,7 +69,7 @@ def test_dead_backend_does_not_hold_the_agent_and_upload_delivers(
 ) -> None:
     """API URL on a dead port: exit 0, one warning naming the failure and the spool; the background
     uploader tries and leaves the files; then upload sends all."""
-    done = agents(AGENT_THEN_IDLE, backend_env(dead_url, AGENTTRACE_EXPORT_TIMEOUT="2"), args=("3",))
+    done = agents(AGENT_THEN_IDLE, backend_env(dead_url, AGENTTRACE_EXPORT_TIMEOUT="2", **EAGER), args=("3",))
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1, done.stderr
@@ -183,7 +186,7 @@ def test_rejected_key_is_said_once_and_kept(agents: Agents, receiver: Receiver) 
     two_runs = "main(2)\n    time.sleep(3)\n    main(2)"
     code = AGENT.replace("main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)", two_runs)
     code = code.replace("import sys", "import sys, time")
-    done = agents(code, backend_env(receiver.url))
+    done = agents(code, backend_env(receiver.url, **EAGER))
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("WARNING") == 1, done.stderr
     assert "rejected the API key (HTTP 401" in done.stderr

@@ -8,16 +8,36 @@ from __future__ import annotations
 import pytest
 
 from .conftest import AGENT, REPORT_UPLOADER, Agents, Answer, Receiver, wait_until
-from .test_backend import AGENT_THEN_IDLE, KEY, WAIT, backend_env
+from .test_backend import AGENT_THEN_IDLE, EAGER, KEY, WAIT, backend_env
 
 
 def test_nothing_pending_at_exit_starts_no_uploader(agents: Agents, receiver: Receiver) -> None:
     """A healthy backend that had every span before exit: no process is started, nothing is spooled."""
-    done = agents(AGENT_THEN_IDLE, backend_env(receiver.url))
+    done = agents(AGENT_THEN_IDLE, backend_env(receiver.url, **EAGER))
     assert done.returncode == 0, done.stderr
     assert done.uploader is None
     assert receiver.accepted_span_ids() == done.local_span_ids()
     assert not done.spool_files()
+
+
+def test_short_agent_sends_nothing_while_it_runs_and_each_span_arrives_once(
+    agents: Agents, receiver: Receiver
+) -> None:
+    """The default schedule (5 s): a short agent's spans are all queued at exit, none in flight.
+
+    Exit hands them off without a network wait and without a batch abandoned in flight, so the
+    slow receiver gets every span exactly once, from the background uploader.
+    """
+    receiver.answer = lambda _: Answer(200, delay=1)
+    done = agents(AGENT, backend_env(receiver.url))
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr
+    assert done.uploader is not None
+    assert [r for r in receiver.requests if r.at < done.ended_at] == []  # nothing was sent by the agent
+    assert wait_until(lambda: receiver.accepted_span_ids() == done.local_span_ids(), timeout=30)
+    done.wait_for_uploader()
+    received = receiver.all_span_ids()
+    assert len(received) == len(set(received)) == len(done.local_span_ids())
 
 
 def test_the_uploader_process_never_starts_another(agents: Agents, receiver: Receiver) -> None:
