@@ -22,8 +22,10 @@ guess. Bodies are UTF-8 text when they decode, else base64, exactly as the span 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -36,6 +38,12 @@ __all__ = [
     "check_event",
     "entropy_event",
     "event_exchange",
+    "exchange_of",
+    "malformed_call",
+    "new_body",
+    "new_exchange",
+    "new_request",
+    "new_response",
     "run_event",
 ]
 
@@ -149,62 +157,202 @@ def check_event(event: Any, where: str) -> str:
     return str(kind)
 
 
+# --- building the model's frozen dataclasses ------------------------------------------------------
+#
+# A frozen dataclass's __init__ sets each field through object.__setattr__: for the objects of
+# one exchange that is a fifth of building it from its event. These build the same objects by
+# filling the instance's __dict__. They are used only for a class that is what they assume (a
+# dataclass with exactly these fields, all set by __init__, nothing else run by it): checked once,
+# on import, by building one object both ways; otherwise the class itself is called.
+
+_new = object.__new__
+
+
+def _request_data(method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> RequestData:
+    obj = _new(RequestData)
+    d = obj.__dict__
+    d["method"] = method
+    d["url"] = url
+    d["headers"] = headers
+    d["body"] = body
+    return obj
+
+
+def _body(data: bytes, size: int, sha256: str, truncated: bool) -> Body:
+    obj = _new(Body)
+    d = obj.__dict__
+    d["data"] = data
+    d["size"] = size
+    d["sha256"] = sha256
+    d["truncated"] = truncated
+    return obj
+
+
+def _response_data(  # noqa: PLR0917 - ResponseData's fields, in order
+    status_code: int,
+    headers: tuple[tuple[str, str], ...],
+    body: Body,
+    reason: str,
+    http_version: str,
+    chunk_sizes: tuple[int, ...],
+    chunk_offsets_ns: tuple[int, ...],
+    stream_end: str,
+) -> ResponseData:
+    obj = _new(ResponseData)
+    d = obj.__dict__
+    d["status_code"] = status_code
+    d["headers"] = headers
+    d["body"] = body
+    d["reason"] = reason
+    d["http_version"] = http_version
+    d["chunk_sizes"] = chunk_sizes
+    d["chunk_offsets_ns"] = chunk_offsets_ns
+    d["stream_end"] = stream_end
+    return obj
+
+
+def _exchange(  # noqa: PLR0917 - Exchange's fields, in order
+    library: str,
+    ordinal: int,
+    step_path: tuple[str, ...],
+    request: RequestData,
+    response: ResponseData | None,
+    error: RecordedError | None,
+    trace_id: str,
+    span_id: str,
+    extra: dict[str, str],
+) -> Exchange:
+    obj = _new(Exchange)
+    d = obj.__dict__
+    d["library"] = library
+    d["ordinal"] = ordinal
+    d["step_path"] = step_path
+    d["request"] = request
+    d["response"] = response
+    d["error"] = error
+    d["trace_id"] = trace_id
+    d["span_id"] = span_id
+    d["extra"] = extra
+    return obj
+
+
+def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
+    names = tuple(inspect.signature(build).parameters)
+    if not dataclasses.is_dataclass(cls) or tuple(f.name for f in dataclasses.fields(cls)) != names:
+        return False
+    try:
+        made, built = cls(*values), build(*values)
+    except Exception:  # noqa: BLE001 - any surprise: use the class itself
+        return False
+    return (
+        type(built) is cls
+        and vars(built) == vars(made) == dict(zip(names, values))
+        and built == made
+        and repr(built) == repr(made)
+        and _hash(built) == _hash(made)
+    )
+
+
+def _hash(obj: object) -> int | str:
+    try:
+        return hash(obj)
+    except TypeError as exc:  # a dict field (Exchange.extra): unhashable, built either way
+        return str(exc)
+
+
+def _checked_builders() -> tuple[
+    Callable[..., RequestData], Callable[..., Body], Callable[..., ResponseData], Callable[..., Exchange]
+]:
+    body = Body(b"x", 1, "s", False)
+    request = RequestData("GET", "u", (("a", "b"),), b"")
+    response = ResponseData(200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+    plain = (
+        _same_as_init(RequestData, _request_data, "GET", "u", (("a", "b"),), b"")
+        and _same_as_init(Body, _body, b"x", 1, "s", False)
+        and _same_as_init(ResponseData, _response_data, 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+        and _same_as_init(Exchange, _exchange, "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
+    )
+    if plain:
+        return _request_data, _body, _response_data, _exchange
+    return RequestData, Body, ResponseData, Exchange
+
+
+new_request, new_body, new_response, new_exchange = _checked_builders()
+
+
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple([(str(k), str(v)) for k, v in (value or ())])
+
+
+def _text_body(text: Any, encoding: Any) -> bytes:
+    # _decode(str(text), str(encoding)), its usual case first.
+    if type(text) is str and type(encoding) is str and encoding == "utf-8":
+        return text.encode("utf-8")
+    return _decode(str(text), str(encoding))
+
+
+def malformed_call(where: str, exc: Exception) -> ConfigurationError:
+    """The ConfigurationError for a call event :func:`event_exchange` cannot build."""
+    detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    return ConfigurationError(
+        f"{where}: malformed call event ({detail}); expected request.method, request.url and a "
+        "response.status_code or an error, as agenttrace.load_events() produces"
+    )
 
 
 def event_exchange(event: Mapping[str, Any], where: str) -> Exchange:
     """The :class:`Exchange` of a list-form call event; ConfigurationError says what is wrong."""
     try:
-        req = event["request"]
-        request = RequestData(
-            method=str(req["method"]).upper(),
-            url=str(req["url"]),
-            headers=_pairs(req.get("headers")),
-            body=_decode(str(req.get("body", "")), str(req.get("body_encoding", "utf-8"))),
-        )
-        response = None
-        resp = event.get("response")
-        if resp is not None:
-            data = _decode(str(resp.get("body", "")), str(resp.get("body_encoding", "utf-8")))
-            body = Body(
-                data=data,
-                size=int(resp.get("body_size", len(data))),
-                sha256=str(resp.get("body_sha256") or hashlib.sha256(data).hexdigest()),
-                truncated=bool(resp.get("body_truncated", False)),
-            )
-            response = ResponseData(
-                status_code=int(resp["status_code"]),
-                headers=_pairs(resp.get("headers")),
-                body=body,
-                reason=str(resp.get("reason", "")),
-                http_version=str(resp.get("http_version", "HTTP/1.1")),
-                chunk_sizes=tuple(int(n) for n in resp.get("chunk_sizes", ())),
-                chunk_offsets_ns=tuple(int(n) for n in resp.get("chunk_offsets_ns", ())),
-                stream_end=str(resp.get("stream_end", "complete")),
-            )
-        error = None
-        err = event.get("error")
-        if err is not None:
-            error = RecordedError(
-                type=str(err["type"]), message=str(err.get("message", "")), phase=str(err.get("phase", "request"))
-            )
-        if response is None and error is None:
-            raise ValueError("a call needs a 'response' or an 'error'")
-        return Exchange(
-            library=str(event.get("library", "")),
-            ordinal=int(event.get("ordinal", 0)),
-            step_path=tuple(str(s) for s in event.get("step_path", ())),
-            request=request,
-            response=response,
-            error=error,
-            trace_id=str(event.get("trace_id", "")),
-            span_id=str(event.get("span_id", "")),
-            extra={str(k): str(v) for k, v in (event.get("extra") or {}).items()},
-        )
+        return exchange_of(event)
     except (KeyError, TypeError, ValueError) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ConfigurationError(
-            f"{where}: malformed call event ({detail}); expected request.method, request.url and a "
-            "response.status_code or an error, as agenttrace.load_events() produces"
-        ) from None
+        raise malformed_call(where, exc) from None
+
+
+def exchange_of(event: Mapping[str, Any]) -> Exchange:
+    """:func:`event_exchange` raising KeyError, TypeError or ValueError (see :func:`malformed_call`)."""
+    req = event["request"]
+    method = str(req["method"]).upper()
+    url = str(req["url"])
+    get = req.get
+    headers = _pairs(get("headers"))
+    request = new_request(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
+    response = None
+    resp = event.get("response")
+    if resp is not None:
+        get = resp.get
+        data = _text_body(get("body", ""), get("body_encoding", "utf-8"))
+        body = new_body(
+            data,
+            int(get("body_size", len(data))),
+            str(get("body_sha256") or hashlib.sha256(data).hexdigest()),
+            bool(get("body_truncated", False)),
+        )
+        response = new_response(
+            int(resp["status_code"]),
+            _pairs(get("headers")),
+            body,
+            str(get("reason", "")),
+            str(get("http_version", "HTTP/1.1")),
+            tuple(map(int, get("chunk_sizes", ()))),
+            tuple(map(int, get("chunk_offsets_ns", ()))),
+            str(get("stream_end", "complete")),
+        )
+    error = None
+    err = event.get("error")
+    if err is not None:
+        error = RecordedError(str(err["type"]), str(err.get("message", "")), str(err.get("phase", "request")))
+    if response is None and error is None:
+        raise ValueError("a call needs a 'response' or an 'error'")
+    get = event.get
+    extra = get("extra")
+    return new_exchange(
+        str(get("library", "")),
+        int(get("ordinal", 0)),
+        tuple(map(str, get("step_path", ()))),
+        request,
+        response,
+        error,
+        str(get("trace_id", "")),
+        str(get("span_id", "")),
+        {str(k): str(v) for k, v in extra.items()} if extra else {},
+    )

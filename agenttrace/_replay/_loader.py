@@ -9,88 +9,159 @@ Accepted, by content (never by file name):
 
 Everything that makes a file unusable is a :class:`ConfigurationError` naming the file, the
 line and what was expected, raised while ``init()`` runs: never halfway through the agent.
+
+``load_events`` returns the list-form events; ``load_recording`` (``init(replay_events_file=...)``)
+builds each call's :class:`Exchange` straight from its span instead, equal to the one ``init``
+builds from ``load_events``' event. JSON is parsed as :mod:`agenttrace._traceio` says (orjson,
+the standard library where orjson refuses a line or may round an integer).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import gc
+import functools
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from .._errors import ConfigurationError
-from .._model import Exchange
-from .._otlp_json import decode_attributes, decode_value
-from .._schema import SCHEMA_VERSION
-from .._traceio import iter_documents
-from ._events import call_event, check_event, entropy_event, event_exchange, run_event
+from .._model import Exchange, RecordedError
+from .._otlp_json import decode_value
+from .._schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
+from .._traceio import (
+    SPANS_CUT,
+    Documents,
+    InexactNumberError,
+    SplitError,
+    collector_paused,
+    exact_int,
+    fast_loads,
+    has_inexact,
+)
+from ._events import (
+    EVENT_KINDS,
+    call_event,
+    check_event,
+    entropy_event,
+    event_exchange,
+    exchange_of,
+    malformed_call,
+    new_body,
+    new_exchange,
+    new_request,
+    new_response,
+    run_event,
+)
 
-__all__ = ["check_events", "collector_paused", "load_events", "validate_events"]
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Suspend the cyclic garbage collector while a recording is turned into objects.
-
-    Loading builds hundreds of thousands of small dicts, lists and tuples, none of them garbage;
-    with the collector on, CPython runs a collection every 700 of them and the full ones re-walk
-    everything loaded so far (more than half of the load time on a 10,000-call trace). On the
-    way out the objects are moved to the permanent generation (``gc.freeze()``): the recording
-    lives as long as the replay, and without it the next collections would walk all of it
-    again (a quarter of a second at 10,000 calls). The previous state is restored, so a program
-    that disabled the collector keeps it disabled.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+__all__ = ["check_events", "collector_paused", "load_events", "load_recording", "validate_events"]
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
     """Read a trace file (OTLP JSON / JSON Lines, or a JSON event list) into replay events."""
     with collector_paused():
-        return _load_events(path)
+        return _load(Path(path), None)[0]
 
 
-def _load_events(path: str | Path) -> list[dict[str, Any]]:
-    file = Path(path)
+def load_recording(path: str | Path, source: str) -> tuple[list[dict[str, Any]], list[Exchange]]:
+    """What ``init(replay_events_file=...)`` replays: the events and the exchange of each call.
+
+    Equal to ``load_events`` followed by building each call event's exchange (labelled
+    ``"<source>, event #<index>"`` as then), but a trace file's call spans become exchanges
+    directly, without list-form call events in between: the events returned hold the runs and
+    the entropy draws only (and, for a JSON event list, every event, calls too).
+    """
+    with collector_paused():
+        events, exchanges = _load(Path(path), source)
+        assert exchanges is not None
+        return events, exchanges
+
+
+def _load(file: Path, source: str | None) -> tuple[list[dict[str, Any]], list[Exchange] | None]:
+    """``(events, None)`` for load_events; ``(events, exchanges)`` for load_recording (``source`` given)."""
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except FileNotFoundError:
         raise ConfigurationError(f"replay file {file} does not exist; expected a trace file to replay") from None
     except IsADirectoryError:
         raise ConfigurationError(f"replay file {file} is a directory; expected a trace file to replay") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigurationError(f"replay file {file} cannot be read as UTF-8 text: {exc}") from None
-    stripped = text.lstrip()
-    if not stripped:
+    head = _first_character(file, data)
+    if not head:
         raise ConfigurationError(f"replay file {file} is empty; expected OTLP JSON Lines or a JSON array of events")
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(
-                f"replay file {file}, line {exc.lineno}: not valid JSON ({exc.msg}; truncated?); "
-                "expected a JSON array of replay events"
-            ) from None
-        if data and all(isinstance(d, Mapping) and "resourceSpans" in d for d in data):
+    if head == "[":
+        parsed = _event_array(file, data)
+        if parsed and all(isinstance(d, Mapping) and "resourceSpans" in d for d in parsed):
             # An array of TracesData documents (what some tools write): same as JSON Lines.
-            return _from_documents(file, ((1, d) for d in data))
-        return validate_events(data, str(file))
-    return _from_documents(file, _documents(file, text))
+            return _from_documents(file, ((1, d) for d in parsed), None, source)  # parsed exactly
+        if source is None:
+            return validate_events(parsed, str(file)), None
+        events, exchanges = check_events(parsed, str(file))
+        return events, exchanges
+    if fast_loads() is not None:
+        # Span by span (see Documents): the same result, or SplitError, or a ConfigurationError
+        # that reading the file whole words as it always did.
+        split = Documents(file, data, "replay file", "cannot be read as UTF-8 text", split_spans=True)
+        try:
+            return _from_documents(file, split, split, source)
+        except (SplitError, ConfigurationError):
+            pass
+    documents = Documents(file, data, "replay file", "cannot be read as UTF-8 text")
+    try:
+        return _from_documents(file, documents, documents, source)
+    except ConfigurationError:
+        documents.check_text()  # bytes that are not UTF-8 are the first thing wrong with a file
+        raise
 
 
-def _documents(file: Path, text: str) -> Iterator[tuple[int, Any]]:
-    return iter_documents(file, text, "replay file")
+# What str.lstrip() strips among ASCII characters; a file starting with any other character
+# starts with it as text too (a non-ASCII first character is looked at as text).
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c\x1c-\x1f]")
+
+
+def _decoded(file: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"replay file {file} cannot be read as UTF-8 text: {exc}") from None
+    # What Path.read_text (universal newlines) gave the JSON parser's line numbers.
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _first_character(file: Path, data: bytes) -> str:
+    """The file's first character that is not whitespace, or "" if there is none."""
+    found = _NOT_SPACE.search(data)
+    if found is None:
+        return ""
+    code = data[found.start()]
+    if code < 0x80:
+        return chr(code)
+    return _decoded(file, data).lstrip()[:1]
+
+
+def _event_array(file: Path, data: bytes) -> Any:
+    """The JSON array of a list-form file: orjson when it reads it exactly, else the standard library."""
+    fast = fast_loads()
+    if fast is not None:
+        try:
+            parsed = fast(data)
+        except ValueError:
+            pass
+        else:
+            if not has_inexact(parsed):
+                return parsed
+    text = _decoded(file, data)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"replay file {file}, line {exc.lineno}: not valid JSON ({exc.msg}; truncated?); "
+            "expected a JSON array of replay events"
+        ) from None
 
 
 def _exchange_from_span() -> Any:
@@ -101,93 +172,184 @@ def _exchange_from_span() -> Any:
     return exchange_from_span
 
 
-def _from_documents(file: Path, documents: Iterator[tuple[int, Any]]) -> list[dict[str, Any]]:
-    runs: list[tuple[int, dict[str, Any]]] = []
-    calls: list[dict[str, Any]] = []
-    entropy: list[dict[str, Any]] = []
+class _Recording:
+    """The run and call spans and entropy draws read so far, and what reading them shares."""
+
+    def __init__(self, exchanges: bool) -> None:
+        self.exchanges = exchanges  # calls as exchanges (load_recording), else as events
+        self.runs: list[tuple[int, dict[str, Any]]] = []  # (start, event)
+        self.entropy: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, int, Any]] = []  # (trace id, ordinal, event or exchange)
+        self.headers: dict[str, tuple[tuple[str, str], ...]] = {}  # header lists seen, parsed
+        self.decode: Any = None  # the long way, imported when first needed
+
+    def mark(self) -> tuple[int, int, int]:
+        return len(self.runs), len(self.entropy), len(self.calls)
+
+    def undo(self, mark: tuple[int, int, int]) -> None:
+        del self.runs[mark[0] :], self.entropy[mark[1] :], self.calls[mark[2] :]
+
+    def add_call(
+        self, where: str, span: Mapping[str, Any], attributes: Mapping[str, Any], to_int: Callable[[Any], int]
+    ) -> None:
+        if self.exchanges:
+            exchange = _fast_call_exchange(span, attributes, self.headers, to_int)
+            if exchange is not None:
+                self.calls.append((exchange.trace_id, exchange.ordinal, exchange))
+                return
+        # Else the event load_events would return (its exchange is built from it, as init() does).
+        event = _fast_call_event(span, attributes, self.headers, to_int)
+        if event is not None:
+            self.calls.append((event["trace_id"], event["ordinal"], event))
+            return
+        # Anything the fast path does not handle (base64 bodies, malformed spans) goes the long
+        # way, which also says precisely what is wrong.
+        if to_int is exact_int and has_inexact(span):
+            raise InexactNumberError("a number orjson may have rounded")
+        if self.decode is None:
+            self.decode = _exchange_from_span()
+        exchange = self.decode(span)
+        served_from = exchange.extra.get("served_from")
+        if served_from is not None:
+            raise ConfigurationError(
+                f"{where}: span {span.get('name', '')!r} is a call served by a replay (from recorded "
+                f"call span {served_from}); a replay's trace does not repeat the bodies it served, "
+                "so it cannot be replayed: replay the recording it was served from"
+            )
+        # An exchange is always built from the event, as init() builds it from load_events().
+        self.calls.append((exchange.trace_id, exchange.ordinal, call_event(exchange)))
+
+
+def _from_documents(
+    file: Path,
+    documents: Iterable[tuple[int, Any]],
+    reader: Documents | None,
+    source: str | None,
+) -> tuple[list[dict[str, Any]], list[Exchange] | None]:
+    """Read the documents' spans; ``reader`` (if documents come from one) re-reads lines and cut spans."""
+    recording = _Recording(source is not None)
     first_seen: dict[str, int] = {}
-    seen_headers: dict[str, list[tuple[str, str]]] = {}
-    decode = None
     for number, document in documents:
         where = f"replay file {file}, line {number}"
-        if not isinstance(document, Mapping) or "resourceSpans" not in document:
-            found = sorted(document)[:5] if isinstance(document, Mapping) else type(document).__name__
-            raise ConfigurationError(
-                f"{where}: expected an OTLP JSON TracesData object with 'resourceSpans', found {found}"
-            )
+        mark = recording.mark()
+        cut = functools.partial(reader.cut_spans, number) if reader is not None else None
         try:
-            spans = [
-                span
-                for resource_spans in document["resourceSpans"]
-                for scope_spans in resource_spans.get("scopeSpans", ())
-                for span in scope_spans.get("spans", ())
-            ]
-        except (AttributeError, TypeError) as exc:
-            raise ConfigurationError(
-                f"{where}: malformed OTLP JSON ({exc}); expected resourceSpans[].scopeSpans[].spans[]"
-            ) from None
-        for span in spans:
-            try:
-                attributes = decode_attributes(span.get("attributes"))
-                kind = attributes.get(S.KIND)
-                if kind not in ("run", "call"):
-                    continue  # the user's own spans, steps, other instrumentations: not ours to replay
-                version = attributes.get(S.SCHEMA, S.SCHEMA_VERSION)
-                if version not in S.READABLE_SCHEMA_VERSIONS:
-                    readable = ", ".join(str(v) for v in sorted(S.READABLE_SCHEMA_VERSIONS))
-                    raise ConfigurationError(
-                        f"{where}: span {span.get('name', '')!r} has {S.SCHEMA} {version!r}; this release "
-                        f"reads version {readable}; upgrade agenttrace to replay it"
-                    )
-                trace_id = str(span["traceId"]).lower()
-                start = int(span.get("startTimeUnixNano", 0))
-                first_seen[trace_id] = min(first_seen.get(trace_id, start), start)
-                if kind == "run":
-                    runs.append((start, _run_and_entropy(span, attributes, trace_id, entropy)))
-                    continue
-                event = _fast_call_event(span, attributes, seen_headers)
-                if event is None:
-                    # Anything the fast path does not handle (base64 bodies, malformed spans)
-                    # goes the long way, which also says precisely what is wrong.
-                    if decode is None:
-                        decode = _exchange_from_span()
-                    exchange = decode(span)
-                    served_from = exchange.extra.get("served_from")
-                    if served_from is not None:
-                        raise ConfigurationError(
-                            f"{where}: span {span.get('name', '')!r} is a call served by a replay (from recorded "
-                            f"call span {served_from}); a replay's trace does not repeat the bodies it served, "
-                            "so it cannot be replayed: replay the recording it was served from"
-                        )
-                    event = call_event(exchange)
-                calls.append(event)
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
-                raise ConfigurationError(
-                    f"{where}: span {span.get('name', '') if isinstance(span, Mapping) else ''!r} cannot be "
-                    f"decoded ({type(exc).__name__}: {exc}); expected an AgentTrace call span with "
-                    "agenttrace.request and agenttrace.response/error events"
-                ) from None
+            seen = _read_document(where, document, recording, exact_int, cut)
+        except InexactNumberError:
+            # orjson may have rounded an integer beyond 64 bits: read the line as json reads it.
+            recording.undo(mark)
+            again = reader.exact(number) if reader is not None else None
+            if again is None:
+                seen = _read_document(where, document, recording, int, cut)
+            else:
+                seen = _read_document(where, again, recording, int, None)
+        for trace_id, start in seen.items():
+            first_seen[trace_id] = min(first_seen.get(trace_id, start), start)
+    calls, runs, entropy = recording.calls, recording.runs, recording.entropy
     if not calls:
         raise ConfigurationError(
             f"replay file {file} holds no recorded calls (no span with {S.KIND}='call'); "
             "expected a trace recorded by agenttrace in which the agent made at least one call"
         )
     # Calls in causal order: trace by trace (as the runs started), then by ordinal within it.
-    calls.sort(key=lambda e: (first_seen.get(e["trace_id"], 0), e["trace_id"], e["ordinal"]))
+    calls.sort(key=lambda item: (first_seen.get(item[0], 0), item[0], item[1]))
     runs.sort(key=lambda item: item[0])
-    return [event for _, event in runs] + calls + entropy
+    head = [event for _, event in runs]
+    if source is None:
+        return head + [event for _, _, event in calls] + entropy, None
+    exchanges = [
+        item if type(item) is Exchange else event_exchange(item, f"{source}, event #{len(head) + index}")
+        for index, (_, _, item) in enumerate(calls)
+    ]
+    return head + entropy, exchanges
+
+
+def _read_document(
+    where: str,
+    document: Any,
+    recording: _Recording,
+    to_int: Callable[[Any], int],
+    cut: Callable[[], Iterator[Any]] | None,
+) -> dict[str, int]:
+    """Read one TracesData document's run and call spans; return when each trace was first seen.
+
+    A document read span by span holds SPANS_CUT in place of the spans ``cut()`` yields.
+    """
+    if not isinstance(document, Mapping) or "resourceSpans" not in document:
+        found = sorted(document)[:5] if isinstance(document, Mapping) else type(document).__name__
+        raise ConfigurationError(
+            f"{where}: expected an OTLP JSON TracesData object with 'resourceSpans', found {found}"
+        )
+    try:
+        spans = [
+            span
+            for resource_spans in document["resourceSpans"]
+            for scope_spans in resource_spans.get("scopeSpans", ())
+            for span in scope_spans.get("spans", ())
+        ]
+    except (AttributeError, TypeError) as exc:
+        raise ConfigurationError(
+            f"{where}: malformed OTLP JSON ({exc}); expected resourceSpans[].scopeSpans[].spans[]"
+        ) from None
+    first_seen: dict[str, int] = {}
+    for span in _expanded(spans, cut):
+        try:
+            attributes = _attributes(span.get("attributes"), to_int)
+            kind = attributes.get(S.KIND)
+            if kind not in ("run", "call"):
+                continue  # the user's own spans, steps, other instrumentations: not ours to replay
+            version = attributes.get(S.SCHEMA, S.SCHEMA_VERSION)
+            if version not in S.READABLE_SCHEMA_VERSIONS:
+                readable = ", ".join(str(v) for v in sorted(S.READABLE_SCHEMA_VERSIONS))
+                raise ConfigurationError(
+                    f"{where}: span {span.get('name', '')!r} has {S.SCHEMA} {version!r}; this release "
+                    f"reads version {readable}; upgrade agenttrace to replay it"
+                )
+            if to_int is exact_int and any(type(span.get(key)) is float for key in _TEXT_FIELDS):
+                raise InexactNumberError("an identifier or name written as a number orjson may have rounded")
+            trace_id = str(span["traceId"]).lower()
+            start = to_int(span.get("startTimeUnixNano", 0))
+            first_seen[trace_id] = min(first_seen.get(trace_id, start), start)
+            if kind == "run":
+                run = _run_and_entropy(span, attributes, trace_id, recording.entropy, to_int)
+                recording.runs.append((start, run))
+            else:
+                recording.add_call(where, span, attributes, to_int)
+        except (ConfigurationError, InexactNumberError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
+            raise ConfigurationError(
+                f"{where}: span {span.get('name', '') if isinstance(span, Mapping) else ''!r} cannot be "
+                f"decoded ({type(exc).__name__}: {exc}); expected an AgentTrace call span with "
+                "agenttrace.request and agenttrace.response/error events"
+            ) from None
+    return first_seen
+
+
+# Span fields read as text (str()): a number there (not OTLP, but read) must be the one json reads.
+_TEXT_FIELDS = ("traceId", "spanId", "parentSpanId", "name")
+
+
+def _expanded(spans: list[Any], cut: Callable[[], Iterator[Any]] | None) -> Iterator[Any]:
+    for span in spans:
+        if span is SPANS_CUT and cut is not None:
+            yield from cut()
+        else:
+            yield span
 
 
 def _run_and_entropy(
-    span: Mapping[str, Any], attributes: Mapping[str, Any], trace_id: str, entropy: list[dict[str, Any]]
+    span: Mapping[str, Any],
+    attributes: Mapping[str, Any],
+    trace_id: str,
+    entropy: list[dict[str, Any]],
+    to_int: Callable[[Any], int] = int,
 ) -> dict[str, Any]:
     span_id = str(span["spanId"]).lower()
     for event in span.get("events", ()):
         if event.get("name") != S.EVENT_ENTROPY:
             continue
-        values = decode_attributes(event.get("attributes"))
+        values = _attributes(event.get("attributes"), to_int)
         sources = list(values.get(S.ENTROPY_SOURCES) or ())
         draws = list(values.get(S.ENTROPY_VALUES) or ())
         if len(sources) != len(draws):
@@ -195,7 +357,8 @@ def _run_and_entropy(
         for index, (source, value) in enumerate(zip(sources, draws)):
             entropy.append(entropy_event(trace_id, span_id, index, str(source), base64.b64decode(value)))
     name = str(attributes.get(S.RUN_NAME, span.get("name", "")))
-    return run_event(trace_id, span_id, name, int(span.get("startTimeUnixNano", 0)), str(span.get("parentSpanId", "")))
+    start = to_int(span.get("startTimeUnixNano", 0))
+    return run_event(trace_id, span_id, name, start, str(span.get("parentSpanId", "")))
 
 
 def validate_events(events: Any, where: str) -> list[dict[str, Any]]:
@@ -203,21 +366,32 @@ def validate_events(events: Any, where: str) -> list[dict[str, Any]]:
     return check_events(events, where)[0]
 
 
-def check_events(events: Any, where: str) -> tuple[list[dict[str, Any]], list[Exchange]]:
+def check_events(events: Any, where: str, *, keep_calls: bool = True) -> tuple[list[dict[str, Any]], list[Exchange]]:
     """:func:`validate_events`, also returning the :class:`Exchange` of each call event, in order.
 
     Checking a call event means building its exchange; the replay session takes these instead
-    of building each one a second time.
+    of building each one a second time (and needs no copy of the call events: ``keep_calls=False``
+    leaves them out of the events returned).
     """
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
         raise ConfigurationError(f"{where}: expected a JSON array (list) of replay events, got {type(events).__name__}")
     out: list[dict[str, Any]] = []
     exchanges: list[Exchange] = []
     for index, event in enumerate(events):
-        label = f"{where}, event #{index}"
-        kind = check_event(event, label)
+        # check_event's test, inlined for the events load_events returns; anything else it words.
+        if type(event) is dict and event.get("schema_version") in READABLE_SCHEMA_VERSIONS:
+            kind = event.get("kind")
+            if kind not in EVENT_KINDS:
+                kind = check_event(event, f"{where}, event #{index}")
+        else:
+            kind = check_event(event, f"{where}, event #{index}")
         if kind == "call":
-            exchanges.append(event_exchange(event, label))
+            try:
+                exchanges.append(exchange_of(event))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise malformed_call(f"{where}, event #{index}", exc) from None
+            if not keep_calls:
+                continue
         out.append(dict(event))
     if not exchanges:
         raise ConfigurationError(
@@ -227,79 +401,130 @@ def check_events(events: Any, where: str) -> tuple[list[dict[str, Any]], list[Ex
     return out, exchanges
 
 
-# --- the fast path from a call span to its event ------------------------------------------------
+# --- the fast path from a call span to its event or exchange -------------------------------------
 #
 # ``call_event(exchange_from_span(span))`` decodes every body into bytes and every header list
 # into tuples, only for ``call_event`` to encode them back into the same text and lists. For the
 # spans AgentTrace writes (UTF-8 bodies, well-formed attributes) the event can be built from the
-# span's strings directly; tests/replay/test_loader.py checks that both give equal events. Any
-# other span (a base64 body, a missing or malformed field) returns None and takes the long way.
+# span's strings directly, and so can the exchange ``event_exchange`` would build from that event;
+# tests/replay/test_loader.py checks that the ways give equal events and exchanges. Any other
+# span (a base64 body, a missing or malformed field) returns None and takes the long way.
 
 
-def _event_attributes(items: Any) -> dict[str, Any]:
-    # decode_value, with its two commonest cases (strings, integers) inlined in its order.
+def _attributes(items: Any, to_int: Callable[[Any], int] = exact_int) -> dict[str, Any]:
+    # decode_attributes, with its three commonest cases (strings, integers, arrays of those)
+    # inlined in its order; integers as strings (as OTLP JSON writes them) are exact whatever parsed them.
     return {
         kv["key"]: value["stringValue"]
         if "stringValue" in value
-        else int(value["intValue"])
+        else (int(number) if type(number := value["intValue"]) is str else to_int(number))
         if "intValue" in value
-        else decode_value(value)
+        else _value(value, to_int)
         for kv in items or ()
-        for value in (kv.get("value", {}),)
+        for value in (kv.get("value", _NO_VALUE),)
     }
 
 
-def _fast_body(attrs: Mapping[str, Any]) -> tuple[str, int, str, bool] | None:
-    """``(text, size, sha256, truncated)`` of a UTF-8 body, as ``exchange_from_span`` reads it."""
+_NO_VALUE: Mapping[str, Any] = {}
+
+
+def _value(value: Any, to_int: Callable[[Any], int]) -> Any:
+    """decode_value of what is not a string or an integer; integers checked with ``to_int``."""
+    if "arrayValue" in value and "boolValue" not in value and "doubleValue" not in value:
+        return [
+            item["stringValue"]
+            if "stringValue" in item
+            else (int(number) if type(number := item["intValue"]) is str else to_int(number))
+            if "intValue" in item
+            else _value(item, to_int)
+            for item in value["arrayValue"].get("values", ())
+        ]
+    if to_int is exact_int and has_inexact(value):
+        raise InexactNumberError("a number orjson may have rounded")
+    return decode_value(value)
+
+
+def _fast_text(attrs: Mapping[str, Any]) -> str | None:
+    """The text of a UTF-8 body, as ``exchange_from_span`` reads it; None for any other body."""
     if attrs.get(S.BODY_ENCODING, "utf-8") == "base64":
         return None
     text = attrs.get(S.BODY, "") or ""
     if type(text) is not str:
         return None
-    data = None
-    if text.isascii():
-        length = len(text)
-    else:
+    if not text.isascii():
         try:
-            data = text.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: let the long way report it
             return None
-        length = len(data)
-    size = int(attrs.get(S.BODY_SIZE, length))
+    return text
+
+
+def _fast_body(attrs: Mapping[str, Any]) -> tuple[str, bytes, int, str, bool] | None:
+    """``(text, bytes, size, sha256, truncated)`` of a UTF-8 body, as ``exchange_from_span`` reads it."""
+    text = _fast_text(attrs)
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    size = int(attrs.get(S.BODY_SIZE, len(data)))
     digest = str(attrs.get(S.BODY_SHA256, ""))
     if not digest:
-        digest = hashlib.sha256(data if data is not None else text.encode("ascii")).hexdigest()
-    return text, size, digest, bool(attrs.get(S.BODY_TRUNCATED, False))
+        digest = hashlib.sha256(data).hexdigest()
+    return text, data, size, digest, bool(attrs.get(S.BODY_TRUNCATED, False))
 
 
-def _fast_headers(text: Any, seen: dict[str, list[tuple[str, str]]]) -> list[list[str]]:
+def _header_pairs(text: Any) -> tuple[tuple[str, str], ...]:
+    """``headers_from_json``: orjson when every name and value it reads is a string, else ``json``."""
+    fast = fast_loads()
+    if fast is not None and type(text) is str:
+        try:
+            raw = fast(text)
+        except ValueError:
+            raw = None
+        if type(raw) is list:
+            pairs = tuple([tuple(pair) for pair in raw if type(pair) is list])
+            if len(pairs) == len(raw) and all(
+                len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in pairs
+            ):
+                return pairs
+    return tuple([(str(k), str(v)) for k, v in json.loads(text)])
+
+
+def _fast_headers(text: Any, seen: dict[str, tuple[tuple[str, str], ...]]) -> tuple[tuple[str, str], ...]:
     if not text:
-        return []
+        return ()
     pairs = seen.get(text)  # the same header lists repeat call after call: parse each once
     if pairs is None:
-        pairs = [(str(k), str(v)) for k, v in json.loads(text)]
+        pairs = _header_pairs(text)
         if len(seen) < 4096:
             seen[text] = pairs
-    return [[k, v] for k, v in pairs]  # each event gets lists of its own
+    return pairs  # shared: never modified
+
+
+def _call_span(span: Mapping[str, Any], to_int: Callable[[Any], int]) -> dict[Any, dict[str, Any]]:
+    return {e.get("name"): _attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
 
 
 def _fast_call_event(
-    span: Mapping[str, Any], attrs: Mapping[str, Any], seen: dict[str, list[tuple[str, str]]]
+    span: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    seen: dict[str, tuple[tuple[str, str], ...]],
+    to_int: Callable[[Any], int] = exact_int,
 ) -> dict[str, Any] | None:
     """The list-form event of an AgentTrace call span, equal to the long way's; None if unsure."""
     try:
-        events = {e.get("name"): _event_attributes(e.get("attributes")) for e in span.get("events", ())}
+        events = _call_span(span, to_int)
         req = events.get(S.EVENT_REQUEST)
         if req is None:
             return None
-        req_body = _fast_body(req)
-        if req_body is None:
+        req_text = _fast_text(req)
+        if req_text is None:
             return None
+        int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
         request = {
             "method": str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
             "url": str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
-            "headers": _fast_headers(req.get(S.HTTP_HEADERS), seen),
-            "body": req_body[0],
+            "headers": [[k, v] for k, v in _fast_headers(req.get(S.HTTP_HEADERS), seen)],
+            "body": req_text,
             "body_encoding": "utf-8",
         }
         event: dict[str, Any] = {
@@ -321,12 +546,12 @@ def _fast_call_event(
                 "status_code": int(resp.get(S.HTTP_STATUS, 0)),
                 "reason": str(resp.get(S.HTTP_REASON, "")),
                 "http_version": str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
-                "headers": _fast_headers(resp.get(S.HTTP_HEADERS), seen),
+                "headers": [[k, v] for k, v in _fast_headers(resp.get(S.HTTP_HEADERS), seen)],
                 "body": body[0],
                 "body_encoding": "utf-8",
-                "body_size": body[1],
-                "body_sha256": body[2],
-                "body_truncated": body[3],
+                "body_size": body[2],
+                "body_sha256": body[3],
+                "body_truncated": body[4],
                 "chunk_sizes": [int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()],
                 "chunk_offsets_ns": [int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()],
                 "stream_end": str(resp.get(S.STREAM_END, "complete")),
@@ -346,5 +571,77 @@ def _fast_call_event(
         if extra:
             event["extra"] = extra
         return event
+    except InexactNumberError:
+        raise
+    except Exception:  # noqa: BLE001 - the long way decides, and names what is wrong
+        return None
+
+
+def _fast_call_exchange(
+    span: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    seen: dict[str, tuple[tuple[str, str], ...]],
+    to_int: Callable[[Any], int] = exact_int,
+) -> Exchange | None:
+    """``event_exchange(_fast_call_event(...))``, without the event; None if unsure (or no response nor error)."""
+    try:
+        events = _call_span(span, to_int)
+        req = events.get(S.EVENT_REQUEST)
+        if req is None:
+            return None
+        req_text = _fast_text(req)
+        if req_text is None:
+            return None
+        int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+        request = new_request(
+            str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
+            str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
+            _fast_headers(req.get(S.HTTP_HEADERS), seen),
+            req_text.encode("utf-8"),
+        )
+        response = None
+        resp = events.get(S.EVENT_RESPONSE)
+        if resp is not None:
+            body = _fast_body(resp)
+            if body is None or S.SERVED_SPAN_ID in resp:
+                return None
+            response = new_response(
+                int(resp.get(S.HTTP_STATUS, 0)),
+                _fast_headers(resp.get(S.HTTP_HEADERS), seen),
+                new_body(body[1], body[2], body[3], body[4]),
+                str(resp.get(S.HTTP_REASON, "")),
+                str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
+                tuple(map(int, resp.get(S.STREAM_CHUNK_SIZES, ()) or ())),
+                tuple(map(int, resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ())),
+                str(resp.get(S.STREAM_END, "complete")),
+            )
+        error = None
+        err = events.get(S.EVENT_ERROR)
+        if err is not None:
+            error = RecordedError(
+                str(err.get(S.ERROR_TYPE, "")),
+                str(err.get(S.ERROR_MESSAGE, "")),
+                str(err.get(S.ERROR_PHASE, "request")),
+            )
+        if response is None and error is None:
+            return None  # the event's exchange says what is wrong, naming the event
+        extra: dict[str, str] = {}
+        if req.get(S.BODY_FILTERED):
+            extra["request_body_filtered"] = "true"
+        if resp is not None and resp.get(S.BODY_FILTERED):
+            extra["response_body_filtered"] = "true"
+        return new_exchange(
+            str(attrs.get(S.CALL_LIBRARY, "")),
+            int(attrs.get(S.CALL_ORDINAL, -1)),
+            tuple(map(str, attrs.get(S.CALL_STEP_PATH) or ())),
+            request,
+            response,
+            error,
+            str(span.get("traceId", "")),
+            str(span.get("spanId", "")),
+            extra,
+        )
+    except InexactNumberError:
+        raise
     except Exception:  # noqa: BLE001 - the long way decides, and names what is wrong
         return None

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import operator
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .._model import Exchange, RequestData
 from .._payload import redactor
+from .._traceio import fast_loads, has_inexact
 
 __all__ = ["VOLATILE_HEADERS", "VOLATILE_PREFIXES", "Entry", "Matcher", "Miss", "normalize_url"]
 
@@ -78,18 +82,21 @@ def _volatile(name: str) -> bool:
 # answer is computed without urlsplit/unquote/quote/parse_qsl/urlencode (tests/replay/test_matcher.py
 # checks both ways agree); anything else (userinfo, IPv6, fragments, %-escapes, "+", ...) goes
 # the general way.
-_SIMPLE_URL = re.compile(
+_SIMPLE_BASE = re.compile(
     r"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
-    r"(?P<path>/[A-Za-z0-9/:@!$&'()*,;=._~-]*)?(?:\?(?P<query>[A-Za-z0-9_.~&=-]*))?"
+    r"(?P<path>/[A-Za-z0-9/:@!$&'()*,;=._~-]*)?"
 )
+_SIMPLE_QUERY = re.compile(r"[A-Za-z0-9_.~&=-]*")
 _DEFAULT_PORTS = (("http", 80), ("https", 443))
+_bases: dict[str, str | None] = {}  # the part before "?" -> its normal form (None: not simple)
+_first = operator.itemgetter(0)
 
 
-def _simple_normalize(url: str) -> str | None:
-    match = _SIMPLE_URL.fullmatch(url)
+def _simple_base(text: str) -> str | None:
+    match = _SIMPLE_BASE.fullmatch(text)
     if match is None:
         return None
-    scheme, host, port_text, path, query = match.group("scheme", "host", "port", "path", "query")
+    scheme, host, port_text, path = match.group("scheme", "host", "port", "path")
     scheme = scheme.lower()
     netloc = host.lower()
     if port_text is not None:
@@ -98,9 +105,24 @@ def _simple_normalize(url: str) -> str | None:
             return None
         if (scheme, port) not in _DEFAULT_PORTS:
             netloc = f"{netloc}:{port}"
-    base = f"{scheme}://{netloc}{path or '/'}"
+    return f"{scheme}://{netloc}{path or '/'}"
+
+
+def _simple_normalize(url: str) -> str | None:
+    text, _, query = url.partition("?")
+    try:
+        base = _bases[text]  # the few hosts and paths an agent calls, each looked at once
+    except KeyError:
+        base = _simple_base(text)
+        if len(_bases) < 4096:
+            _bases[text] = base
+    if base is None or _SIMPLE_QUERY.fullmatch(query) is None:
+        return None
     if not query:
         return base
+    if "&" not in query:  # one parameter, the usual case
+        name, _, value = query.partition("=")
+        return None if "=" in value else f"{base}?{name}={value}"
     pairs: list[tuple[str, str]] = []
     for piece in query.split("&"):
         if not piece:
@@ -111,7 +133,7 @@ def _simple_normalize(url: str) -> str | None:
         pairs.append((name, value))
     if not pairs:
         return base
-    pairs.sort(key=lambda kv: kv[0])
+    pairs.sort(key=_first)
     return base + "?" + "&".join(f"{k}={v}" for k, v in pairs)
 
 
@@ -160,6 +182,15 @@ def _parse_body(body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[str, A
     content_type = _content_type(headers)
     head = body[:1]
     if "json" in content_type or head in (b"{", b"["):
+        fast = fast_loads()
+        if fast is not None:
+            try:
+                value = fast(body)
+            except ValueError:
+                pass  # json decides (NaN, other encodings, ...)
+            else:
+                if not has_inexact(value):
+                    return "json", value
         try:
             return "json", json.loads(body)
         except ValueError:
@@ -172,9 +203,59 @@ def _parse_body(body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[str, A
     return "bytes", body
 
 
+def _canonical_json(value: Any) -> bytes:
+    """One serialization per JSON value (keys sorted), whichever parser read it.
+
+    orjson's when it writes ``value`` faithfully: not when ``value`` holds a float that is not
+    finite (orjson writes null) or an integer beyond 64 bits (orjson refuses it), which the
+    standard library writes (as it always did here).
+    """
+    dumps = _fast_dumps()
+    if dumps is not None and _orjson_writes(value):
+        try:
+            return dumps(value)
+        except TypeError:  # a lone surrogate, too deep a nesting: the standard library's form
+            pass
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _orjson_writes(value: Any) -> bool:
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            push(item.values())
+        elif kind is list:
+            push(item)
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is int and not -(2**63) <= item < 2**64:
+            return False
+    return True
+
+
+_UNSET: Any = object()
+_dumps: Any = _UNSET
+
+
+def _fast_dumps() -> Callable[[Any], bytes] | None:
+    global _dumps  # noqa: PLW0603 - imported once, on first use
+    if _dumps is _UNSET:
+        try:
+            import orjson
+        except ImportError:
+            _dumps = None
+        else:
+            _dumps = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
+    return _dumps  # type: ignore[no-any-return]
+
+
 def _body_digest(kind: str, value: Any) -> str:
     if kind == "json":
-        data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = _canonical_json(value)
     elif kind == "form":
         data = urlencode(value).encode("utf-8")
     else:
@@ -256,6 +337,8 @@ class Matcher:
         self._urls: dict[str, str] = {}
         self._digests: dict[tuple[str, bytes], str] = {}
         self._headers: dict[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]] = {}
+        # recorded header list -> (content type, significant headers)
+        self._heads: dict[tuple[tuple[str, str], ...], tuple[str, dict[str, tuple[str, ...]]]] = {}
         self._redactor = redactor()
         for position, exchange in enumerate(exchanges):
             entry = self._entry(exchange, position)
@@ -267,7 +350,14 @@ class Matcher:
         url = self._urls.get(req.url)
         if url is None:
             url = self._urls[req.url] = normalize_url(req.url)
-        cache = (_content_type(req.headers), req.body)
+        headers = req.headers
+        try:
+            head = self._heads.get(headers)
+        except TypeError:  # not hashable (a list of lists): no cache
+            head = (_content_type(headers), _significant_headers(headers))
+        if head is None:  # recorded header lists repeat: look at each once
+            head = self._heads[headers] = (_content_type(headers), self._significant(headers, remember=True))
+        cache = (head[0], req.body)
         try:
             digest = self._digests.get(cache)
             if digest is None:
@@ -275,7 +365,7 @@ class Matcher:
         except TypeError:  # a body that is not hashable (bytearray): no cache
             digest = _body_digest(*_parse_body(req.body, req.headers))
         key = (req.method.upper(), url, tuple(exchange.step_path), digest)
-        return Entry(exchange, key, url, self._significant(req.headers, remember=True), position)
+        return Entry(exchange, key, url, head[1], position)
 
     def _significant(
         self, headers: tuple[tuple[str, str], ...], *, remember: bool = False

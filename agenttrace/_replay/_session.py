@@ -65,22 +65,22 @@ class ReplaySession:
         source: str,
         exchanges: Sequence[Exchange] | None = None,
     ) -> None:
-        """``exchanges``, when given, are the call events' exchanges in order (already built)."""
+        """``exchanges``, when given, are the recorded calls in order (already built): call events
+        in ``events`` are then not read (they may be absent, see ``_loader.load_recording``)."""
         self.settings = settings
         self.source = source
         self.governance = settings.governance
         self._lock = threading.RLock()
-        calls: list[Exchange] = []
+        calls: list[Exchange] = list(exchanges) if exchanges is not None else []
         self._runs: list[Mapping[str, Any]] = []
         self._entropy: dict[str, deque[tuple[str, bytes]]] = {}
         import base64
 
-        built = iter(exchanges) if exchanges is not None else None
         for index, event in enumerate(events):
             kind = event.get("kind")
             if kind == "call":
-                exchange = next(built, None) if built is not None else None
-                calls.append(exchange if exchange is not None else event_exchange(event, f"{source}, event #{index}"))
+                if exchanges is None:
+                    calls.append(event_exchange(event, f"{source}, event #{index}"))
             elif kind == "run":
                 self._runs.append(event)
             elif kind == "entropy":

@@ -26,17 +26,17 @@ def configure(settings: Settings) -> None:
     global session
     new: ReplaySession | None = None
     if settings.replaying:
-        from ._loader import check_events, collector_paused, load_events
+        from ._loader import check_events, collector_paused, load_recording
 
         with collector_paused():
-            exchanges = None
             if settings.replay_events is not None:
                 source = "init(replay_events=...)"
                 # Checking each call event builds its exchange: the session takes those.
-                events, exchanges = check_events(list(settings.replay_events), source)
+                events, exchanges = check_events(settings.replay_events, source, keep_calls=False)
             elif settings.replay_events_file:
                 source = settings.replay_events_file
-                events = load_events(source)
+                # A trace file's call spans become exchanges directly, with no call events between.
+                events, exchanges = load_recording(source, source)
             else:
                 raise ConfigurationError(
                     "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "

@@ -18,7 +18,7 @@ from agenttrace import ConfigurationError
 from agenttrace._capture import exchange_from_span
 from agenttrace._otlp_json import decode_attributes
 from agenttrace._replay._events import call_event, event_exchange
-from agenttrace._replay._loader import _fast_call_event, check_events
+from agenttrace._replay._loader import _fast_call_event, _fast_call_exchange, check_events
 from agenttrace._show import render
 from agenttrace._traceio import read_spans
 from tests.servers import TestServer
@@ -165,6 +165,8 @@ def test_fast_span_decoding_equals_the_long_way(replayer: Replayer, server: Test
 
     Checked on real spans (JSON, SSE, gzip, binary, redirect, form) and on variants: non-ASCII
     body, missing digest and size, a step filter's flag, an error event, no response headers.
+    And its direct span-to-exchange path (init(replay_events_file=...)) gives the exchange
+    event_exchange builds from that event.
     """
     recs = [
         replayer.record(HTTPX_AGENT, [server.base_url]),
@@ -189,16 +191,25 @@ def test_fast_span_decoding_equals_the_long_way(replayer: Replayer, server: Test
             }
         )
         variants.append(variant)
-    fast_used = 0
+    no_response = copy.deepcopy(spans[0])
+    no_response["events"] = [e for e in no_response["events"] if e["name"] == "agenttrace.request"]
+    variants.append(no_response)
+    fast_used = direct_used = 0
     for span in spans + variants:
         attributes = decode_attributes(span["attributes"])
         fast = _fast_call_event(span, attributes, {})
         slow = call_event(exchange_from_span(span))
+        direct = _fast_call_exchange(span, attributes, {})
         if fast is not None:
             fast_used += 1
             assert fast == slow
             assert json.dumps(fast) == json.dumps(slow)  # same keys in the same order
+        if direct is not None:
+            direct_used += 1
+            assert direct == event_exchange(slow, "test")
+            assert fast is not None
     assert fast_used >= len(spans) + len(variants) - 4  # base64 (binary) bodies take the long way
+    assert direct_used == fast_used - 1  # a call with neither response nor error: its event decides
 
 
 def test_replay_trace_is_not_a_recording(replayer: Replayer, server: TestServer) -> None:
