@@ -20,12 +20,36 @@ def distributions() -> tuple[str, ...]:
     found: dict[str, str] = {}
     for dist in metadata.distributions():
         try:
-            name = dist.metadata["Name"]
+            name, version = _name_version(dist)
         except Exception:  # noqa: BLE001, S112 - a broken METADATA file must not fail a run
             continue
         if name:
-            found.setdefault(name, dist.version)
+            found.setdefault(name, version)
     return tuple(f"{n}=={v}" for n, v in sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+def _name_version(dist: Any) -> tuple[str | None, str]:
+    """``(Name, Version)`` from the header block of the distribution's METADATA (or PKG-INFO).
+
+    ``dist.metadata`` runs the whole file, long description included, through the email parser,
+    and ``dist.version`` does it again: about 1 ms per distribution, 0.13 s at a first run with
+    130 installed. The two fields are single header lines before the first blank line; a file
+    without them plainly there goes the email parser's way.
+    """
+    for file in ("METADATA", "PKG-INFO"):
+        text = dist.read_text(file)
+        if not text:
+            continue
+        name = version = None
+        for line in text.partition("\n\n")[0].splitlines():
+            if line.startswith("Name:"):
+                name = line[5:].strip()
+            elif line.startswith("Version:"):
+                version = line[8:].strip()
+        if name and version:
+            return name, version
+        break
+    return dist.metadata["Name"], dist.version
 
 
 @functools.lru_cache(maxsize=64)

@@ -344,3 +344,20 @@ def test_exception_hierarchy() -> None:
     for cls in (agenttrace.ConfigurationError, agenttrace.ReplayMismatchError, agenttrace.DeterminismLeakError):
         assert issubclass(cls, agenttrace.AgentTraceError)
     assert issubclass(agenttrace.ConfigurationError, ValueError)
+
+
+def test_distributions_read_from_header_lines_equal_the_email_parser() -> None:
+    """The run's distribution list, read from METADATA header lines, is what importlib.metadata parses."""
+    from importlib import metadata
+
+    from agenttrace import _metadata
+
+    expected: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            expected.setdefault(name, dist.version)
+    _metadata.distributions.cache_clear()
+    assert _metadata.distributions() == tuple(
+        f"{n}=={v}" for n, v in sorted(expected.items(), key=lambda kv: kv[0].lower())
+    )
