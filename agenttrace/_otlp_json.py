@@ -24,6 +24,7 @@ __all__ = [
     "encode_span",
     "encode_value",
     "group_encoded",
+    "group_parts",
     "span_text",
     "traces_data_line",
     "value_text",
@@ -156,8 +157,17 @@ def value_text(value: Any) -> str:
 
 def attributes_text(attributes: Mapping[str, Any] | None) -> str:
     """A list of ``KeyValue`` as JSON text (the text form of :func:`encode_attributes`)."""
+    out: list[str] = []
+    _attributes_parts(attributes, out)
+    return "".join(out)
+
+
+def _attributes_parts(attributes: Mapping[str, Any] | None, out: list[str]) -> None:
+    # Appends pieces to ``out`` instead of concatenating: a body is a megabyte-long string, and
+    # every ``+`` on the way to the line would copy it again.
     if not attributes:
-        return "[]"
+        out.append("[]")
+        return
     if type(attributes) is not dict:
         copy = getattr(attributes, "copy", None)  # see encode_attributes
         if copy is not None:
@@ -165,98 +175,98 @@ def attributes_text(attributes: Mapping[str, Any] | None) -> str:
                 copied = copy()
                 if type(copied) is dict:
                     attributes = copied
-    parts: list[str] = []
-    append = parts.append
+    append = out.append
+    separator = "["
     for key, value in attributes.items():
+        append(separator)
+        separator = ","
+        append(_key(key))
         kind = type(value)
         if kind is str:
-            append(_key(key) + '{"stringValue":' + _quote(value) + "}}")
+            append('{"stringValue":')
+            append(_quote(value))
+            append("}}")
         elif kind is int:
-            append(_key(key) + '{"intValue":"' + str(value) + '"}}')
+            append('{"intValue":"' + str(value) + '"}}')
         else:
-            append(_key(key) + value_text(value) + "}")
-    return "[" + ",".join(parts) + "]"
+            append(value_text(value))
+            append("}")
+    append("]")
 
 
 def span_text(span: ReadableSpan) -> str:
     """One OTLP JSON ``Span`` as compact JSON text."""
+    out: list[str] = []
+    _span_parts(span, out)
+    return "".join(out)
+
+
+def _span_parts(span: ReadableSpan, out: list[str]) -> None:
     ctx = span.context
     assert ctx is not None
     parent = span.parent
-    parts = [
-        '{"traceId":"',
-        _hex(ctx.trace_id, 32),
-        '","spanId":"',
-        _hex(ctx.span_id, 16),
-        '","name":',
-        _quote(str(span.name)),
-        ',"kind":',
-        str(span.kind.value + 1),  # OTLP numbers SPAN_KIND_INTERNAL as 1
-        ',"startTimeUnixNano":"',
-        str(span.start_time or 0),
-        '","endTimeUnixNano":"',
-        str(span.end_time or 0),
-        '","attributes":',
-        attributes_text(span.attributes),
-        ',"flags":',
-        str(_flags(parent)),
-    ]
+    append = out.append
+    append(
+        '{"traceId":"'
+        + _hex(ctx.trace_id, 32)
+        + '","spanId":"'
+        + _hex(ctx.span_id, 16)
+        + '","name":'
+        + _quote(str(span.name))
+        + ',"kind":'
+        + str(span.kind.value + 1)  # OTLP numbers SPAN_KIND_INTERNAL as 1
+        + ',"startTimeUnixNano":"'
+        + str(span.start_time or 0)
+        + '","endTimeUnixNano":"'
+        + str(span.end_time or 0)
+        + '","attributes":'
+    )
+    _attributes_parts(span.attributes, out)
+    append(',"flags":' + str(_flags(parent)))
     if ctx.trace_state:
-        parts += [',"traceState":', _quote(ctx.trace_state.to_header())]
+        append(',"traceState":' + _quote(ctx.trace_state.to_header()))
     if parent is not None:
-        parts += [',"parentSpanId":"', _hex(parent.span_id, 16), '"']
+        append(',"parentSpanId":"' + _hex(parent.span_id, 16) + '"')
     events = span.events
     if events:
-        parts.append(',"events":[')
-        parts.append(
-            ",".join(
-                [
-                    '{"timeUnixNano":"'
-                    + str(e.timestamp)
-                    + '","name":'
-                    + _quote(str(e.name))
-                    + ',"attributes":'
-                    + attributes_text(e.attributes)
-                    + "}"
-                    for e in events
-                ]
-            )
-        )
-        parts.append("]")
+        separator = ',"events":['
+        for event in events:
+            append(separator)
+            separator = ","
+            append('{"timeUnixNano":"' + str(event.timestamp) + '","name":' + _quote(str(event.name)))
+            append(',"attributes":')
+            _attributes_parts(event.attributes, out)
+            append("}")
+        append("]")
     links = span.links
     if links:
-        parts.append(',"links":[')
-        parts.append(
-            ",".join(
-                [
-                    '{"traceId":"'
-                    + _hex(link.context.trace_id, 32)
-                    + '","spanId":"'
-                    + _hex(link.context.span_id, 16)
-                    + '","attributes":'
-                    + attributes_text(link.attributes)
-                    + ',"flags":'
-                    + str(_flags(link.context))
-                    + "}"
-                    for link in links
-                ]
+        separator = ',"links":['
+        for link in links:
+            append(separator)
+            separator = ","
+            append(
+                '{"traceId":"'
+                + _hex(link.context.trace_id, 32)
+                + '","spanId":"'
+                + _hex(link.context.span_id, 16)
+                + '","attributes":'
             )
-        )
-        parts.append("]")
+            _attributes_parts(link.attributes, out)
+            append(',"flags":' + str(_flags(link.context)) + "}")
+        append("]")
     status = span.status
-    parts += [',"status":{"code":', str(status.status_code.value)]
+    append(',"status":{"code":' + str(status.status_code.value))
     if status.description:
-        parts += [',"message":', _quote(str(status.description))]
-    parts.append("}")
+        append(',"message":' + _quote(str(status.description)))
+    append("}")
     for name, dropped in (
         ("droppedAttributesCount", span.dropped_attributes),
         ("droppedEventsCount", span.dropped_events),
         ("droppedLinksCount", span.dropped_links),
     ):
         if dropped:
-            parts += [',"', name, '":', str(int(dropped))]
-    parts.append("}")
-    return "".join(parts)
+            append(',"' + name + '":' + str(int(dropped)))
+    append("}")
 
 
 def traces_data_line(spans: Iterable[ReadableSpan]) -> str:
@@ -266,6 +276,11 @@ def traces_data_line(spans: Iterable[ReadableSpan]) -> str:
 
 def group_encoded(items: Sequence[tuple[Any, Any, str]]) -> str:
     """A ``TracesData`` line from spans already encoded (:func:`span_text`), with their resource and scope."""
+    return "".join(group_parts(items))
+
+
+def group_parts(items: Sequence[tuple[Any, Any, str]]) -> list[str]:
+    """:func:`group_encoded` as pieces to write one after the other (no copy of the spans' text)."""
     groups: dict[int, tuple[Any, dict[Any, tuple[Any, list[str]]]]] = {}
     for resource, scope, text in items:
         by_scope = groups.get(id(resource))
@@ -280,26 +295,43 @@ def group_encoded(items: Sequence[tuple[Any, Any, str]]) -> str:
         if entry is None:
             entry = by_scope[1][key] = (scope, [])
         entry[1].append(text)
-    resource_parts: list[str] = []
+    out: list[str] = []
+    append = out.append
+    resource_separator = '{"resourceSpans":['
     for resource, scopes in groups.values():
-        head = '{"resource":{"attributes":' + attributes_text(resource.attributes) + "}"
+        append(resource_separator)
+        resource_separator = ","
+        append('{"resource":{"attributes":')
+        _attributes_parts(resource.attributes, out)
+        append("}")
         if resource.schema_url:
-            head += ',"schemaUrl":' + _quote(str(resource.schema_url))
-        scope_parts: list[str] = []
+            append(',"schemaUrl":' + _quote(str(resource.schema_url)))
+        scope_separator = ',"scopeSpans":['
         for scope, texts in scopes.values():
-            scope_json = '{"name":' + _quote(str(scope.name)) if scope is not None else "{"
-            if scope is not None and scope.version:
-                scope_json += ',"version":' + _quote(str(scope.version))
-            scope_attributes = getattr(scope, "attributes", None) if scope is not None else None
-            if scope_attributes:
-                scope_json += ',"attributes":' + attributes_text(scope_attributes)
-            scope_json += "}"
-            part = '{"scope":' + scope_json + ',"spans":[' + ",".join(texts) + "]"
+            append(scope_separator)
+            scope_separator = ","
+            append('{"scope":{')
+            if scope is not None:
+                append('"name":' + _quote(str(scope.name)))
+                if scope.version:
+                    append(',"version":' + _quote(str(scope.version)))
+                scope_attributes = getattr(scope, "attributes", None)
+                if scope_attributes:
+                    append(',"attributes":')
+                    _attributes_parts(scope_attributes, out)
+            append('},"spans":[')
+            span_separator = ""
+            for text in texts:
+                append(span_separator)
+                span_separator = ","
+                append(text)
+            append("]")
             if scope is not None and scope.schema_url:
-                part += ',"schemaUrl":' + _quote(str(scope.schema_url))
-            scope_parts.append(part + "}")
-        resource_parts.append(head + ',"scopeSpans":[' + ",".join(scope_parts) + "]}")
-    return '{"resourceSpans":[' + ",".join(resource_parts) + "]}"
+                append(',"schemaUrl":' + _quote(str(scope.schema_url)))
+            append("}")
+        append("]}")
+    append("]}")
+    return out
 
 
 def decode_value(value: Mapping[str, Any]) -> Any:

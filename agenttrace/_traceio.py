@@ -84,20 +84,26 @@ def collector_paused() -> Iterator[None]:
 # --- parsing ------------------------------------------------------------------------------------
 
 _UNSET: Any = object()
-_fast: Any = _UNSET
+_orjson: Any = _UNSET
 
 
-def fast_loads() -> Callable[[Any], Any] | None:
-    """``orjson.loads`` (imported on first use), or None when orjson is not installed."""
-    global _fast  # noqa: PLW0603 - imported once, on first use
-    if _fast is _UNSET:
+def orjson_module() -> Any:
+    """The ``orjson`` module (imported on first use), or None when it is not installed."""
+    global _orjson  # noqa: PLW0603 - imported once, on first use
+    if _orjson is _UNSET:
         try:
             import orjson
         except ImportError:
-            _fast = None
+            _orjson = None
         else:
-            _fast = orjson.loads
-    return _fast  # type: ignore[no-any-return]
+            _orjson = orjson
+    return _orjson
+
+
+def fast_loads() -> Callable[[Any], Any] | None:
+    """``orjson.loads``, or None when orjson is not installed."""
+    module = orjson_module()
+    return None if module is None else module.loads
 
 
 class InexactNumberError(ValueError):

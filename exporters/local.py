@@ -19,7 +19,7 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from agenttrace import _schema as S  # noqa: N812 - the schema's names read as S.KIND
-from agenttrace._otlp_json import group_encoded, span_text
+from agenttrace._otlp_json import group_parts, span_text
 from agenttrace._warn import warn_once
 
 __all__ = ["SpanWriter", "TraceFile", "recover_interrupted"]
@@ -83,8 +83,10 @@ class TraceFile:
                 # backslashreplace: a lone surrogate (only ever inside a JSON string) is written as
                 # its \uXXXX escape, which reads back as the same string.
                 self._file = open(self._partial, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open across calls
-            self._file.write(group_encoded(self._pending))
-            self._file.write("\n")
+            parts = group_parts(self._pending)
+            parts.append("\n")
+            # One write of the whole line: a process killed mid-run leaves whole lines behind.
+            self._file.write("".join(parts))
         except OSError as exc:
             # Keep the spans in memory: the commit retries once, and says where it failed.
             self.failed = exc

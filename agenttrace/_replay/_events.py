@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import ConfigurationError
 from .._model import Body, Exchange, RecordedError, RequestData, ResponseData
@@ -165,75 +165,23 @@ def check_event(event: Any, where: str) -> str:
 # dataclass with exactly these fields, all set by __init__, nothing else run by it): checked once,
 # on import, by building one object both ways; otherwise the class itself is called.
 
+_T = TypeVar("_T")
 _new = object.__new__
 
 
-def _request_data(method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> RequestData:
-    obj = _new(RequestData)
-    d = obj.__dict__
-    d["method"] = method
-    d["url"] = url
-    d["headers"] = headers
-    d["body"] = body
-    return obj
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """A function building ``cls(*values)`` by filling the new instance's ``__dict__``."""
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
 
+    def build(*values: Any) -> _T:
+        obj = _new(cls)
+        obj.__dict__.update(zip(names, values))
+        return obj
 
-def _body(data: bytes, size: int, sha256: str, truncated: bool) -> Body:
-    obj = _new(Body)
-    d = obj.__dict__
-    d["data"] = data
-    d["size"] = size
-    d["sha256"] = sha256
-    d["truncated"] = truncated
-    return obj
-
-
-def _response_data(  # noqa: PLR0917 - ResponseData's fields, in order
-    status_code: int,
-    headers: tuple[tuple[str, str], ...],
-    body: Body,
-    reason: str,
-    http_version: str,
-    chunk_sizes: tuple[int, ...],
-    chunk_offsets_ns: tuple[int, ...],
-    stream_end: str,
-) -> ResponseData:
-    obj = _new(ResponseData)
-    d = obj.__dict__
-    d["status_code"] = status_code
-    d["headers"] = headers
-    d["body"] = body
-    d["reason"] = reason
-    d["http_version"] = http_version
-    d["chunk_sizes"] = chunk_sizes
-    d["chunk_offsets_ns"] = chunk_offsets_ns
-    d["stream_end"] = stream_end
-    return obj
-
-
-def _exchange(  # noqa: PLR0917 - Exchange's fields, in order
-    library: str,
-    ordinal: int,
-    step_path: tuple[str, ...],
-    request: RequestData,
-    response: ResponseData | None,
-    error: RecordedError | None,
-    trace_id: str,
-    span_id: str,
-    extra: dict[str, str],
-) -> Exchange:
-    obj = _new(Exchange)
-    d = obj.__dict__
-    d["library"] = library
-    d["ordinal"] = ordinal
-    d["step_path"] = step_path
-    d["request"] = request
-    d["response"] = response
-    d["error"] = error
-    d["trace_id"] = trace_id
-    d["span_id"] = span_id
-    d["extra"] = extra
-    return obj
+    build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by _same_as_init
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    )
+    return build
 
 
 def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
@@ -266,14 +214,15 @@ def _checked_builders() -> tuple[
     body = Body(b"x", 1, "s", False)
     request = RequestData("GET", "u", (("a", "b"),), b"")
     response = ResponseData(200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+    builders = (_builder(RequestData), _builder(Body), _builder(ResponseData), _builder(Exchange))
     plain = (
-        _same_as_init(RequestData, _request_data, "GET", "u", (("a", "b"),), b"")
-        and _same_as_init(Body, _body, b"x", 1, "s", False)
-        and _same_as_init(ResponseData, _response_data, 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
-        and _same_as_init(Exchange, _exchange, "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
+        _same_as_init(RequestData, builders[0], "GET", "u", (("a", "b"),), b"")
+        and _same_as_init(Body, builders[1], b"x", 1, "s", False)
+        and _same_as_init(ResponseData, builders[2], 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+        and _same_as_init(Exchange, builders[3], "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
     )
     if plain:
-        return _request_data, _body, _response_data, _exchange
+        return builders
     return RequestData, Body, ResponseData, Exchange
 
 

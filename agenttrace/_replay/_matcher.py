@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .._model import Exchange, RequestData
 from .._payload import redactor
-from .._traceio import fast_loads, has_inexact
+from .._traceio import fast_loads, has_inexact, orjson_module
 
 __all__ = ["VOLATILE_HEADERS", "VOLATILE_PREFIXES", "Entry", "Matcher", "Miss", "normalize_url"]
 
@@ -237,19 +237,17 @@ def _orjson_writes(value: Any) -> bool:
     return True
 
 
-_UNSET: Any = object()
-_dumps: Any = _UNSET
+_dumps: Any = None
 
 
 def _fast_dumps() -> Callable[[Any], bytes] | None:
-    global _dumps  # noqa: PLW0603 - imported once, on first use
-    if _dumps is _UNSET:
-        try:
-            import orjson
-        except ImportError:
-            _dumps = None
-        else:
-            _dumps = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
+    """``orjson.dumps`` with sorted keys, or None when orjson is not installed."""
+    global _dumps  # noqa: PLW0603 - built once, on first use
+    if _dumps is None:
+        module = orjson_module()
+        if module is None:
+            return None
+        _dumps = partial(module.dumps, option=module.OPT_SORT_KEYS)
     return _dumps  # type: ignore[no-any-return]
 
 

@@ -42,7 +42,7 @@ def recording(replayer: Replayer, server: TestServer) -> Recorded:
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with orjson, and as if orjson were not installed."""
     if request.param == "json":
-        monkeypatch.setattr(_traceio, "_fast", None)
+        monkeypatch.setattr(_traceio, "_orjson", None)
         monkeypatch.setattr(_matcher, "_dumps", None)
     return str(request.param)
 
@@ -198,7 +198,7 @@ def test_bad_lines_are_named_the_same_with_or_without_orjson(
     path = tmp_path / "utf8.jsonl"
     assert messages["utf8.jsonl"] == f"replay file {path} cannot be read as UTF-8 text: {undecodable.value}"
     assert messages["blank.jsonl"].endswith("blank.jsonl is empty; expected OTLP JSON Lines or a JSON array of events")
-    monkeypatch.setattr(_traceio, "_fast", None)
+    monkeypatch.setattr(_traceio, "_orjson", None)
     for name in cases:
         with pytest.raises(ConfigurationError) as caught:
             agenttrace.load_events(tmp_path / name)

@@ -98,7 +98,7 @@ def _new(path: Path) -> list[tuple[int, Any]] | str:
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with orjson, and as if orjson were not installed."""
     if request.param == "json":
-        monkeypatch.setattr(_traceio, "_fast", None)
+        monkeypatch.setattr(_traceio, "_orjson", None)
     else:
         assert _traceio.fast_loads() is not None, "orjson is a core dependency"
     return str(request.param)
