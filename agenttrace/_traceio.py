@@ -122,8 +122,8 @@ def exact_int(value: Any) -> int:
     return int(value)
 
 
-def has_inexact(value: Any) -> bool:
-    """True if ``value`` (a parsed JSON document) holds a float orjson may have made of an integer."""
+def leaves(value: Any) -> Iterator[Any]:
+    """Every value of a parsed JSON document that is not a dict or a list (no recursion)."""
     stack = [value]
     pop, push = stack.pop, stack.extend
     while stack:
@@ -133,9 +133,13 @@ def has_inexact(value: Any) -> bool:
             push(item.values())
         elif kind is list:
             push(item)
-        elif kind is float and not -_INEXACT < item < _INEXACT:
-            return True
-    return False
+        else:
+            yield item
+
+
+def has_inexact(value: Any) -> bool:
+    """True if ``value`` (a parsed JSON document) holds a float orjson may have made of an integer."""
+    return any(type(item) is float and not -_INEXACT < item < _INEXACT for item in leaves(value))
 
 
 class SplitError(ValueError):

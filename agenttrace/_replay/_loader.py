@@ -504,6 +504,21 @@ def _call_span(span: Mapping[str, Any], to_int: Callable[[Any], int]) -> dict[An
     return {e.get("name"): _attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
 
 
+def _request_part(
+    span: Mapping[str, Any], to_int: Callable[[Any], int]
+) -> tuple[dict[Any, dict[str, Any]], dict[str, Any], str] | None:
+    """``(events by name, request event, request body text)`` of a call span the fast paths take."""
+    events = _call_span(span, to_int)
+    req = events.get(S.EVENT_REQUEST)
+    if req is None:
+        return None
+    req_text = _fast_text(req)
+    if req_text is None:
+        return None
+    int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+    return events, req, req_text
+
+
 def _fast_call_event(
     span: Mapping[str, Any],
     attrs: Mapping[str, Any],
@@ -512,14 +527,10 @@ def _fast_call_event(
 ) -> dict[str, Any] | None:
     """The list-form event of an AgentTrace call span, equal to the long way's; None if unsure."""
     try:
-        events = _call_span(span, to_int)
-        req = events.get(S.EVENT_REQUEST)
-        if req is None:
+        found = _request_part(span, to_int)
+        if found is None:
             return None
-        req_text = _fast_text(req)
-        if req_text is None:
-            return None
-        int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+        events, req, req_text = found
         request = {
             "method": str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
             "url": str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
@@ -585,14 +596,10 @@ def _fast_call_exchange(
 ) -> Exchange | None:
     """``event_exchange(_fast_call_event(...))``, without the event; None if unsure (or no response nor error)."""
     try:
-        events = _call_span(span, to_int)
-        req = events.get(S.EVENT_REQUEST)
-        if req is None:
+        found = _request_part(span, to_int)
+        if found is None:
             return None
-        req_text = _fast_text(req)
-        if req_text is None:
-            return None
-        int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+        events, req, req_text = found
         request = new_request(
             str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
             str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),

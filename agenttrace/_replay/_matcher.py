@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .._model import Exchange, RequestData
 from .._payload import redactor
-from .._traceio import fast_loads, has_inexact, orjson_module
+from .._traceio import fast_loads, has_inexact, leaves, orjson_module
 
 __all__ = ["VOLATILE_HEADERS", "VOLATILE_PREFIXES", "Entry", "Matcher", "Miss", "normalize_url"]
 
@@ -220,19 +220,9 @@ def _canonical_json(value: Any) -> bytes:
 
 
 def _orjson_writes(value: Any) -> bool:
-    stack = [value]
-    pop, push = stack.pop, stack.extend
-    while stack:
-        item = pop()
+    for item in leaves(value):
         kind = type(item)
-        if kind is dict:
-            push(item.values())
-        elif kind is list:
-            push(item)
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif kind is int and not -(2**63) <= item < 2**64:
+        if (kind is float and not math.isfinite(item)) or (kind is int and not -(2**63) <= item < 2**64):
             return False
     return True
 
