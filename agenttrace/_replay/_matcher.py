@@ -216,7 +216,8 @@ def _canonical_json(value: Any) -> bytes:
             return dumps(value)
         except TypeError:  # a lone surrogate, too deep a nesting: the standard library's form
             pass
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate ("\\ud800" in the body) stays comparable
 
 
 def _orjson_writes(value: Any) -> bool:

@@ -233,3 +233,10 @@ def test_exact_and_canonical_bodies_share_one_order() -> None:
     assert _served(m.match(live, ("s",))) == "r0"  # the first equal call gets the first response
     assert _served(m.match(live, ("s",))) == "r1"
     assert isinstance(m.match(live, ("s",)), Miss)
+
+
+def test_lone_surrogate_in_a_json_body_matches_instead_of_raising() -> None:
+    """A body holding the escape of a lone surrogate (valid JSON, not valid UTF-8 decoded) is indexed and served."""
+    m = Matcher([_exchange("https://api.example.com/v1", {"text": "\ud800 broken emoji"})])
+    assert _served(m.match(_request("https://api.example.com/v1", {"text": "\ud800 broken emoji"}), ("s",))) == "ok"
+    assert isinstance(m.match(_request("https://api.example.com/v1", {"text": "\udc00 other"}), ("s",)), Miss)
