@@ -516,6 +516,9 @@ class ExportLane(SpanProcessor):
         )
 
 
+BACKEND_TARGET = "agenttrace"  # the backend's spool folder (AgentTraceSpanExporter.target)
+
+
 def backend_destination(api_url: str) -> str:
     """How messages name the AgentTrace backend at ``api_url``."""
     return f"the AgentTrace backend at {api_url}/v1/traces"
@@ -885,7 +888,7 @@ def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[],
     def make() -> ExportLane:
         from ._spool import Spool
 
-        spool = Spool(settings.spool_dir, "agenttrace", settings.spool_max_bytes)
+        spool = Spool(settings.spool_dir, BACKEND_TARGET, settings.spool_max_bytes)
 
         def build() -> SpanExporter:
             from agenttrace.exporters.backend import AgentTraceSpanExporter
@@ -897,7 +900,7 @@ def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[],
         return ExportLane(
             DeferredExporter(
                 build,
-                target="agenttrace",
+                target=BACKEND_TARGET,
                 spool=spool,
                 destination=backend_destination(settings.api_url),
                 uploader_env=backend_uploader_env(api_key, settings.api_url, settings.export_timeout),

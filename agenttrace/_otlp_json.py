@@ -20,9 +20,6 @@ from opentelemetry.trace import SpanContext
 
 __all__ = [
     "attributes_text",
-    "encode_attributes",
-    "encode_span",
-    "encode_value",
     "group_encoded",
     "group_parts",
     "span_text",
@@ -31,66 +28,10 @@ __all__ = [
 ]
 
 
-def encode_value(value: Any) -> dict[str, Any]:
-    """One ``AnyValue``."""
-    # Exact-type checks first: attribute values are almost always these, and the isinstance
-    # checks against the Mapping/Sequence ABCs below are slow.
-    kind = type(value)
-    if kind is str:
-        return {"stringValue": value}
-    if kind is int:
-        return {"intValue": str(value)}
-    if kind is tuple or kind is list:
-        return {"arrayValue": {"values": [encode_value(v) for v in value]}}
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        if not math.isfinite(value):  # as the proto3 JSON mapping writes them: bare NaN is not JSON
-            return {"doubleValue": _non_finite(value)}
-        return {"doubleValue": value}
-    if isinstance(value, str):
-        return {"stringValue": value}
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytesValue": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, Mapping):
-        return {"kvlistValue": {"values": encode_attributes(value)}}
-    if isinstance(value, Sequence):
-        return {"arrayValue": {"values": [encode_value(v) for v in value]}}
-    return {"stringValue": str(value)}
-
-
 def _non_finite(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
-
-
-def encode_attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A list of ``KeyValue``."""
-    if not attributes:
-        return []
-    if type(attributes) is not dict:
-        # The SDK hands out read-only views of its BoundedAttributes, whose items() is a
-        # Python-level walk (one __getitem__ per key); their copy() is a plain dict in one step.
-        copy = getattr(attributes, "copy", None)
-        if copy is not None:
-            with contextlib.suppress(Exception):
-                copied = copy()
-                if type(copied) is dict:
-                    attributes = copied
-    out: list[dict[str, Any]] = []
-    append = out.append
-    for key, value in attributes.items():
-        kind = type(value)  # the two commonest kinds inlined: encode_value does the rest
-        if kind is str:
-            append({"key": key, "value": {"stringValue": value}})
-        elif kind is int:
-            append({"key": key, "value": {"intValue": str(value)}})
-        else:
-            append({"key": key, "value": encode_value(value)})
-    return out
 
 
 def _hex(number: int, width: int) -> str:
@@ -100,11 +41,6 @@ def _hex(number: int, width: int) -> str:
 def _flags(context: SpanContext | None) -> int:
     # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, plus IS_REMOTE when the other end is remote.
     return 0x100 | (0x200 if context is not None and context.is_remote else 0)
-
-
-def encode_span(span: ReadableSpan) -> dict[str, Any]:
-    """One OTLP JSON ``Span``, as a dict (the JSON text :func:`span_text` writes, parsed)."""
-    return dict(json.loads(span_text(span)))
 
 
 # --- JSON text, written directly ------------------------------------------------------------
@@ -128,7 +64,7 @@ def _key(key: Any) -> str:
 
 
 def value_text(value: Any) -> str:
-    """One ``AnyValue`` as JSON text (the text form of :func:`encode_value`)."""
+    """One ``AnyValue`` as JSON text."""
     kind = type(value)
     if kind is str:
         return '{"stringValue":' + _quote(value) + "}"
@@ -156,7 +92,7 @@ def value_text(value: Any) -> str:
 
 
 def attributes_text(attributes: Mapping[str, Any] | None) -> str:
-    """A list of ``KeyValue`` as JSON text (the text form of :func:`encode_attributes`)."""
+    """A list of ``KeyValue`` as JSON text."""
     out: list[str] = []
     _attributes_parts(attributes, out)
     return "".join(out)
@@ -169,7 +105,9 @@ def _attributes_parts(attributes: Mapping[str, Any] | None, out: list[str]) -> N
         out.append("[]")
         return
     if type(attributes) is not dict:
-        copy = getattr(attributes, "copy", None)  # see encode_attributes
+        # The SDK hands out read-only views of its BoundedAttributes, whose items() is a
+        # Python-level walk (one __getitem__ per key); their copy() is a plain dict in one step.
+        copy = getattr(attributes, "copy", None)
         if copy is not None:
             with contextlib.suppress(Exception):
                 copied = copy()
@@ -335,7 +273,7 @@ def group_parts(items: Sequence[tuple[Any, Any, str]]) -> list[str]:
 
 
 def decode_value(value: Mapping[str, Any]) -> Any:
-    """Python value of one OTLP JSON ``AnyValue`` (the inverse of :func:`encode_value`)."""
+    """Python value of one OTLP JSON ``AnyValue`` (the inverse of :func:`value_text`)."""
     if "stringValue" in value:
         return value["stringValue"]
     if "intValue" in value:

@@ -253,9 +253,8 @@ class Spool:
         Its send may still arrive: the file is then delivered twice (at least once, as a batch
         in flight at exit).
         """
-        suffix = f".claimed-{os.getpid()}"
-        with self._lock:
-            mine = [path for path in self._claims if path.name.endswith(suffix)]
+        with self._lock:  # every claim here is this process's: a forked child starts with none
+            mine = list(self._claims)
         for claimed in mine:
             self.release(claimed)
 

@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from agenttrace._config import resolve_settings
 from agenttrace._errors import ConfigurationError
-from agenttrace._export import backend_destination, backend_uploader_env, exporting
+from agenttrace._export import BACKEND_TARGET, backend_destination, backend_uploader_env, exporting
 from agenttrace._spool import Delivery, Spool, report_failure
 
 __all__ = [
@@ -295,7 +295,7 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
     :class:`agenttrace.ConfigurationError`.
     """
 
-    target = "agenttrace"
+    target = BACKEND_TARGET
 
     def __init__(
         self,
