@@ -227,7 +227,11 @@ class SpanWriter:
     def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[tuple[TraceFile, ReadableSpan | None, int, threading.Event | None]] = deque()
+        # Bytes queued so far and bytes the writer has finished with: what is waiting or being
+        # encoded is the difference. Each counter has one writer (submitters under the lock, the
+        # writer thread alone), so the writer never takes the lock per span.
         self._queued_bytes = 0
+        self._done_bytes = 0
         self._thread: threading.Thread | None = None
         self._sleeping = False  # True while the writer waits with no timeout: the next span wakes it
 
@@ -235,10 +239,11 @@ class SpanWriter:
         """Queue ``span`` for ``file``; encode it here instead when the queue is full."""
         size = _span_size(span)
         with self._cond:
-            if self._queued_bytes + size <= _MAX_QUEUED_BYTES and self._ensure_thread():
+            waiting = self._queued_bytes - self._done_bytes
+            if waiting + size <= _MAX_QUEUED_BYTES and self._ensure_thread():
                 self._queue.append((file, span, size, None))
                 self._queued_bytes += size
-                if self._sleeping or self._queued_bytes >= _WAKE_BYTES:
+                if self._sleeping or waiting + size >= _WAKE_BYTES:
                     # Waking a thread costs the agent a futex call per span; while spans keep
                     # coming, the writer polls every _LINGER seconds instead (see _loop).
                     self._sleeping = False
@@ -279,12 +284,17 @@ class SpanWriter:
                         self._sleeping = True
                         self._cond.wait()
                     self._sleeping = False
-                file, span, size, done = self._queue.popleft()
-                self._queued_bytes -= size
-            if done is not None:
-                done.set()
-                continue
-            try:
-                file.add(span)  # type: ignore[arg-type]  # None only with a flush marker
-            except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad span
-                warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+                # Take everything queued in one step: the lock is held for a moment once per
+                # batch, not once per span. (Held per span, the agent's thread would often find
+                # it taken by a writer that had just lost the GIL, and wait for both.)
+                batch, self._queue = self._queue, deque()
+            while batch:
+                file, span, size, done = batch.popleft()  # popped: the span can be freed once written
+                if done is not None:
+                    done.set()
+                    continue
+                try:
+                    file.add(span)  # type: ignore[arg-type]  # None only with a flush marker
+                except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad span
+                    warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+                self._done_bytes += size
