@@ -197,18 +197,23 @@ _WAKE_BYTES = 4 << 20
 
 def _span_size(span: ReadableSpan) -> int:
     size = 512
-    if (span.attributes or {}).get(S.KIND) == "call":
-        # A call span's weight is its bodies; the rest is a few short strings.
-        for event in span.events:
-            body = (event.attributes or {}).get(S.BODY)
-            if type(body) is str:
-                size += len(body)
+    events = span.events
+    for event in events:
+        body = (event.attributes or _NO_ATTRIBUTES).get(S.BODY)
+        if type(body) is str:
+            size += len(body)
+    if size > 512:
+        # A call span: its weight is its bodies, the rest is a few short strings. (Reading the
+        # span's own attributes goes through the SDK's BoundedAttributes, a Python-level walk.)
         return size
-    for attributes in (span.attributes, *(event.attributes for event in span.events)):
-        for value in (attributes or {}).values():
+    for attributes in (span.attributes, *(event.attributes for event in events)):
+        for value in (attributes or _NO_ATTRIBUTES).values():
             if type(value) is str:
                 size += len(value)
     return size
+
+
+_NO_ATTRIBUTES: dict[str, object] = {}
 
 
 class SpanWriter:
