@@ -567,13 +567,18 @@ def scenario_replay(ctx: Context) -> Section:
         f"the median over {plan.replay_sample} calls spread evenly over the recording (fewer for vcrpy at 10,000, "
         f"see notes), after 10 warm-up calls, {plan.replay_rounds} rounds. *load* is everything before the first "
         "call can be served: `json.load` + dict for the floor, `use_cassette().__enter__` for vcrpy, "
-        '`load_events()` + `init(mode="replay")` + run start for AgentTrace. Every served body is checked '
-        "for the right id, and the server's request counter must not move (no real I/O).",
+        '`load_events()` + `init(mode="replay")` + run start for AgentTrace, `init(mode="replay", '
+        "replay_events_file=...)` + run start for AgentTrace from the file (the same recording, its calls built "
+        "straight from the spans). Every served body is checked for the right id, and the server's request "
+        "counter must not move (no real I/O).",
     )
-    kinds = ["mock", "vcrpy", "agenttrace"] + (["agenttrace-baseline"] if ctx.baseline else [])
+    # No baseline-tree variant of "agenttrace-file": an older tree may not build exchanges from the file.
+    kinds = ["mock", "vcrpy", "agenttrace", "agenttrace-file"] + (["agenttrace-baseline"] if ctx.baseline else [])
     recordings: dict[tuple[str, int], str] = {}
     setup_skips: dict[str, str] = {}
     for kind in kinds:
+        if kind in _REPLAY_SOURCE:
+            continue  # replays another contender's recording (mapped below)
         for count in plan.replay_counts:
             if kind in setup_skips:
                 continue
@@ -589,6 +594,14 @@ def scenario_replay(ctx: Context) -> Section:
                 recordings[(kind, count)] = str(out)
                 section.data.setdefault("setup", {})[f"{kind}-{count}"] = result
         _progress(f"replay: recordings of {kind} ready")
+    for kind, source in _REPLAY_SOURCE.items():
+        if kind not in kinds:
+            continue
+        if source in setup_skips:
+            setup_skips[kind] = setup_skips[source]
+        for count in plan.replay_counts:
+            if (source, count) in recordings:
+                recordings[(kind, count)] = recordings[(source, count)]
     header = ["N", "contender", "µs/call", "x floor (paired)", "load", "target"]
     rows: list[list[str]] = []
     per_call = Target("≤ 1.5x floor", 1.5)
@@ -623,7 +636,7 @@ def scenario_replay(ctx: Context) -> Section:
             ratio = paired(rounds, floor, _ratio("us_per_call"))
             load = rounds.median("load_s")
             verdict = "—"
-            if kind == "agenttrace":
+            if kind in ("agenttrace", "agenttrace-file"):
                 verdict = f"{per_call.text}: {per_call.verdict(ratio)}"
                 if count >= 10000:
                     verdict += f"; load {load_target.text}: {load_target.verdict(load)}"
@@ -654,8 +667,12 @@ _REPLAY_LABELS = {
     "mock": "httpx.MockTransport (floor)",
     "vcrpy": "vcrpy playback",
     "agenttrace": "AgentTrace replay",
+    "agenttrace-file": "AgentTrace replay, from the file (`replay_events_file`)",
     "agenttrace-baseline": "AgentTrace replay (baseline tree)",
 }
+
+# Contenders that replay another contender's recording instead of making their own.
+_REPLAY_SOURCE = {"agenttrace-file": "agenttrace"}
 
 
 def _ratio(key: str) -> Callable[[Result, Result | None], float | None]:

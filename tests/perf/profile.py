@@ -7,6 +7,7 @@ Run from the repository root::
     python -m tests.perf.profile stream
     python -m tests.perf.profile replay            # per-call replay, 10,000-call recording
     python -m tests.perf.profile replay-load       # load_events() + init(mode="replay"), 10,000 calls
+    python -m tests.perf.profile replay-load-file  # init(mode="replay", replay_events_file=...), 10,000 calls
 
 It starts the loopback server, runs the same worker the harness runs with pyinstrument around
 the measured part (a 0.2 ms sampling interval: the figures it prints are inflated by the
@@ -30,7 +31,7 @@ from .harness import HERE, Context, Plan
 
 __all__ = ["main"]
 
-TARGETS = ("record-httpx", "record-requests", "stream", "replay", "replay-load")
+TARGETS = ("record-httpx", "record-requests", "stream", "replay", "replay-load", "replay-load-file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.perf.profile", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=TARGETS)
     parser.add_argument("--calls", type=int, default=3000, help="calls profiled (record, replay)")
-    parser.add_argument("--count", type=int, default=10000, help="recorded calls (replay, replay-load)")
+    parser.add_argument("--count", type=int, default=10000, help="recorded calls (replay, replay-load[-file])")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="agenttrace-profile-"))
@@ -62,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             spec |= {
                 "scenario": "replay",
+                "contender": "agenttrace-file" if args.what == "replay-load-file" else "agenttrace",
                 "count": args.count,
                 "recording": str(recording),
                 "sample": min(args.calls, int(args.count * 0.8)),
                 "warmup": 10,
-                "profile_part": "load" if args.what == "replay-load" else "calls",
+                "profile_part": "load" if args.what.startswith("replay-load") else "calls",
             }
         result = ctx.worker(spec)
     finally:
