@@ -13,7 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from agenttrace._otlp_json import attributes_text, decode_attributes, traces_data_line
+from agenttrace._otlp_json import attributes_text, decode_attributes, traces_data_line, value_text
 from tests.test_trace_files import _hex_ids_to_base64
 
 
@@ -88,6 +88,9 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
             "floats": [0.1, 1e300, -2.5],
             "bools": [True, False],
             "big": 2**62,
+            # Long strings are quoted by orjson rather than json (agenttrace._otlp_json._LONG).
+            "long_unicode": "héllo ✓ 日本 \U0001f600 \u2028" * 10,
+            "long_quotes": 'say "hi"\\ \t\x00\x1f</script>' * 10,
         },
     ) as span:
         add_event(span, "agenttrace.request", {"body": '{"a": "ü\\n"}', "sizes": (1, 2, 3), "ok": True})
@@ -105,3 +108,16 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
     assert attrs["ninf"] == -math.inf
     assert attrs["unicode"] == "héllo ✓ 日本"
     assert attrs["quotes"] == 'say "hi"\\ \t\x00'
+    assert attrs["long_unicode"] == "héllo ✓ 日本 \U0001f600 \u2028" * 10
+    assert attrs["long_quotes"] == 'say "hi"\\ \t\x00\x1f</script>' * 10
+
+
+@pytest.mark.parametrize("text", ["\ud800" + "x" * 60, "x" * 60 + "\udfff", "\ud83d" * 50])
+def test_long_string_with_a_lone_surrogate_is_quoted_the_json_way(text: str) -> None:
+    """orjson refuses lone surrogates; such a string is quoted the json way (the trace file then
+    writes the surrogate as its backslash escape, which reads back as the same string)."""
+    encoded = value_text(text)
+    assert json.loads(encoded) == {"stringValue": text}
+    assert json.loads(encoded.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")) == {
+        "stringValue": text
+    }
