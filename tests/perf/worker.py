@@ -524,6 +524,7 @@ def scenario_replay(spec: Spec) -> Result:
                 loaded = now_ns()
                 agenttrace.init(mode="replay", replay_events=events, trace_dir=trace_dir, quiet=True)
                 configured = now_ns()
+        _ablate(spec.get("ablate"))
         stamps: list[int] = []
 
         @agenttrace.run("perf-replay")
@@ -541,6 +542,27 @@ def scenario_replay(spec: Spec) -> Result:
             "import_s": (imported - start) / 1e9,  # part of load_events_s (init_s for agenttrace-file)
         }
     return {"us_per_call": statistics.median(timings) / 1e3, "load_s": load_s, "sampled": len(chosen), **extra}
+
+
+def _ablate(what: str | None) -> None:
+    """Switch off one part of AgentTrace's replay run, to count what that part costs (instructions.py).
+
+    ``no-file``: the run's spans are not written (the trace writer never sees them);
+    ``no-span``: no span at all (a no-op tracer: neither the SDK's span nor the file).
+    """
+    if not what:
+        return
+    from agenttrace._processor import RunFileProcessor
+    from agenttrace._runtime import runtime
+
+    if what == "no-file":
+        RunFileProcessor.on_end = lambda self, span: None  # type: ignore[method-assign]
+    elif what == "no-span":
+        from opentelemetry import trace
+
+        runtime.tracer = trace.NoOpTracer()
+    else:
+        raise ValueError(f"unknown ablation {what!r}: expected no-file or no-span")
 
 
 def scenario_export(spec: Spec) -> Result:
