@@ -37,7 +37,7 @@ def _disabled() -> set[str]:
 # Instrumentors this module turned on, so teardown leaves alone those the user enabled.
 _ours: list[Any] = []
 # While runs are active: the instrumentors waiting for their library's first import, by library.
-_deferred: dict[str, tuple[str, str, str]] = {}
+_deferred: dict[str, tuple[str, str]] = {}  # library -> (instrumentor module, class)
 # Libraries with an import hook registered and not fired yet (wrapt keeps a hook until it fires).
 _hooked: set[str] = set()
 _lock = threading.Lock()
@@ -61,15 +61,14 @@ def install() -> None:
     pay for importing them.
     """
     disabled = _disabled()
-    for entry in INSTRUMENTORS:
-        entry_point, library, module_name, _ = entry
+    for entry_point, library, module_name, class_name in INSTRUMENTORS:
         if entry_point in disabled:
             continue
         if library not in sys.modules:
             if not _available(library) or not _available(module_name):
                 continue
             with _lock:
-                _deferred[library] = (entry_point, module_name, entry[3])
+                _deferred[library] = (module_name, class_name)
                 if library in _hooked:
                     continue
                 _hooked.add(library)
@@ -81,7 +80,7 @@ def install() -> None:
             continue
         with _lock:
             generation = _generation[0]
-        _instrument(library, module_name, entry[3], generation)
+        _instrument(library, module_name, class_name, generation)
     _patch_executor()
 
 
@@ -104,7 +103,7 @@ def _instrument_deferred(library: str) -> None:
         entry = _deferred.pop(library, None)
         generation = _generation[0]
     if entry is not None:  # runs are still active
-        _instrument(library, entry[1], entry[2], generation)
+        _instrument(library, *entry, generation)
 
 
 def _instrument(library: str, module_name: str, class_name: str, generation: int) -> None:

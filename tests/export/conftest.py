@@ -304,6 +304,22 @@ REPORT_UPLOADER = """
     )
 """
 
+# A multiprocessing agent's worker: a run with one step, the head of the scripts that start workers.
+SQUARE_WORKER = (
+    REPORT_UPLOADER
+    + """
+    import multiprocessing as mp
+    import sys
+
+    import agenttrace
+
+    @agenttrace.run("worker")
+    def work(i):
+        with agenttrace.step("square", n=i):
+            return i * i
+"""
+)
+
 AGENT = (
     REPORT_UPLOADER
     + """

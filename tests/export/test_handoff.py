@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import AGENT, REPORT_UPLOADER, Agents, Answer, Receiver, wait_until
+from .conftest import AGENT, SQUARE_WORKER, Agents, Answer, Receiver, wait_until
 from .test_backend import AGENT_THEN_IDLE, EAGER, KEY, WAIT, backend_env
 
 
@@ -121,17 +121,8 @@ def test_workers_leave_their_spool_to_the_parent(agents: Agents, method: str) ->
 def test_slow_workers_lose_nothing(agents: Agents, receiver: Receiver) -> None:
     """Workers whose uploads outlast the bound spool them; the parent's uploader delivers them after it."""
     code = (
-        REPORT_UPLOADER
+        SQUARE_WORKER
         + """
-    import multiprocessing as mp
-
-    import agenttrace
-
-    @agenttrace.run("worker")
-    def work(i):
-        with agenttrace.step("square", n=i):
-            return i * i
-
     if __name__ == "__main__":
         procs = [mp.get_context("spawn").Process(target=work, args=(i,)) for i in range(2)]
         for p in procs:

@@ -10,22 +10,12 @@ from collections import Counter
 
 import pytest
 
-from .conftest import REPORT_UPLOADER, Agents, Receiver, wait_until
+from .conftest import SQUARE_WORKER, Agents, Receiver, wait_until
 
 KEY = "at_test_0123456789abcdef"
 POOL = (
-    REPORT_UPLOADER
+    SQUARE_WORKER
     + """
-    import multiprocessing as mp
-    import sys
-
-    import agenttrace
-
-    @agenttrace.run("worker")
-    def work(i):
-        with agenttrace.step("square", n=i):
-            return i * i
-
     @agenttrace.run("parent")
     def main(method):
         with agenttrace.step("before-fork"):
