@@ -10,20 +10,19 @@ stay above the patch, so replay serves responses the client processes exactly as
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from . import _capture
 from ._capture import Call
 from ._instrumentor import import_library
 from ._model import Exchange, RequestData, ResponseData
-from ._patch import unwrap_ours, wrap_innermost
+from ._patch import is_wrapped, unwrap_ours, wrap_innermost
 
-__all__ = ["HttpxAdapter", "HttpxFamilyInstrumentor"]
+__all__ = ["HttpxAdapter", "adapter_for", "httpx2_adapter", "httpx_adapter"]
 
 
 def _headers(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -56,6 +55,11 @@ class HttpxAdapter:
         """Remove exactly our patches, leaving any other instrumentation in place."""
         unwrap_ours(self.module.HTTPTransport, "handle_request", self.sync_wrapper)
         unwrap_ours(self.module.AsyncHTTPTransport, "handle_async_request", self.async_wrapper)
+
+    @property
+    def installed(self) -> bool:
+        """True while our patch is on the module's sync transport."""
+        return is_wrapped(self.module.HTTPTransport, "handle_request", self.sync_wrapper)
 
     # --- sync ---------------------------------------------------------------------------------
 
@@ -276,24 +280,30 @@ def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
     return TeeStream, AsyncTeeStream
 
 
-class HttpxFamilyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Base of the httpx and httpx2 instrumentors; subclasses only name their module."""
+# One adapter per library, shared by its instrumentor and by @run (see _interceptors): the patch
+# is recognised by the identity of its wrapper, so whoever installed it, either can see it.
+_adapters: dict[str, HttpxAdapter] = {}
+_adapters_lock = threading.Lock()
 
-    module_name = "httpx"
-    library = "httpx"
-    requirement = "httpx >= 0.23"
-    extra: str | None = None
-    _adapter: HttpxAdapter | None = None
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        """The instrumented distribution and its supported versions."""
-        return (self.requirement,)
+def adapter_for(module_name: str, library: str, extra: str | None) -> HttpxAdapter:
+    """The process's adapter of ``library`` (ModuleNotFoundError with an install hint if missing)."""
+    found = _adapters.get(library)
+    if found is not None:
+        return found
+    module = import_library(module_name, extra)  # not under the lock: an import may run hooks
+    with _adapters_lock:
+        found = _adapters.get(library)
+        if found is None:
+            found = _adapters[library] = HttpxAdapter(module, library)
+    return found
 
-    def _instrument(self, **kwargs: Any) -> None:
-        if self._adapter is None:
-            self._adapter = HttpxAdapter(import_library(self.module_name, self.extra), self.library)
-        self._adapter.install()
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        if self._adapter is not None:
-            self._adapter.uninstall()
+def httpx_adapter() -> HttpxAdapter:
+    """The adapter of ``httpx``."""
+    return adapter_for("httpx", "httpx", None)
+
+
+def httpx2_adapter() -> HttpxAdapter:
+    """The adapter of ``httpx2`` (``pip install 'agenttrace[httpx2]'``)."""
+    return adapter_for("httpx2", "httpx2", "httpx2")

@@ -162,10 +162,15 @@ class AgentTraceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyp
         """Nothing to set: the configurator reads the environment."""
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-        """Instrument as OpenTelemetry does, skipping ours when the process run already did."""
+        """Instrument as OpenTelemetry does; one already on is left as it is (instrumenting it again only warns).
+
+        The configurator's process run has usually patched the library already, through the
+        library's adapter: the instrumentor then only takes the patch over (it is idempotent),
+        and the process run's end leaves it on.
+        """
         instrumentor = entry_point.load()()
         if instrumentor.is_instrumented_by_opentelemetry:
-            return  # the configurator's process run installed it: instrumenting again only warns
+            return
         instrumentor.instrument(**kwargs)
 
 

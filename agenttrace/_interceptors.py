@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._runtime import runtime
 from ._scope import RunState, current_scope
@@ -19,12 +19,38 @@ from ._warn import warn_once
 
 __all__ = ["INSTRUMENTORS", "install", "uninstall"]
 
-# (entry-point name in pyproject.toml, module that must be importable, instrumentor module, class)
-INSTRUMENTORS: tuple[tuple[str, str, str, str], ...] = (
-    ("agenttrace_httpx", "httpx", "agenttrace.instrumentors.httpx", "HttpxInstrumentor"),
-    ("agenttrace_httpx2", "httpx2", "agenttrace.instrumentors.httpx2", "Httpx2Instrumentor"),
-    ("agenttrace_urllib3", "urllib3", "agenttrace.instrumentors.urllib3", "Urllib3Instrumentor"),
-    ("agenttrace_socket", "socket", "agenttrace.instrumentors.socket", "SocketInstrumentor"),
+
+class Library(NamedTuple):
+    """One instrumented library: its OTel instrumentor, and the adapter that ``@run`` installs."""
+
+    entry_point: str  # in pyproject.toml; what OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names
+    library: str  # the module that must be importable
+    instrumentor: str  # "module:Class", the BaseInstrumentor (opentelemetry-instrument, by hand)
+    adapter: str | None  # "module:function" returning the patch; None: @run uses the instrumentor
+
+
+# @run installs each library's adapter directly: the instrumentor classes derive from
+# BaseInstrumentor, and importing opentelemetry.instrumentation costs a first run about 60 ms.
+INSTRUMENTORS: tuple[Library, ...] = (
+    Library(
+        "agenttrace_httpx",
+        "httpx",
+        "agenttrace.instrumentors.httpx:HttpxInstrumentor",
+        "agenttrace._httpx_adapter:httpx_adapter",
+    ),
+    Library(
+        "agenttrace_httpx2",
+        "httpx2",
+        "agenttrace.instrumentors.httpx2:Httpx2Instrumentor",
+        "agenttrace._httpx_adapter:httpx2_adapter",
+    ),
+    Library("agenttrace_urllib3", "urllib3", "agenttrace.instrumentors.urllib3:Urllib3Instrumentor", None),
+    Library(
+        "agenttrace_socket",
+        "socket",
+        "agenttrace.instrumentors.socket:SocketInstrumentor",
+        "agenttrace._socket_adapter:socket_adapter",
+    ),
 )
 
 
@@ -34,14 +60,14 @@ def _disabled() -> set[str]:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-# Instrumentors this module turned on, so teardown leaves alone those the user enabled.
-_ours: list[Any] = []
-# While runs are active: the instrumentors waiting for their library's first import, by library.
-_deferred: dict[str, tuple[str, str]] = {}  # library -> (instrumentor module, class)
+# The patches this module turned on (library, patch), so teardown leaves alone those the user enabled.
+_ours: list[tuple[Library, Any]] = []
+# While runs are active: the libraries waiting for their first import, by module name.
+_deferred: dict[str, Library] = {}
 # Libraries with an import hook registered and not fired yet (wrapt keeps a hook until it fires).
 _hooked: set[str] = set()
 _lock = threading.Lock()
-# Bumped when the last run ends: an instrumentor turned on by a hook from an earlier generation is
+# Bumped when the last run ends: a patch turned on by a hook from an earlier generation is
 # turned off again instead of being kept.
 _generation = [0]
 
@@ -53,6 +79,11 @@ def _available(module: str) -> bool:
         return False
 
 
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def install() -> None:
     """Instrument every library that is installed (called when the first run starts).
 
@@ -61,26 +92,26 @@ def install() -> None:
     pay for importing them.
     """
     disabled = _disabled()
-    for entry_point, library, module_name, class_name in INSTRUMENTORS:
-        if entry_point in disabled:
+    for lib in INSTRUMENTORS:
+        if lib.entry_point in disabled:
             continue
-        if library not in sys.modules:
-            if not _available(library) or not _available(module_name):
+        if lib.library not in sys.modules:
+            if not _available(lib.library) or not _available(lib.instrumentor.partition(":")[0]):
                 continue
             with _lock:
-                _deferred[library] = (module_name, class_name)
-                if library in _hooked:
+                _deferred[lib.library] = lib
+                if lib.library in _hooked:
                     continue
-                _hooked.add(library)
+                _hooked.add(lib.library)
             try:
-                _when_imported(library)
+                _when_imported(lib.library)
             except Exception as exc:  # noqa: BLE001 - instrument it now instead
-                warn_once(f"import-hook:{library}", f"could not watch for {library}'s import: {exc!r}")
-                _instrument_deferred(library)
+                warn_once(f"import-hook:{lib.library}", f"could not watch for {lib.library}'s import: {exc!r}")
+                _instrument_deferred(lib.library)
             continue
         with _lock:
             generation = _generation[0]
-        _instrument(library, module_name, class_name, generation)
+        _instrument(lib, generation)
     _patch_executor()
 
 
@@ -100,36 +131,58 @@ def _on_import(module: Any) -> None:
 
 def _instrument_deferred(library: str) -> None:
     with _lock:
-        entry = _deferred.pop(library, None)
+        lib = _deferred.pop(library, None)
         generation = _generation[0]
-    if entry is not None:  # runs are still active
-        _instrument(library, *entry, generation)
+    if lib is not None:  # runs are still active
+        _instrument(lib, generation)
 
 
-def _instrument(library: str, module_name: str, class_name: str, generation: int) -> None:
-    # Not under _lock: importing the instrumentor must not wait on another thread's import.
+def _held_by_instrumentor(lib: Library) -> bool:
+    """True when the library's OTel instrumentor is on (by hand, or opentelemetry-instrument).
+
+    Its class cannot have been instrumented if its module was never imported: checking costs
+    no import.
+    """
+    module_name, _, class_name = lib.instrumentor.partition(":")
+    module = sys.modules.get(module_name)
+    cls = getattr(module, class_name, None) if module is not None else None
+    return cls is not None and bool(cls().is_instrumented_by_opentelemetry)  # a singleton
+
+
+def _instrument(lib: Library, generation: int) -> None:
+    # Not under _lock: importing an adapter must not wait on another thread's import.
     try:
-        module = importlib.import_module(module_name)
-        instrumentor = getattr(module, class_name)()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            return
-        instrumentor.instrument(skip_dep_check=True)
+        if _held_by_instrumentor(lib):
+            return  # the user's: theirs to turn off
+        if lib.adapter is None:
+            patch = _load(lib.instrumentor)()
+            patch.instrument(skip_dep_check=True)
+        else:
+            patch = _load(lib.adapter)()
+            if patch.installed:
+                return
+            patch.install()
     except Exception as exc:  # noqa: BLE001 - one library failing must not stop the run
-        warn_once(f"instrument:{library}", f"could not instrument {library}: {exc!r}; its calls are not recorded")
+        warn_once(
+            f"instrument:{lib.library}", f"could not instrument {lib.library}: {exc!r}; its calls are not recorded"
+        )
         return
     with _lock:
         current = generation == _generation[0]
         if current:
-            _ours.append(instrumentor)
+            _ours.append((lib, patch))
     if not current:  # the last run ended meanwhile (a hook fired in another thread)
-        _uninstrument(instrumentor)
+        _uninstrument(lib, patch)
 
 
-def _uninstrument(instrumentor: Any) -> None:
+def _uninstrument(lib: Library, patch: Any) -> None:
     try:
-        instrumentor.uninstrument()
+        if lib.adapter is None:
+            patch.uninstrument()
+        elif not _held_by_instrumentor(lib):  # the user turned it on meanwhile: leave it on
+            patch.uninstall()
     except Exception as exc:  # noqa: BLE001 - teardown must not raise into the agent
-        warn_once(f"uninstrument:{type(instrumentor).__name__}", f"could not uninstrument: {exc!r}")
+        warn_once(f"uninstrument:{lib.library}", f"could not uninstrument {lib.library}: {exc!r}")
 
 
 def uninstall() -> None:
@@ -140,8 +193,8 @@ def uninstall() -> None:
         _deferred.clear()  # a hook firing later finds nothing to do
         ours = _ours[::-1]
         _ours.clear()
-    for instrumentor in ours:
-        _uninstrument(instrumentor)
+    for lib, patch in ours:
+        _uninstrument(lib, patch)
 
 
 def _submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

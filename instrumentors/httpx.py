@@ -14,15 +14,38 @@ Usage::
 
 from __future__ import annotations
 
-from agenttrace._httpx_adapter import HttpxFamilyInstrumentor
+from collections.abc import Collection
+from typing import Any
 
-__all__ = ["HttpxInstrumentor"]
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from agenttrace._httpx_adapter import adapter_for
+
+__all__ = ["HttpxFamilyInstrumentor", "HttpxInstrumentor"]
 
 
-class HttpxInstrumentor(HttpxFamilyInstrumentor):
-    """OTel instrumentor recording full httpx payloads (requires ``httpx``)."""
+class HttpxFamilyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Base of the httpx and httpx2 instrumentors; subclasses only name their module.
+
+    The patch itself is the library's adapter in ``agenttrace._httpx_adapter``, which ``@run``
+    installs directly (without importing ``opentelemetry.instrumentation``, see _interceptors).
+    """
 
     module_name = "httpx"
     library = "httpx"
     requirement = "httpx >= 0.23"
-    extra = None
+    extra: str | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The instrumented distribution and its supported versions."""
+        return (self.requirement,)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        adapter_for(self.module_name, self.library, self.extra).install()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        adapter_for(self.module_name, self.library, self.extra).uninstall()
+
+
+class HttpxInstrumentor(HttpxFamilyInstrumentor):
+    """OTel instrumentor recording full httpx payloads (requires ``httpx``)."""

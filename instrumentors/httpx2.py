@@ -12,7 +12,7 @@ library with ``pip install 'agenttrace[httpx2]'``. See docs/instrumentors.md.
 
 from __future__ import annotations
 
-from agenttrace._httpx_adapter import HttpxFamilyInstrumentor
+from agenttrace.instrumentors.httpx import HttpxFamilyInstrumentor
 
 __all__ = ["Httpx2Instrumentor"]
 

@@ -70,3 +70,51 @@ def test_library_imported_after_the_runs_is_left_alone(run_agent: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert "instrumented after the runs: False" in done.stdout
     assert "wrapped: False" in done.stdout
+
+
+# @run patches through the adapters, without importing opentelemetry.instrumentation; an
+# instrumentor the user turned on (before or during the runs) stays on after them.
+ADAPTERS_AND_INSTRUMENTORS = """
+import sys
+import httpx
+import agenttrace
+from agenttrace._httpx_adapter import httpx_adapter
+from agenttrace._socket_adapter import socket_adapter
+
+url = sys.argv[1]
+
+@agenttrace.run("first")
+def first():
+    print("instrumentation imported in a run:", "opentelemetry.instrumentation.instrumentor" in sys.modules)
+    print("patched in a run:", httpx_adapter().installed, socket_adapter().installed)
+    httpx.get(url)
+
+first()
+print("patched after the run:", httpx_adapter().installed, socket_adapter().installed)
+
+from agenttrace.instrumentors.httpx import HttpxInstrumentor
+
+@agenttrace.run("second")
+def second():
+    HttpxInstrumentor().instrument()  # the user's, while @run's patch is on
+
+second()
+print("user's patch after the runs:", httpx_adapter().installed, HttpxInstrumentor().is_instrumented_by_opentelemetry)
+HttpxInstrumentor().uninstrument()
+print("after the user's uninstrument:", httpx_adapter().installed)
+"""
+
+
+def test_runs_patch_without_the_instrumentation_package_and_leave_the_users_on(
+    run_agent: Any, server: TestServer
+) -> None:
+    done = run_agent(ADAPTERS_AND_INSTRUMENTORS, args=[server.url("/json?adapters=1")])
+    assert done.returncode == 0, done.stderr
+    assert "instrumentation imported in a run: False" in done.stdout
+    assert "patched in a run: True True" in done.stdout
+    assert "patched after the run: False False" in done.stdout
+    assert "user's patch after the runs: True True" in done.stdout
+    assert "after the user's uninstrument: False" in done.stdout
+    calls = [s for s in done.spans() if s.attributes.get("agenttrace.kind") == "call"]
+    assert [s.attributes.get("agenttrace.call.library") for s in calls] == ["httpx"]
+    assert "could not" not in done.stderr
