@@ -8,7 +8,17 @@ import random
 import threading
 
 from agenttrace._model import Body, Exchange, RequestData, ResponseData
-from agenttrace._replay._matcher import Entry, Matcher, Miss, _general_normalize, _simple_normalize, normalize_url
+from agenttrace._replay._matcher import (
+    Entry,
+    Matcher,
+    Miss,
+    _body_digest,
+    _digest,
+    _general_normalize,
+    _parse_body,
+    _simple_normalize,
+    normalize_url,
+)
 
 
 def _exchange(
@@ -240,3 +250,32 @@ def test_lone_surrogate_in_a_json_body_matches_instead_of_raising() -> None:
     m = Matcher([_exchange("https://api.example.com/v1", {"text": "\ud800 broken emoji"})])
     assert _served(m.match(_request("https://api.example.com/v1", {"text": "\ud800 broken emoji"}), ("s",))) == "ok"
     assert isinstance(m.match(_request("https://api.example.com/v1", {"text": "\udc00 other"}), ("s",)), Miss)
+
+
+def test_plain_json_digest_agrees_with_the_long_way() -> None:
+    """The digest that skips walking a plain JSON body is the one parsing and walking it gives."""
+    json_type = (("content-type", "application/json"),)
+    bodies = [
+        b'{"a":1,"b":[1,2.5,"x"]}',
+        b'{"b": 2, "a": 1}',
+        b"[1, 2, 3]",
+        b'{"n": 12345678901234567890}',  # beyond 2**53: orjson reads a float, the long way an int
+        b'{"n": 123456789012345678901234567890}',  # beyond 64 bits
+        b'{"n": 9007199254740993}',
+        b'{"x": 1e400}',  # not finite once read
+        b'{"x": 1.5E-3, "y": -2e+10}',
+        b'{"x": NaN}',  # not JSON to orjson, JSON to the standard library
+        b'{"t": "\\ud800 lone"}',
+        b'{"t": "digits 1234567890123456789 and e5 in a string"}',
+        b'{"t": "caf\xc3\xa9 \xe2\x82\xac"}',
+        b"{not json",
+        b"[",
+        b"plain text",
+        b"",
+        b'{"deep": ' + b"[" * 600 + b"]" * 600 + b"}",
+    ]
+    for headers in (json_type, (("content-type", "text/plain"),), ()):
+        for body in bodies:
+            assert _digest(body, headers) == _body_digest(*_parse_body(body, headers)), (body[:40], headers)
+    form = (("content-type", "application/x-www-form-urlencoded"),)
+    assert _digest(b"b=2&a=1", form) == _body_digest(*_parse_body(b"b=2&a=1", form))
