@@ -106,6 +106,7 @@ class Context:
     load_start: str = ""
     keep: bool = False  # keep each worker's scratch folder (trace files, cassettes)
     baseline: Path | None = None  # another AgentTrace tree, measured as "agenttrace-baseline"
+    distinct_bodies: bool = False  # replay: every call sends a request body of its own
 
     # -- processes ----------------------------------------------------------------------------
 
@@ -563,8 +564,14 @@ def scenario_replay(ctx: Context) -> Section:
     plan = ctx.plan
     section = Section(
         "3. Replay cost per call",
-        f"A recording of N distinct calls (`POST /json?i=k`, 1 KB request, 2 KB response) served back to httpx; "
-        f"the median over {plan.replay_sample} calls spread evenly over the recording (fewer for vcrpy at 10,000, "
+        "A recording of N distinct calls (`POST /json?i=k`, 1 KB request, 2 KB response) served back to httpx; "
+        + (
+            "every call sends a request body of its own (the id in the message, `--distinct-bodies`), as an "
+            "agent's calls to one endpoint do; "
+            if ctx.distinct_bodies
+            else "every call sends the same request body; "
+        )
+        + f"the median over {plan.replay_sample} calls spread evenly over the recording (fewer for vcrpy at 10,000, "
         f"see notes), after 10 warm-up calls, {plan.replay_rounds} rounds. *load* is everything before the first "
         "call can be served: `json.load` + dict for the floor, `use_cassette().__enter__` for vcrpy, "
         '`load_events()` + `init(mode="replay")` + run start for AgentTrace, `init(mode="replay", '
@@ -584,7 +591,13 @@ def scenario_replay(ctx: Context) -> Section:
                 continue
             suffix = "yaml" if kind == "vcrpy" else "jsonl" if kind.startswith("agenttrace") else "json"
             out = ctx.scratch / "recordings" / f"{kind}-{count}.{suffix}"
-            spec = {"scenario": "replay-setup", "contender": kind, "count": count, "output": str(out)}
+            spec = {
+                "scenario": "replay-setup",
+                "contender": kind,
+                "count": count,
+                "output": str(out),
+                "distinct_bodies": ctx.distinct_bodies,
+            }
             result = ctx.worker(spec)
             if str(result.get("skipped", "")).startswith(_CRASHES):
                 result = ctx.worker(spec)  # once more: the tree may have been mid-edit
@@ -623,6 +636,7 @@ def scenario_replay(ctx: Context) -> Section:
                 "recording": recordings[(kind, count)],
                 "sample": sample,
                 "warmup": 10,
+                "distinct_bodies": ctx.distinct_bodies,
             }
             specs[kind] = functools.partial(_no_io, ctx, spec)
         results = interleave(ctx, specs, plan.replay_rounds, f"replay N={count}")
@@ -1012,6 +1026,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version: record and replay also measure it, as agenttrace-baseline, for a before/after",
     )
     parser.add_argument(
+        "--distinct-bodies",
+        action="store_true",
+        help="replay: every recorded call sends a request body of its own (default: one body for all)",
+    )
+    parser.add_argument(
         "--update-docs", action="store_true", help="also put the tables into docs/performance.md (between its markers)"
     )
     args = parser.parse_args(argv)
@@ -1022,11 +1041,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (" --quick" if args.quick else "")
         + "".join(f" --scenario {s}" for s in (args.scenario or []))
         + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --distinct-bodies" if args.distinct_bodies else "")
     )
     scratch = Path(tempfile.mkdtemp(prefix="agenttrace-perf-"))
     baseline = _baseline_tree(args.baseline, scratch) if args.baseline else None
     ctx = Context(
-        plan=plan, scratch=scratch, pin=not args.no_pin, logs=args.out / "logs", keep=args.keep, baseline=baseline
+        plan=plan,
+        scratch=scratch,
+        pin=not args.no_pin,
+        logs=args.out / "logs",
+        keep=args.keep,
+        baseline=baseline,
+        distinct_bodies=args.distinct_bodies,
     )
     started = time.perf_counter()
     ctx.load_start = _load()

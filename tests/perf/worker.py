@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,23 @@ class Skip(Exception):  # noqa: N818 - reads as `raise Skip("reason")`
 
 
 Spec = dict[str, Any]
+
+_FILL = "x" * 928  # with "call 000123 ": as long as REQUEST_BODY's 940 "x"
+
+
+def replay_bodies(spec: Spec, indices: Iterable[int]) -> dict[int, bytes]:
+    """The request body of each replay call: REQUEST_BODY, or one of the same size per call (``distinct_bodies``)."""
+    if not spec.get("distinct_bodies"):
+        return dict.fromkeys(indices, REQUEST_BODY)
+    return {
+        i: json.dumps(
+            {"model": "bench-1", "messages": [{"role": "user", "content": f"call {i:06d} {_FILL}"}], "stream": False},
+            separators=(",", ":"),
+        ).encode()
+        for i in indices
+    }
+
+
 Result = dict[str, Any]
 Timer = Callable[[], int]
 now_ns: Timer = time.perf_counter_ns
@@ -379,11 +396,12 @@ def scenario_replay_setup(spec: Spec) -> Result:
     if kind == "mock":
         import httpx
 
+        bodies = replay_bodies(spec, range(count))
         with httpx.Client() as client:
             exchanges = []
             for i in range(count):
                 url = f"{base}/json?i={i}"
-                response = client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS)
+                response = client.post(url, content=bodies[i], headers=JSON_HEADERS)
                 exchanges.append(
                     {
                         "url": url,
@@ -404,11 +422,13 @@ def scenario_replay_setup(spec: Spec) -> Result:
     trace_dir = Path(spec["scratch"]) / "traces"
     agenttrace.init(trace_dir=str(trace_dir), quiet=True)
 
+    bodies = replay_bodies(spec, range(count))
+
     @agenttrace.run("perf-replay-source")
     def record() -> None:
         with httpx.Client() as client:
             for i in range(count):
-                client.post(f"{base}/json?i={i}", content=REQUEST_BODY, headers=JSON_HEADERS)
+                client.post(f"{base}/json?i={i}", content=bodies[i], headers=JSON_HEADERS)
 
     record()
     check = check_recorded(trace_dir, count)
@@ -454,17 +474,19 @@ def scenario_replay(spec: Spec) -> Result:
     kind, count, base = spec["contender"], spec["count"], spec["base_url"]
     path = spec["recording"]
     chosen, spare = _indices(count, spec["sample"], spec["warmup"])
+    bodies = replay_bodies(spec, [*chosen, *spare])
     import httpx
 
     def calls(client: httpx.Client) -> list[int]:
         for i in spare:
-            client.post(f"{base}/json?i={i}", content=REQUEST_BODY, headers=JSON_HEADERS).read()
+            client.post(f"{base}/json?i={i}", content=bodies[i], headers=JSON_HEADERS).read()
         timings = []
         with _profiled(spec):
             for i in chosen:
                 url = f"{base}/json?i={i}"
+                sent = bodies[i]
                 begin = now_ns()
-                response = client.post(url, content=REQUEST_BODY, headers=JSON_HEADERS)
+                response = client.post(url, content=sent, headers=JSON_HEADERS)
                 body = response.content
                 timings.append(now_ns() - begin)
                 if response.status_code != 200 or b'"id":"%06d"' % i not in body:
