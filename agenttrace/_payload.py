@@ -65,7 +65,7 @@ def placeholder(value: str) -> str:
 class Redactor:
     """Decides which header names are secret; results are cached per name (headers repeat)."""
 
-    __slots__ = ("_cache", "globs", "names", "words")
+    __slots__ = ("_cache", "globs", "names", "urls", "words")
 
     def __init__(
         self,
@@ -77,6 +77,8 @@ class Redactor:
         self.words = tuple(w.lower() for w in words)
         self.globs = tuple(g.lower() for g in globs)
         self._cache: dict[str, bool] = {}
+        # URL -> as recorded without step rules (filter_url's cache: it depends on these rules).
+        self.urls: dict[str, str] = {}
 
     def is_secret(self, name: str) -> bool:
         """True when the header ``name`` must never be recorded in clear."""
@@ -94,6 +96,15 @@ class Redactor:
 
     def headers(self, headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         """``headers`` with every secret value replaced by its placeholder; order and repeats kept."""
+        if type(headers) is tuple:
+            # The usual case: every name already known and none secret. The tuple is then kept as
+            # it is (nothing to replace), without a method call and a new pair per header.
+            known = self._cache.get
+            for pair in headers:
+                if type(pair) is not tuple or len(pair) != 2 or known(pair[0]) is not False:
+                    break
+            else:
+                return headers
         return tuple((k, placeholder(v)) if self.is_secret(k) else (k, v) for k, v in headers)
 
 
@@ -278,8 +289,22 @@ def filter_chunks(
 
 def filter_url(url: str, rules: Filter) -> str:
     """``url`` as recorded: credentials and secret-named query values redacted, ``rules`` applied."""
-    if not rules and "?" not in url and "@" not in url:
-        return url
+    if not rules:
+        if "?" not in url and "@" not in url:
+            return url
+        # Without step rules the result depends on the URL and the redactor only, and an agent
+        # calls the same few URLs again and again: each is worked out once per redactor (bounded).
+        redactor = _redactor
+        known = redactor.urls.get(url)
+        if known is None:
+            known = _filter_url(url, rules, redactor)
+            if len(redactor.urls) < 1024:
+                redactor.urls[url] = known
+        return known
+    return _filter_url(url, rules, _redactor)
+
+
+def _filter_url(url: str, rules: Filter, redactor: Redactor) -> str:
     base, sep, query = url.partition("?")
     scheme, slashes, rest = base.partition("://")
     if slashes and "@" in rest.split("/", 1)[0]:
@@ -289,14 +314,14 @@ def filter_url(url: str, rules: Filter) -> str:
     if sep and query and not rules and "%" not in query and "+" not in query:
         # No escapes: parse_qsl's names are the raw ones. When none is secret the query is kept
         # as it is, as below, without parsing it.
-        secret = _redactor.is_secret
+        secret = redactor.is_secret
         if not any(secret(piece.partition("=")[0]) for piece in query.split("&") if piece):
             return base + sep + query
     if sep and query:
         from urllib.parse import parse_qsl, urlencode
 
         pairs = parse_qsl(query, keep_blank_values=True)
-        hits = [_redactor.is_secret(k) or (bool(rules) and rules.field_hit((k,))) for k, _ in pairs]
+        hits = [redactor.is_secret(k) or (bool(rules) and rules.field_hit((k,))) for k, _ in pairs]
         if any(hits):
             query = urlencode(
                 [
@@ -316,7 +341,10 @@ def redact_request(request: RequestData, rules: Filter) -> tuple[RequestData, bo
     """
     headers = redact_headers(request.headers)
     if not rules:
-        return RequestData(request.method, filter_url(request.url, rules), headers, request.body), False
+        url = filter_url(request.url, rules)
+        if headers is request.headers and url == request.url:
+            return request, False  # nothing to redact (the usual case): no second RequestData
+        return RequestData(request.method, url, headers, request.body), False
     body, changed = filter_body(request.body, request.headers, rules)
     return RequestData(request.method, filter_url(request.url, rules), headers, body), changed
 

@@ -19,7 +19,8 @@ Response bodies are teed where urllib3 reads raw (still content-encoded) bytes: 
 from __future__ import annotations
 
 import http.client
-from collections.abc import Collection
+from collections import OrderedDict
+from collections.abc import Callable, Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -65,14 +66,39 @@ def _body_bytes(body: Any) -> tuple[bytes, Any]:
     return data, data
 
 
-def _response_headers(response: Any) -> list[tuple[str, str]]:
+def _pairs(items: Any) -> tuple[tuple[str, str], ...]:
+    """``items`` as a tuple of ``(str, str)`` pairs.
+
+    Header names and values are nearly always ``str`` pairs already: then one C-level copy and a
+    type check per pair, instead of two ``str()`` calls and a new pair per header on every call.
+    """
+    pairs = tuple(items)
+    for pair in pairs:
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            return tuple((str(k), str(v)) for k, v in pairs)
+    return pairs
+
+
+def _request_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    cls = type(headers)
+    if cls.__qualname__ == "CaseInsensitiveDict" and cls.__module__ == "requests.structures":
+        # requests' own class (not a subclass) keeps ``lower name -> (name, value)`` in order:
+        # its values are the pairs ``items()`` gives, without the Python-level ``__iter__``
+        # and ``__getitem__`` per header that ``items()`` costs.
+        store = getattr(headers, "_store", None)
+        if type(store) is OrderedDict:
+            return _pairs(store.values())
+    return _pairs(headers.items())
+
+
+def _response_headers(response: Any) -> tuple[tuple[str, str], ...]:
     original = getattr(response, "_original_response", None)
     raw = getattr(getattr(original, "msg", None), "_headers", None)
     if raw is not None:
-        return [(str(k), str(v)) for k, v in raw]
+        return _pairs(raw)
     headers = response.headers
     items = headers.iteritems() if hasattr(headers, "iteritems") else headers.items()
-    return [(str(k), str(v)) for k, v in items]
+    return _pairs(items)
 
 
 class _ServedBody:
@@ -199,9 +225,7 @@ class Urllib3Adapter:
             bound["body"] = send
             headers = bound["headers"] if bound["headers"] is not None else pool.headers
             method = str(bound["method"])
-            request = RequestData(
-                method, _url(pool, str(bound["url"])), tuple((str(k), str(v)) for k, v in headers.items()), data
-            )
+            request = RequestData(method, _url(pool, str(bound["url"])), _request_headers(headers), data)
         except Exception as exc:  # noqa: BLE001 - fall back to the plain call
             _capture.internal_error(LIBRARY, exc)
             return wrapped(*args, **kwargs)
@@ -332,12 +356,19 @@ def _fp_done(response: Any) -> bool:
     fp = response._fp
     if fp is None:
         return True
-    from urllib3.util.response import is_fp_closed
+    is_fp_closed = _is_fp_closed[0]
+    if is_fp_closed is None:
+        # Looked up once: an import statement here ran the import machinery three times per call.
+        from urllib3.util.response import is_fp_closed as found
 
+        is_fp_closed = _is_fp_closed[0] = found
     try:
         return bool(is_fp_closed(fp))
     except ValueError:
         return False
+
+
+_is_fp_closed: list[Callable[[Any], bool] | None] = [None]
 
 
 def _make_tee_class(base: type[Any]) -> type[Any]:
