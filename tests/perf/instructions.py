@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import HERE, RESULT_MARK, WORKER, Context, Plan, _baseline_tree, _clean_env
+from .worker import Skip, check_recorded
 
 __all__ = ["main"]
 
@@ -49,7 +50,7 @@ def _count(ctx: Context, spec: dict[str, Any], env: dict[str, str] | None = None
     ctx.runs += 1
     scratch = ctx.scratch / f"i{ctx.runs:04d}"
     scratch.mkdir(parents=True)
-    spec = {"scratch": str(scratch), "base_url": ctx.base_url, **spec}
+    spec = {"scratch": str(scratch), "base_url": ctx.base_url, "check_outside": True, **spec}
     full_env = {**_clean_env(), "AGENTTRACE_TRACE_DIR": str(scratch / "traces"), "AGENTTRACE_QUIET": "1"}
     full_env["PYTHONHASHSEED"] = "0"
     full_env.update(env or {})
@@ -71,6 +72,11 @@ def _count(ctx: Context, spec: dict[str, Any], env: dict[str, str] | None = None
     if done.returncode != 0 or result is None or "skipped" in result or found is None:
         reason = (result or {}).get("skipped") or done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{spec['contender']}: {reason}")
+    if "trace_dir" in result:  # what the worker leaves to us (see AgentTraceContender.check)
+        try:
+            check_recorded(Path(result["trace_dir"]), spec.get("warmup", 0) + spec.get("calls", 1))
+        except Skip as exc:
+            raise RuntimeError(f"{spec['contender']}: {exc}") from None
     # One file per thread, callgrind.out-01 for the main thread (the agent's, here).
     main = sum(_summary(path) for path in scratch.glob("callgrind.out-01"))
     shutil.rmtree(scratch, ignore_errors=True)
