@@ -26,7 +26,7 @@ class Library(NamedTuple):
     entry_point: str  # in pyproject.toml; what OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names
     library: str  # the module that must be importable
     instrumentor: str  # "module:Class", the BaseInstrumentor (opentelemetry-instrument, by hand)
-    adapter: str | None  # "module:function" returning the patch; None: @run uses the instrumentor
+    adapter: str  # "module:function" returning the patch both share (install, uninstall, installed)
 
 
 # @run installs each library's adapter directly: the instrumentor classes derive from
@@ -44,7 +44,12 @@ INSTRUMENTORS: tuple[Library, ...] = (
         "agenttrace.instrumentors.httpx2:Httpx2Instrumentor",
         "agenttrace._httpx_adapter:httpx2_adapter",
     ),
-    Library("agenttrace_urllib3", "urllib3", "agenttrace.instrumentors.urllib3:Urllib3Instrumentor", None),
+    Library(
+        "agenttrace_urllib3",
+        "urllib3",
+        "agenttrace.instrumentors.urllib3:Urllib3Instrumentor",
+        "agenttrace._urllib3_adapter:urllib3_adapter",
+    ),
     Library(
         "agenttrace_socket",
         "socket",
@@ -154,14 +159,10 @@ def _instrument(lib: Library, generation: int) -> None:
     try:
         if _held_by_instrumentor(lib):
             return  # the user's: theirs to turn off
-        if lib.adapter is None:
-            patch = _load(lib.instrumentor)()
-            patch.instrument(skip_dep_check=True)
-        else:
-            patch = _load(lib.adapter)()
-            if patch.installed:
-                return
-            patch.install()
+        patch = _load(lib.adapter)()
+        if patch.installed:
+            return
+        patch.install()
     except Exception as exc:  # noqa: BLE001 - one library failing must not stop the run
         warn_once(
             f"instrument:{lib.library}", f"could not instrument {lib.library}: {exc!r}; its calls are not recorded"
@@ -177,9 +178,7 @@ def _instrument(lib: Library, generation: int) -> None:
 
 def _uninstrument(lib: Library, patch: Any) -> None:
     try:
-        if lib.adapter is None:
-            patch.uninstrument()
-        elif not _held_by_instrumentor(lib):  # the user turned it on meanwhile: leave it on
+        if not _held_by_instrumentor(lib):  # the user turned it on meanwhile: leave it on
             patch.uninstall()
     except Exception as exc:  # noqa: BLE001 - teardown must not raise into the agent
         warn_once(f"uninstrument:{lib.library}", f"could not uninstrument {lib.library}: {exc!r}")

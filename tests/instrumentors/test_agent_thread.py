@@ -301,7 +301,8 @@ def test_unredacted_request_is_recorded_as_is() -> None:
 def test_urllib3_header_pairs_are_those_items_gives() -> None:
     """requests' CaseInsensitiveDict, dicts and urllib3's HTTPHeaderDict give the pairs items() gives."""
     import urllib3
-    from agenttrace.instrumentors.urllib3 import _request_headers
+
+    from agenttrace._urllib3_adapter import _request_headers
 
     cases: list[Any] = [
         requests.structures.CaseInsensitiveDict({"User-Agent": "x", "content-type": "a/b"}),

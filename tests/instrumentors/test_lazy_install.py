@@ -88,6 +88,9 @@ def first():
     print("instrumentation imported in a run:", "opentelemetry.instrumentation.instrumentor" in sys.modules)
     print("patched in a run:", httpx_adapter().installed, socket_adapter().installed)
     httpx.get(url)
+    import requests  # urllib3 is patched at its import, through its adapter too
+    requests.get(url)
+    print("instrumentation imported after requests:", "opentelemetry.instrumentation.instrumentor" in sys.modules)
 
 first()
 print("patched after the run:", httpx_adapter().installed, socket_adapter().installed)
@@ -116,5 +119,6 @@ def test_runs_patch_without_the_instrumentation_package_and_leave_the_users_on(
     assert "user's patch after the runs: True True" in done.stdout
     assert "after the user's uninstrument: False" in done.stdout
     calls = [s for s in done.spans() if s.attributes.get("agenttrace.kind") == "call"]
-    assert [s.attributes.get("agenttrace.call.library") for s in calls] == ["httpx"]
+    assert "instrumentation imported after requests: False" in done.stdout
+    assert [s.attributes.get("agenttrace.call.library") for s in calls] == ["httpx", "urllib3"]
     assert "could not" not in done.stderr
