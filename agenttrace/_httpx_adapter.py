@@ -10,7 +10,6 @@ stay above the patch, so replay serves responses the client processes exactly as
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -18,7 +17,7 @@ from typing import Any
 
 from . import _capture
 from ._capture import Call
-from ._instrumentor import import_library
+from ._instrumentor import import_library, shared_adapter
 from ._model import Exchange, RequestData, ResponseData
 from ._patch import is_wrapped, unwrap_ours, wrap_innermost
 
@@ -280,23 +279,9 @@ def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
     return TeeStream, AsyncTeeStream
 
 
-# One adapter per library, shared by its instrumentor and by @run (see _interceptors): the patch
-# is recognised by the identity of its wrapper, so whoever installed it, either can see it.
-_adapters: dict[str, HttpxAdapter] = {}
-_adapters_lock = threading.Lock()
-
-
 def adapter_for(module_name: str, library: str, extra: str | None) -> HttpxAdapter:
     """The process's adapter of ``library`` (ModuleNotFoundError with an install hint if missing)."""
-    found = _adapters.get(library)
-    if found is not None:
-        return found
-    module = import_library(module_name, extra)  # not under the lock: an import may run hooks
-    with _adapters_lock:
-        found = _adapters.get(library)
-        if found is None:
-            found = _adapters[library] = HttpxAdapter(module, library)
-    return found
+    return shared_adapter(library, lambda: HttpxAdapter(import_library(module_name, extra), library))
 
 
 def httpx_adapter() -> HttpxAdapter:

@@ -1,11 +1,35 @@
-"""What every AgentTrace instrumentor shares: lazy import of its library with an install hint."""
+"""What every AgentTrace instrumentor shares: lazy import of its library with an install hint,
+and one adapter (the patch) per library for the process."""
 
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any, TypeVar
 
-__all__ = ["import_library"]
+__all__ = ["import_library", "shared_adapter"]
+
+_T = TypeVar("_T")
+_adapters: dict[str, Any] = {}
+_adapters_lock = threading.Lock()
+
+
+def shared_adapter(library: str, make: Callable[[], _T]) -> _T:
+    """The process's one adapter of ``library``, made by ``make()`` the first time it is asked for.
+
+    Its instrumentor and ``@run`` (see _interceptors) share it: a patch is recognised by the
+    identity of its wrapper, so whichever installed it, either can see and remove it. ``make``
+    runs outside the lock, since it imports the library and an import may run hooks that ask for
+    an adapter; of two made at once, the first stored is kept.
+    """
+    found = _adapters.get(library)
+    if found is None:
+        made = make()
+        with _adapters_lock:
+            found = _adapters.setdefault(library, made)
+    return found  # type: ignore[no-any-return]
 
 
 def import_library(module_name: str, extra: str | None) -> ModuleType:

@@ -101,7 +101,7 @@ def install() -> None:
         if lib.entry_point in disabled:
             continue
         if lib.library not in sys.modules:
-            if not _available(lib.library) or not _available(lib.instrumentor.partition(":")[0]):
+            if not _available(lib.library):
                 continue
             with _lock:
                 _deferred[lib.library] = lib

@@ -14,14 +14,13 @@ Response bodies are teed where urllib3 reads raw (still content-encoded) bytes: 
 from __future__ import annotations
 
 import http.client
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from . import _capture
 from ._capture import Call
-from ._instrumentor import import_library
+from ._instrumentor import import_library, shared_adapter
 from ._model import Exchange, RequestData
 from ._patch import is_wrapped, unwrap_ours, wrap_innermost
 
@@ -429,19 +428,13 @@ def _make_tee_class(base: type[Any]) -> type[Any]:
     return TeeHTTPResponse
 
 
-_adapter: list[Urllib3Adapter] = []
-_adapter_lock = threading.Lock()
-
-
 def urllib3_adapter() -> Urllib3Adapter:
     """The process's urllib3 adapter (ModuleNotFoundError with an install hint if urllib3 is missing)."""
-    if _adapter:
-        return _adapter[0]
-    # Not under the lock: an import may run hooks (see _interceptors).
+    return shared_adapter(LIBRARY, _make_adapter)
+
+
+def _make_adapter() -> Urllib3Adapter:
     module = import_library("urllib3", "requests")
     import_library("urllib3.connectionpool", "requests")
     import_library("urllib3.response", "requests")
-    with _adapter_lock:
-        if not _adapter:
-            _adapter.append(Urllib3Adapter(module))
-    return _adapter[0]
+    return Urllib3Adapter(module)
