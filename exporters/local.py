@@ -285,10 +285,18 @@ class SpanWriter:
                     # A light sleep first: spans arriving now are picked up when it ends, in one
                     # batch, without a wake-up per span. Then a deep one until the next span.
                     self._cond.wait(_LINGER)
-                    while not self._queue:
-                        self._sleeping = True
-                        self._cond.wait()
-                    self._sleeping = False
+                    if not self._queue:
+                        while not self._queue:
+                            self._sleeping = True
+                            self._cond.wait()
+                        self._sleeping = False
+                        # The first span after a quiet spell has just ended: its agent is likely
+                        # busy right now (reading the result, sending the next request). Encoding
+                        # it at once would compete with that work for the GIL; waiting _LINGER
+                        # moves it into the agent's next wait on I/O. A flush, or a burst of
+                        # large spans, cuts the wait short (both notify).
+                        if self._queue[-1][3] is None and self._queued_bytes - self._done_bytes < _WAKE_BYTES:
+                            self._cond.wait(_LINGER)
                 # Take everything queued in one step: the lock is held for a moment once per
                 # batch, not once per span. (Held per span, the agent's thread would often find
                 # it taken by a writer that had just lost the GIL, and wait for both.)

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agenttrace.exporters import local
 from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+from opentelemetry.sdk.trace import ReadableSpan
 
 from agenttrace._traceio import read_spans
 
@@ -390,3 +392,48 @@ def test_show_socket_calls_succeed(run_agent: Any) -> None:
     )
     assert "dns localhost → ok" in shown.stdout
     assert "error" not in shown.stdout
+
+
+def _idle_writer(monkeypatch: Any, written: list[tuple[float, Any]]) -> tuple[Any, Any]:
+    """A SpanWriter that has written one span and gone to its deep sleep, and a file logging adds."""
+
+    class File:
+        def add(self, span: Any) -> None:
+            written.append((time.monotonic(), span))
+
+    monkeypatch.setattr(local, "_LINGER", 0.05)
+    writer = local.SpanWriter()
+    file = File()
+    writer.submit(file, ReadableSpan(name="first"))  # type: ignore[arg-type]
+    writer.flush(file)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while not writer._sleeping and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer._sleeping, "the writer never went to its deep sleep"
+    return writer, file
+
+
+def test_writer_waits_out_the_moment_after_a_call(monkeypatch: Any) -> None:
+    """After a quiet spell, a span is encoded _LINGER later, not while its agent is still busy."""
+    written: list[tuple[float, Any]] = []
+    writer, file = _idle_writer(monkeypatch, written)
+    monkeypatch.setattr(local, "_LINGER", 0.3)
+    submitted = time.monotonic()
+    writer.submit(file, ReadableSpan(name="second"))
+    deadline = submitted + 10
+    while len(written) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [span.name for _, span in written] == ["first", "second"]
+    assert written[1][0] - submitted >= 0.3
+
+
+def test_flush_cuts_the_writer_wait_short(monkeypatch: Any) -> None:
+    """A run's end (flush) does not wait for the writer's linger."""
+    written: list[tuple[float, Any]] = []
+    writer, file = _idle_writer(monkeypatch, written)
+    monkeypatch.setattr(local, "_LINGER", 30.0)
+    start = time.monotonic()
+    writer.submit(file, ReadableSpan(name="second"))
+    writer.flush(file)
+    assert [span.name for _, span in written] == ["first", "second"]
+    assert time.monotonic() - start < 10  # far under the 30 s linger

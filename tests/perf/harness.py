@@ -506,7 +506,7 @@ def scenario_stream(ctx: Context) -> Section:
         f"once); time from the request to the first and to the last chunk; {plan.stream_calls} timed streams per "
         f"process after one warm-up, {plan.stream_rounds} rounds; *added* paired per round against `none`.",
     )
-    names = ["none", "otel-httpx", "vcrpy", "agenttrace"]
+    names = ["none", "otel-httpx", "vcrpy", "agenttrace"] + (["agenttrace-baseline"] if ctx.baseline else [])
     specs = {
         name: _job(
             ctx.worker,
@@ -550,6 +550,13 @@ def scenario_stream(ctx: Context) -> Section:
             ]
         )
     section.table(header, rows)
+    before = results.get("agenttrace-baseline")
+    if before is not None and not before.skipped and not results["agenttrace"].skipped:
+        change = paired(results["agenttrace"], before, _added("ttfc_ms"))
+        section.notes.append(
+            "AgentTrace's first chunk, this tree minus the baseline tree, paired per round: "
+            f"{fmt_paired(change, 2)} ms (negative: this tree is faster)."
+        )
     if results["agenttrace"].skipped:
         reason = results["agenttrace"].skipped
         section.notes.append(f"AgentTrace target (< 1 ms added to first chunk): not measured ({reason}).")
@@ -1023,7 +1030,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         help="a git commit (or a folder holding an importable `agenttrace` package) of another AgentTrace "
-        "version: record and replay also measure it, as agenttrace-baseline, for a before/after",
+        "version: record, stream and replay also measure it, as agenttrace-baseline, for a before/after",
     )
     parser.add_argument(
         "--distinct-bodies",
