@@ -190,7 +190,7 @@ class VcrContender(Contender):
         self.path = Path(spec["scratch"]) / "cassette.yaml"
 
     def run(self, work: Callable[[], Any]) -> Any:
-        import vcr  # type: ignore[import-untyped]  # vcrpy ships no type information
+        import vcr
 
         cassette = vcr.VCR().use_cassette(str(self.path), record_mode="all")
         cassette.__enter__()
@@ -454,7 +454,7 @@ def _vcr_cassette(count: int, base: str, out: Path, start: int) -> Result:
 
     import httpx
     import vcr
-    from vcr.serializers import yamlserializer  # type: ignore[import-untyped]  # no type information
+    from vcr.serializers import yamlserializer
 
     seed = out.with_suffix(".seed.yaml")
     with vcr.VCR().use_cassette(str(seed), record_mode="all"), httpx.Client() as client:
