@@ -583,11 +583,16 @@ def scenario_replay(ctx: Context) -> Section:
         "call can be served: `json.load` + dict for the floor, `use_cassette().__enter__` for vcrpy, "
         '`load_events()` + `init(mode="replay")` + run start for AgentTrace, `init(mode="replay", '
         "replay_events_file=...)` + run start for AgentTrace from the file (the same recording, its calls built "
-        "straight from the spans). Every served body is checked for the right id, and the server's request "
+        "straight from the spans). *floor + OpenTelemetry's httpx instrumentation* serves the floor's recording "
+        "through OpenTelemetry's own httpx transport wrapper (`SyncOpenTelemetryTransport` around the same "
+        "MockTransport; SDK provider, batch processor, an exporter that discards; no bodies): what OpenTelemetry's "
+        "own tracing adds to each served call. Every served body is checked for the right id, and the server's request "
         "counter must not move (no real I/O).",
     )
     # No baseline-tree variant of "agenttrace-file": an older tree may not build exchanges from the file.
-    kinds = ["mock", "vcrpy", "agenttrace", "agenttrace-file"] + (["agenttrace-baseline"] if ctx.baseline else [])
+    kinds = ["mock", "mock-otel", "vcrpy", "agenttrace", "agenttrace-file"] + (
+        ["agenttrace-baseline"] if ctx.baseline else []
+    )
     recordings: dict[tuple[str, int], str] = {}
     setup_skips: dict[str, str] = {}
     for kind in kinds:
@@ -666,6 +671,8 @@ def scenario_replay(ctx: Context) -> Section:
                 verdict = {100: "issue: 1.6 ms", 1000: "issue: 11 ms", 10000: "issue: 116 ms, 1,350x"}.get(count, "—")
             elif kind == "mock":
                 verdict = "issue: 85 µs"
+            elif kind == "mock-otel":
+                verdict = "— (OTel tracing each served call)"
             rows.append(
                 [
                     f"{count:,}",
@@ -713,6 +720,7 @@ def _load_split(rounds: Rounds, kind: str) -> str:
 
 _REPLAY_LABELS = {
     "mock": "httpx.MockTransport (floor)",
+    "mock-otel": "floor + OpenTelemetry's httpx instrumentation (a span per call, no bodies)",
     "vcrpy": "vcrpy playback",
     "agenttrace": "AgentTrace replay",
     "agenttrace-file": "AgentTrace replay, from the file (`replay_events_file`)",
@@ -720,7 +728,7 @@ _REPLAY_LABELS = {
 }
 
 # Contenders that replay another contender's recording instead of making their own.
-_REPLAY_SOURCE = {"agenttrace-file": "agenttrace"}
+_REPLAY_SOURCE = {"agenttrace-file": "agenttrace", "mock-otel": "mock"}
 
 
 def _ratio(key: str) -> Callable[[Result, Result | None], float | None]:

@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     recordings[kind] = made["path"]
                 contenders: list[tuple[str, str, str | None, dict[str, str] | None]] = [
                     ("httpx.MockTransport (floor)", "mock", None, None),
+                    ("floor + OpenTelemetry's httpx instrumentation", "mock-otel", None, None),
                     ("AgentTrace replay", "agenttrace", None, None),
                     ("AgentTrace replay, from the file", "agenttrace-file", None, None),
                     ("AgentTrace replay, spans not written (no-file)", "agenttrace", "no-file", None),
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.baseline:
                     contenders.append(("AgentTrace replay (baseline tree)", "agenttrace-baseline", None, baseline_env))
                 for label, kind, ablate, env in contenders:
-                    source = "mock" if kind == "mock" else "agenttrace"
+                    source = "mock" if kind.startswith("mock") else "agenttrace"
                     spec = {
                         "scenario": "replay",
                         "contender": kind,

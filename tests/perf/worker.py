@@ -117,6 +117,32 @@ class Contender:
         return {}
 
 
+def otel_provider() -> tuple[Any, Any]:
+    """An SDK TracerProvider exporting to a counter that discards (``exporter.spans``), as OTel contenders use."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class NoopExporter(SpanExporter):
+        def __init__(self) -> None:
+            self.spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    exporter = NoopExporter()
+    processor_kind = os.environ.get("PERF_OTEL_PROCESSOR", "batch")
+    processor = SimpleSpanProcessor if processor_kind == "simple" else BatchSpanProcessor
+    provider = TracerProvider()
+    provider.add_span_processor(processor(exporter))
+    return provider, exporter
+
+
 class OTelContender(Contender):
     """OpenTelemetry's own instrumentation of the library, SDK provider, no-op exporter.
 
@@ -136,27 +162,8 @@ class OTelContender(Contender):
         }[which]
         _require(module, f"opentelemetry-instrumentation-{which}")
         from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            BatchSpanProcessor,
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
 
-        class NoopExporter(SpanExporter):
-            def __init__(self) -> None:
-                self.spans = 0
-
-            def export(self, spans: Any) -> SpanExportResult:
-                self.spans += len(spans)
-                return SpanExportResult.SUCCESS
-
-        self.exporter = NoopExporter()
-        processor_kind = os.environ.get("PERF_OTEL_PROCESSOR", "batch")
-        processor = SimpleSpanProcessor if processor_kind == "simple" else BatchSpanProcessor
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(processor(self.exporter))
+        self.provider, self.exporter = otel_provider()
         trace.set_tracer_provider(self.provider)
         instrumentor_class = {
             "httpx": "HTTPXClientInstrumentor",
@@ -499,7 +506,7 @@ def scenario_replay(spec: Spec) -> Result:
 
     extra: Result = {}
     start = now_ns()
-    if kind == "mock":
+    if kind in ("mock", "mock-otel"):
         with open(path, encoding="utf-8") as handle:
             table = {e["url"]: (e["status"], e["headers"], e["body"].encode()) for e in json.load(handle)}
 
@@ -508,8 +515,22 @@ def scenario_replay(spec: Spec) -> Result:
             return httpx.Response(status, headers=headers, content=content)
 
         load_s = (now_ns() - start) / 1e9
-        with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        transport: httpx.BaseTransport = httpx.MockTransport(handler)
+        if kind == "mock-otel":
+            # The floor traced the way OpenTelemetry traces httpx: its own transport wrapper (one
+            # span per call, no bodies), an SDK provider, a batch processor, an exporter that
+            # discards. What OpenTelemetry's own tracing adds to each served call.
+            _require("opentelemetry.instrumentation.httpx", "opentelemetry-instrumentation-httpx")
+            from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
+
+            provider, exporter = otel_provider()
+            transport = SyncOpenTelemetryTransport(transport, tracer_provider=provider)
+        with httpx.Client(transport=transport) as client:
             timings = calls(client)
+        if kind == "mock-otel":
+            provider.force_flush()
+            if exporter.spans < len(timings):
+                raise Skip(f"mock-otel exported {exporter.spans} spans for {len(timings)} timed calls")
     elif kind == "vcrpy":
         _require("vcr", "vcrpy")
         import vcr
