@@ -586,11 +586,13 @@ def scenario_replay(ctx: Context) -> Section:
         "straight from the spans). *floor + OpenTelemetry's httpx instrumentation* serves the floor's recording "
         "through OpenTelemetry's own httpx transport wrapper (`SyncOpenTelemetryTransport` around the same "
         "MockTransport; SDK provider, batch processor, an exporter that discards; no bodies): what OpenTelemetry's "
-        "own tracing adds to each served call. Every served body is checked for the right id, and the server's request "
+        "own tracing adds to each served call; *floor + one bare SDK span* wraps it in a minimal transport that "
+        "opens one SDK span per call with the method, URL and status and nothing else: the least that tracing each "
+        "served call can cost. Every served body is checked for the right id, and the server's request "
         "counter must not move (no real I/O).",
     )
     # No baseline-tree variant of "agenttrace-file": an older tree may not build exchanges from the file.
-    kinds = ["mock", "mock-otel", "vcrpy", "agenttrace", "agenttrace-file"] + (
+    kinds = ["mock", "mock-span", "mock-otel", "vcrpy", "agenttrace", "agenttrace-file"] + (
         ["agenttrace-baseline"] if ctx.baseline else []
     )
     recordings: dict[tuple[str, int], str] = {}
@@ -671,8 +673,8 @@ def scenario_replay(ctx: Context) -> Section:
                 verdict = {100: "issue: 1.6 ms", 1000: "issue: 11 ms", 10000: "issue: 116 ms, 1,350x"}.get(count, "—")
             elif kind == "mock":
                 verdict = "issue: 85 µs"
-            elif kind == "mock-otel":
-                verdict = "— (OTel tracing each served call)"
+            elif kind in ("mock-otel", "mock-span"):
+                verdict = "— (a span per served call)"
             rows.append(
                 [
                     f"{count:,}",
@@ -720,6 +722,7 @@ def _load_split(rounds: Rounds, kind: str) -> str:
 
 _REPLAY_LABELS = {
     "mock": "httpx.MockTransport (floor)",
+    "mock-span": "floor + one bare SDK span per call",
     "mock-otel": "floor + OpenTelemetry's httpx instrumentation (a span per call, no bodies)",
     "vcrpy": "vcrpy playback",
     "agenttrace": "AgentTrace replay",
@@ -728,7 +731,7 @@ _REPLAY_LABELS = {
 }
 
 # Contenders that replay another contender's recording instead of making their own.
-_REPLAY_SOURCE = {"agenttrace-file": "agenttrace", "mock-otel": "mock"}
+_REPLAY_SOURCE = {"agenttrace-file": "agenttrace", "mock-otel": "mock", "mock-span": "mock"}
 
 
 def _ratio(key: str) -> Callable[[Result, Result | None], float | None]:

@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     recordings[kind] = made["path"]
                 contenders: list[tuple[str, str, str | None, dict[str, str] | None]] = [
                     ("httpx.MockTransport (floor)", "mock", None, None),
+                    ("floor + one bare SDK span per call", "mock-span", None, None),
                     ("floor + OpenTelemetry's httpx instrumentation", "mock-otel", None, None),
                     ("AgentTrace replay", "agenttrace", None, None),
                     ("AgentTrace replay, from the file", "agenttrace-file", None, None),

@@ -480,6 +480,25 @@ def _vcr_cassette(count: int, base: str, out: Path, start: int) -> Result:
     return {"seconds": (now_ns() - start) / 1e9, "path": str(out)}
 
 
+def _span_transport(inner: Any, tracer: Any) -> Any:
+    """An httpx transport wrapping ``inner`` in one bare SDK span per request (replay's ``mock-span``)."""
+    import httpx
+    from opentelemetry.trace import SpanKind
+
+    class SpanTransport(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            attributes = {"http.request.method": request.method, "url.full": str(request.url)}
+            with tracer.start_as_current_span(request.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+                response: httpx.Response = inner.handle_request(request)
+                span.set_attribute("http.response.status_code", response.status_code)
+                return response
+
+        def close(self) -> None:
+            inner.close()
+
+    return SpanTransport()
+
+
 def scenario_replay(spec: Spec) -> Result:
     """Per-call cost of serving recorded calls from a recording of ``count`` calls, and its load time."""
     kind, count, base = spec["contender"], spec["count"], spec["base_url"]
@@ -506,7 +525,7 @@ def scenario_replay(spec: Spec) -> Result:
 
     extra: Result = {}
     start = now_ns()
-    if kind in ("mock", "mock-otel"):
+    if kind in ("mock", "mock-otel", "mock-span"):
         with open(path, encoding="utf-8") as handle:
             table = {e["url"]: (e["status"], e["headers"], e["body"].encode()) for e in json.load(handle)}
 
@@ -525,12 +544,17 @@ def scenario_replay(spec: Spec) -> Result:
 
             provider, exporter = otel_provider()
             transport = SyncOpenTelemetryTransport(transport, tracer_provider=provider)
+        elif kind == "mock-span":
+            # The least a traced call can cost: one SDK span with the request's method, URL and
+            # status, nothing else (no semantic-convention helpers, no metrics, no bodies).
+            provider, exporter = otel_provider()
+            transport = _span_transport(transport, provider.get_tracer("perf"))
         with httpx.Client(transport=transport) as client:
             timings = calls(client)
-        if kind == "mock-otel":
+        if kind in ("mock-otel", "mock-span"):
             provider.force_flush()
             if exporter.spans < len(timings):
-                raise Skip(f"mock-otel exported {exporter.spans} spans for {len(timings)} timed calls")
+                raise Skip(f"{kind} exported {exporter.spans} spans for {len(timings)} timed calls")
     elif kind == "vcrpy":
         _require("vcr", "vcrpy")
         import vcr
