@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from .._errors import ConfigurationError
 from .._model import Body, Exchange, RecordedError, RequestData, ResponseData
@@ -161,27 +161,80 @@ def check_event(event: Any, where: str) -> str:
 #
 # A frozen dataclass's __init__ sets each field through object.__setattr__: for the objects of
 # one exchange that is a fifth of building it from its event. These build the same objects by
-# filling the instance's __dict__. They are used only for a class that is what they assume (a
-# dataclass with exactly these fields, all set by __init__, nothing else run by it): checked once,
-# on import, by building one object both ways; otherwise the class itself is called.
+# filling the instance's __dict__, one item per field (cheaper than ``update(zip(...))``, which
+# builds a zip and a tuple per object). They are used only for a class that is what they assume
+# (a dataclass with exactly these fields, all set by __init__, nothing else run by it): checked
+# once, on import, by building one object both ways; otherwise the class itself is called.
 
-_T = TypeVar("_T")
 _new = object.__new__
 
 
-def _builder(cls: type[_T]) -> Callable[..., _T]:
-    """A function building ``cls(*values)`` by filling the new instance's ``__dict__``."""
-    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+def _build_request(method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> RequestData:
+    obj = _new(RequestData)
+    fields = obj.__dict__
+    fields["method"] = method
+    fields["url"] = url
+    fields["headers"] = headers
+    fields["body"] = body
+    return obj
 
-    def build(*values: Any) -> _T:
-        obj = _new(cls)
-        obj.__dict__.update(zip(names, values))
-        return obj
 
-    build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by _same_as_init
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
-    )
-    return build
+def _build_body(data: bytes, size: int, sha256: str, truncated: bool) -> Body:
+    obj = _new(Body)
+    fields = obj.__dict__
+    fields["data"] = data
+    fields["size"] = size
+    fields["sha256"] = sha256
+    fields["truncated"] = truncated
+    return obj
+
+
+def _build_response(  # noqa: PLR0917 - positional, as ResponseData(...) takes them
+    status_code: int,
+    headers: tuple[tuple[str, str], ...],
+    body: Body,
+    reason: str,
+    http_version: str,
+    chunk_sizes: tuple[int, ...],
+    chunk_offsets_ns: tuple[int, ...],
+    stream_end: str,
+) -> ResponseData:
+    obj = _new(ResponseData)
+    fields = obj.__dict__
+    fields["status_code"] = status_code
+    fields["headers"] = headers
+    fields["body"] = body
+    fields["reason"] = reason
+    fields["http_version"] = http_version
+    fields["chunk_sizes"] = chunk_sizes
+    fields["chunk_offsets_ns"] = chunk_offsets_ns
+    fields["stream_end"] = stream_end
+    return obj
+
+
+def _build_exchange(  # noqa: PLR0917 - positional, as Exchange(...) takes them
+    library: str,
+    ordinal: int,
+    step_path: tuple[str, ...],
+    request: RequestData,
+    response: ResponseData | None,
+    error: RecordedError | None,
+    trace_id: str,
+    span_id: str,
+    extra: dict[str, str],
+) -> Exchange:
+    obj = _new(Exchange)
+    fields = obj.__dict__
+    fields["library"] = library
+    fields["ordinal"] = ordinal
+    fields["step_path"] = step_path
+    fields["request"] = request
+    fields["response"] = response
+    fields["error"] = error
+    fields["trace_id"] = trace_id
+    fields["span_id"] = span_id
+    fields["extra"] = extra
+    return obj
 
 
 def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
@@ -195,6 +248,7 @@ def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
     return (
         type(built) is cls
         and vars(built) == vars(made) == dict(zip(names, values))
+        and list(vars(built)) == list(vars(made))
         and built == made
         and repr(built) == repr(made)
         and _hash(built) == _hash(made)
@@ -214,15 +268,14 @@ def _checked_builders() -> tuple[
     body = Body(b"x", 1, "s", False)
     request = RequestData("GET", "u", (("a", "b"),), b"")
     response = ResponseData(200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
-    builders = (_builder(RequestData), _builder(Body), _builder(ResponseData), _builder(Exchange))
     plain = (
-        _same_as_init(RequestData, builders[0], "GET", "u", (("a", "b"),), b"")
-        and _same_as_init(Body, builders[1], b"x", 1, "s", False)
-        and _same_as_init(ResponseData, builders[2], 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
-        and _same_as_init(Exchange, builders[3], "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
+        _same_as_init(RequestData, _build_request, "GET", "u", (("a", "b"),), b"")
+        and _same_as_init(Body, _build_body, b"x", 1, "s", False)
+        and _same_as_init(ResponseData, _build_response, 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+        and _same_as_init(Exchange, _build_exchange, "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
     )
     if plain:
-        return builders
+        return _build_request, _build_body, _build_response, _build_exchange
     return RequestData, Body, ResponseData, Exchange
 
 
@@ -264,12 +317,22 @@ def exchange_of(event: Mapping[str, Any]) -> Exchange:
     url = str(req["url"])
     get = req.get
     headers = _pairs(get("headers"))
-    request = new_request(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
+    text, encoding = get("body", ""), get("body_encoding", "utf-8")
+    # _text_body, its usual case inlined
+    if type(text) is str and type(encoding) is str and encoding == "utf-8":
+        data = text.encode("utf-8")
+    else:
+        data = _decode(str(text), str(encoding))
+    request = new_request(method, url, headers, data)
     response = None
     resp = event.get("response")
     if resp is not None:
         get = resp.get
-        data = _text_body(get("body", ""), get("body_encoding", "utf-8"))
+        text, encoding = get("body", ""), get("body_encoding", "utf-8")
+        if type(text) is str and type(encoding) is str and encoding == "utf-8":
+            data = text.encode("utf-8")
+        else:
+            data = _decode(str(text), str(encoding))
         body = new_body(
             data,
             int(get("body_size", len(data))),

@@ -190,9 +190,15 @@ class _Recording:
         del self.runs[mark[0] :], self.entropy[mark[1] :], self.calls[mark[2] :]
 
     def add_call(
-        self, where: str, span: Mapping[str, Any], attributes: Mapping[str, Any], to_int: Callable[[Any], int]
+        self,
+        where: str,
+        span: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        to_int: Callable[[Any], int],
+        fast_tried: bool = False,
     ) -> None:
-        if self.exchanges:
+        """Add the call's exchange or event (``fast_tried``: ``_fast_call_exchange`` already gave None)."""
+        if self.exchanges and not fast_tried:
             exchange = _fast_call_exchange(span, attributes, self.headers, to_int)
             if exchange is not None:
                 self.calls.append((exchange.trace_id, exchange.ordinal, exchange))
@@ -292,29 +298,45 @@ def _read_document(
             f"{where}: malformed OTLP JSON ({exc}); expected resourceSpans[].scopeSpans[].spans[]"
         ) from None
     first_seen: dict[str, int] = {}
+    calls, exchanges, seen = recording.calls, recording.exchanges, recording.headers
+    exact = to_int is exact_int
     for span in _expanded(spans, cut):
         try:
             attributes = _attributes(span.get("attributes"), to_int)
-            kind = attributes.get(S.KIND)
+            kind = attributes.get(_KIND)
             if kind not in ("run", "call"):
                 continue  # the user's own spans, steps, other instrumentations: not ours to replay
-            version = attributes.get(S.SCHEMA, S.SCHEMA_VERSION)
-            if version not in S.READABLE_SCHEMA_VERSIONS:
-                readable = ", ".join(str(v) for v in sorted(S.READABLE_SCHEMA_VERSIONS))
+            version = attributes.get(_SCHEMA, SCHEMA_VERSION)
+            if version not in READABLE_SCHEMA_VERSIONS:
+                readable = ", ".join(str(v) for v in sorted(READABLE_SCHEMA_VERSIONS))
                 raise ConfigurationError(
                     f"{where}: span {span.get('name', '')!r} has {S.SCHEMA} {version!r}; this release "
                     f"reads version {readable}; upgrade agenttrace to replay it"
                 )
-            if to_int is exact_int and any(type(span.get(key)) is float for key in _TEXT_FIELDS):
+            get = span.get
+            if exact and (
+                type(get("traceId")) is float
+                or type(get("spanId")) is float
+                or type(get("parentSpanId")) is float
+                or type(get("name")) is float
+            ):  # the _TEXT_FIELDS
                 raise InexactNumberError("an identifier or name written as a number orjson may have rounded")
             trace_id = str(span["traceId"]).lower()
-            start = to_int(span.get("startTimeUnixNano", 0))
-            first_seen[trace_id] = min(first_seen.get(trace_id, start), start)
+            start = get("startTimeUnixNano", 0)
+            start = int(start) if type(start) is str else to_int(start)
+            earliest = first_seen.get(trace_id)
+            if earliest is None or start < earliest:
+                first_seen[trace_id] = start
             if kind == "run":
                 run = _run_and_entropy(span, attributes, trace_id, recording.entropy, to_int)
                 recording.runs.append((start, run))
-            else:
-                recording.add_call(where, span, attributes, to_int)
+                continue
+            if exchanges:  # recording.add_call's usual case, inlined
+                exchange = _fast_call_exchange(span, attributes, seen, to_int)
+                if exchange is not None:
+                    calls.append((exchange.trace_id, exchange.ordinal, exchange))
+                    continue
+            recording.add_call(where, span, attributes, to_int, fast_tried=exchanges)
         except (ConfigurationError, InexactNumberError):
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
@@ -412,17 +434,48 @@ def check_events(events: Any, where: str, *, keep_calls: bool = True) -> tuple[l
 
 
 def _attributes(items: Any, to_int: Callable[[Any], int] = exact_int) -> dict[str, Any]:
-    # decode_attributes, with its three commonest cases (strings, integers, arrays of those)
-    # inlined in its order; integers as strings (as OTLP JSON writes them) are exact whatever parsed them.
-    return {
-        kv["key"]: value["stringValue"]
-        if "stringValue" in value
-        else (int(number) if type(number := value["intValue"]) is str else to_int(number))
-        if "intValue" in value
-        else _value(value, to_int)
-        for kv in items or ()
-        for value in (kv.get("value", _NO_VALUE),)
-    }
+    """``decode_attributes(items)``, its three commonest cases (strings, integers, arrays of those)
+    inlined in its order; integers as strings (as OTLP JSON writes them) are exact whatever parsed them.
+
+    A plain loop over well-formed items (each a dict with a "value"): anything else, and any
+    failure, is decoded again by :func:`_attributes_exactly`, which gives the result or raises
+    the exception ``decode_attributes`` would.
+    """
+    out: dict[str, Any] = {}
+    try:
+        for kv in items:
+            value = kv["value"]
+            if "stringValue" in value:
+                out[kv["key"]] = value["stringValue"]
+            elif "intValue" in value:
+                number = value["intValue"]
+                out[kv["key"]] = int(number) if type(number) is str else to_int(number)
+            else:
+                out[kv["key"]] = _value(value, to_int)
+    except Exception:  # noqa: BLE001 - the exact way decides, and raises what it raised
+        return _attributes_exactly(items, to_int)
+    return out
+
+
+def _attributes_exactly(items: Any, to_int: Callable[[Any], int]) -> dict[str, Any]:
+    """:func:`_attributes` of any items, each read in ``decode_attributes``' order (its value,
+    then its key, then the value decoded), so a malformed one fails as it does there.
+
+    A plain loop, not a comprehension: an assignment expression in a comprehension makes its
+    variable a cell of the enclosing function, which ran twice as slowly.
+    """
+    out: dict[str, Any] = {}
+    for kv in items or ():
+        value = kv.get("value", _NO_VALUE)
+        key = kv["key"]
+        if "stringValue" in value:
+            out[key] = value["stringValue"]
+        elif "intValue" in value:
+            number = value["intValue"]
+            out[key] = int(number) if type(number) is str else to_int(number)
+        else:
+            out[key] = _value(value, to_int)
+    return out
 
 
 _NO_VALUE: Mapping[str, Any] = {}
@@ -431,14 +484,16 @@ _NO_VALUE: Mapping[str, Any] = {}
 def _value(value: Any, to_int: Callable[[Any], int]) -> Any:
     """decode_value of what is not a string or an integer; integers checked with ``to_int``."""
     if "arrayValue" in value and "boolValue" not in value and "doubleValue" not in value:
-        return [
-            item["stringValue"]
-            if "stringValue" in item
-            else (int(number) if type(number := item["intValue"]) is str else to_int(number))
-            if "intValue" in item
-            else _value(item, to_int)
-            for item in value["arrayValue"].get("values", ())
-        ]
+        out: list[Any] = []
+        for item in value["arrayValue"].get("values", ()):
+            if "stringValue" in item:
+                out.append(item["stringValue"])
+            elif "intValue" in item:
+                number = item["intValue"]
+                out.append(int(number) if type(number) is str else to_int(number))
+            else:
+                out.append(_value(item, to_int))
+        return out
     if to_int is exact_int and has_inexact(value):
         raise InexactNumberError("a number orjson may have rounded")
     return decode_value(value)
@@ -446,9 +501,9 @@ def _value(value: Any, to_int: Callable[[Any], int]) -> Any:
 
 def _fast_text(attrs: Mapping[str, Any]) -> str | None:
     """The text of a UTF-8 body, as ``exchange_from_span`` reads it; None for any other body."""
-    if attrs.get(S.BODY_ENCODING, "utf-8") == "base64":
+    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
         return None
-    text = attrs.get(S.BODY, "") or ""
+    text = attrs.get(_BODY, "") or ""
     if type(text) is not str:
         return None
     if not text.isascii():
@@ -457,19 +512,6 @@ def _fast_text(attrs: Mapping[str, Any]) -> str | None:
         except UnicodeEncodeError:  # lone surrogates: let the long way report it
             return None
     return text
-
-
-def _fast_body(attrs: Mapping[str, Any]) -> tuple[str, bytes, int, str, bool] | None:
-    """``(text, bytes, size, sha256, truncated)`` of a UTF-8 body, as ``exchange_from_span`` reads it."""
-    text = _fast_text(attrs)
-    if text is None:
-        return None
-    data = text.encode("utf-8")
-    size = int(attrs.get(S.BODY_SIZE, len(data)))
-    digest = str(attrs.get(S.BODY_SHA256, ""))
-    if not digest:
-        digest = hashlib.sha256(data).hexdigest()
-    return text, data, size, digest, bool(attrs.get(S.BODY_TRUNCATED, False))
 
 
 def _header_pairs(text: Any) -> tuple[tuple[str, str], ...]:
@@ -504,19 +546,16 @@ def _call_span(span: Mapping[str, Any], to_int: Callable[[Any], int]) -> dict[An
     return {e.get("name"): _attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
 
 
-def _request_part(
-    span: Mapping[str, Any], to_int: Callable[[Any], int]
-) -> tuple[dict[Any, dict[str, Any]], dict[str, Any], str] | None:
-    """``(events by name, request event, request body text)`` of a call span the fast paths take."""
-    events = _call_span(span, to_int)
-    req = events.get(S.EVENT_REQUEST)
-    if req is None:
-        return None
-    req_text = _fast_text(req)
-    if req_text is None:
-        return None
-    int(req.get(S.BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
-    return events, req, req_text
+# The names the fast paths read, as globals (one lookup each instead of two).
+_KIND, _SCHEMA = S.KIND, S.SCHEMA
+_EVENT_REQUEST, _EVENT_RESPONSE, _EVENT_ERROR = S.EVENT_REQUEST, S.EVENT_RESPONSE, S.EVENT_ERROR
+_BODY, _BODY_ENCODING, _BODY_SIZE = S.BODY, S.BODY_ENCODING, S.BODY_SIZE
+_BODY_SHA256, _BODY_TRUNCATED, _BODY_FILTERED = S.BODY_SHA256, S.BODY_TRUNCATED, S.BODY_FILTERED
+_HTTP_METHOD, _HTTP_URL, _HTTP_HEADERS = S.HTTP_METHOD, S.HTTP_URL, S.HTTP_HEADERS
+_HTTP_STATUS, _HTTP_REASON, _HTTP_VERSION = S.HTTP_STATUS, S.HTTP_REASON, S.HTTP_VERSION
+_CHUNK_SIZES, _CHUNK_OFFSETS, _STREAM_END = S.STREAM_CHUNK_SIZES, S.STREAM_CHUNK_OFFSETS, S.STREAM_END
+_SERVED_SPAN_ID = S.SERVED_SPAN_ID
+_CALL_LIBRARY, _CALL_ORDINAL, _CALL_STEP_PATH = S.CALL_LIBRARY, S.CALL_ORDINAL, S.CALL_STEP_PATH
 
 
 def _fast_call_event(
@@ -527,59 +566,74 @@ def _fast_call_event(
 ) -> dict[str, Any] | None:
     """The list-form event of an AgentTrace call span, equal to the long way's; None if unsure."""
     try:
-        found = _request_part(span, to_int)
-        if found is None:
+        events = _call_span(span, to_int)
+        req = events.get(_EVENT_REQUEST)
+        if req is None:
             return None
-        events, req, req_text = found
-        request = {
-            "method": str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
-            "url": str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
-            "headers": [[k, v] for k, v in _fast_headers(req.get(S.HTTP_HEADERS), seen)],
-            "body": req_text,
-            "body_encoding": "utf-8",
-        }
+        req_text = _fast_text(req)
+        if req_text is None:
+            return None
+        get = req.get
+        int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+        text = get(_HTTP_HEADERS)
+        pairs = seen.get(text) if text else ()  # inlined _fast_headers: its usual hit
+        if pairs is None:
+            pairs = _fast_headers(text, seen)
         event: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "kind": "call",
-            "library": str(attrs.get(S.CALL_LIBRARY, "")),
-            "ordinal": int(attrs.get(S.CALL_ORDINAL, -1)),
-            "step_path": [str(s) for s in attrs.get(S.CALL_STEP_PATH) or ()],
+            "library": str(attrs.get(_CALL_LIBRARY, "")),
+            "ordinal": int(attrs.get(_CALL_ORDINAL, -1)),
+            "step_path": [str(s) for s in attrs.get(_CALL_STEP_PATH) or ()],
             "trace_id": str(span.get("traceId", "")),
             "span_id": str(span.get("spanId", "")),
-            "request": request,
-        }
-        resp = events.get(S.EVENT_RESPONSE)
-        if resp is not None:
-            body = _fast_body(resp)
-            if body is None or S.SERVED_SPAN_ID in resp:
-                return None
-            event["response"] = {
-                "status_code": int(resp.get(S.HTTP_STATUS, 0)),
-                "reason": str(resp.get(S.HTTP_REASON, "")),
-                "http_version": str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
-                "headers": [[k, v] for k, v in _fast_headers(resp.get(S.HTTP_HEADERS), seen)],
-                "body": body[0],
+            "request": {
+                "method": str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))),
+                "url": str(get(_HTTP_URL, attrs.get("url.full", ""))),
+                "headers": [[k, v] for k, v in pairs],
+                "body": req_text,
                 "body_encoding": "utf-8",
-                "body_size": body[2],
-                "body_sha256": body[3],
-                "body_truncated": body[4],
-                "chunk_sizes": [int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()],
-                "chunk_offsets_ns": [int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()],
-                "stream_end": str(resp.get(S.STREAM_END, "complete")),
+            },
+        }
+        resp = events.get(_EVENT_RESPONSE)
+        if resp is not None:
+            text = _fast_text(resp)
+            if text is None or _SERVED_SPAN_ID in resp:
+                return None
+            get = resp.get
+            data = text.encode("utf-8")
+            headers = get(_HTTP_HEADERS)
+            pairs = seen.get(headers) if headers else ()
+            if pairs is None:
+                pairs = _fast_headers(headers, seen)
+            event["response"] = {
+                "status_code": int(get(_HTTP_STATUS, 0)),
+                "reason": str(get(_HTTP_REASON, "")),
+                "http_version": str(get(_HTTP_VERSION, "HTTP/1.1")),
+                "headers": [[k, v] for k, v in pairs],
+                "body": text,
+                "body_encoding": "utf-8",
+                "body_size": int(get(_BODY_SIZE, len(data))),
+                "body_sha256": str(get(_BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+                "body_truncated": bool(get(_BODY_TRUNCATED, False)),
+                "chunk_sizes": [int(x) for x in get(_CHUNK_SIZES, ()) or ()],
+                "chunk_offsets_ns": [int(x) for x in get(_CHUNK_OFFSETS, ()) or ()],
+                "stream_end": str(get(_STREAM_END, "complete")),
             }
-        err = events.get(S.EVENT_ERROR)
+        err = events.get(_EVENT_ERROR)
         if err is not None:
+            get = err.get
             event["error"] = {
-                "type": str(err.get(S.ERROR_TYPE, "")),
-                "message": str(err.get(S.ERROR_MESSAGE, "")),
-                "phase": str(err.get(S.ERROR_PHASE, "request")),
+                "type": str(get(S.ERROR_TYPE, "")),
+                "message": str(get(S.ERROR_MESSAGE, "")),
+                "phase": str(get(S.ERROR_PHASE, "request")),
             }
-        extra: dict[str, str] = {}
-        if req.get(S.BODY_FILTERED):
-            extra["request_body_filtered"] = "true"
-        if resp is not None and resp.get(S.BODY_FILTERED):
-            extra["response_body_filtered"] = "true"
-        if extra:
+        if req.get(_BODY_FILTERED) or (resp is not None and resp.get(_BODY_FILTERED)):
+            extra: dict[str, str] = {}
+            if req.get(_BODY_FILTERED):
+                extra["request_body_filtered"] = "true"
+            if resp is not None and resp.get(_BODY_FILTERED):
+                extra["response_body_filtered"] = "true"
             event["extra"] = extra
         return event
     except InexactNumberError:
@@ -594,53 +648,85 @@ def _fast_call_exchange(
     seen: dict[str, tuple[tuple[str, str], ...]],
     to_int: Callable[[Any], int] = exact_int,
 ) -> Exchange | None:
-    """``event_exchange(_fast_call_event(...))``, without the event; None if unsure (or no response nor error)."""
+    """``event_exchange(_fast_call_event(...))``, without the event; None if unsure (or no response nor error).
+
+    Every check of ``_fast_call_event`` is made (in another order: any of them failing gives None);
+    a body that is not UTF-8 text fails when encoded.
+    """
     try:
-        found = _request_part(span, to_int)
-        if found is None:
+        events = _call_span(span, to_int)
+        req = events.get(_EVENT_REQUEST)
+        if req is None:
             return None
-        events, req, req_text = found
+        get = req.get
+        if get(_BODY_ENCODING, "utf-8") == "base64":
+            return None
+        text = get(_BODY, "") or ""
+        if type(text) is not str:
+            return None
+        int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
+        headers = get(_HTTP_HEADERS)
+        pairs = seen.get(headers) if headers else ()  # inlined _fast_headers: its usual hit
+        if pairs is None:
+            pairs = _fast_headers(headers, seen)
         request = new_request(
-            str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
-            str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
-            _fast_headers(req.get(S.HTTP_HEADERS), seen),
-            req_text.encode("utf-8"),
+            str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
+            str(get(_HTTP_URL, attrs.get("url.full", ""))),
+            pairs,
+            text.encode("utf-8"),  # lone surrogates: UnicodeEncodeError, the long way reports them
         )
         response = None
-        resp = events.get(S.EVENT_RESPONSE)
+        resp = events.get(_EVENT_RESPONSE)
         if resp is not None:
-            body = _fast_body(resp)
-            if body is None or S.SERVED_SPAN_ID in resp:
+            get = resp.get
+            if get(_BODY_ENCODING, "utf-8") == "base64" or _SERVED_SPAN_ID in resp:
                 return None
+            text = get(_BODY, "") or ""
+            if type(text) is not str:
+                return None
+            data = text.encode("utf-8")
+            headers = get(_HTTP_HEADERS)
+            pairs = seen.get(headers) if headers else ()
+            if pairs is None:
+                pairs = _fast_headers(headers, seen)
+            sizes = get(_CHUNK_SIZES, ()) or ()
+            offsets = get(_CHUNK_OFFSETS, ()) or ()
             response = new_response(
-                int(resp.get(S.HTTP_STATUS, 0)),
-                _fast_headers(resp.get(S.HTTP_HEADERS), seen),
-                new_body(body[1], body[2], body[3], body[4]),
-                str(resp.get(S.HTTP_REASON, "")),
-                str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
-                tuple(map(int, resp.get(S.STREAM_CHUNK_SIZES, ()) or ())),
-                tuple(map(int, resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ())),
-                str(resp.get(S.STREAM_END, "complete")),
+                int(get(_HTTP_STATUS, 0)),
+                pairs,
+                new_body(
+                    data,
+                    int(get(_BODY_SIZE, len(data))),
+                    str(get(_BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+                    bool(get(_BODY_TRUNCATED, False)),
+                ),
+                str(get(_HTTP_REASON, "")),
+                str(get(_HTTP_VERSION, "HTTP/1.1")),
+                tuple(map(int, sizes)) if sizes else (),
+                tuple(map(int, offsets)) if offsets else (),
+                str(get(_STREAM_END, "complete")),
             )
         error = None
-        err = events.get(S.EVENT_ERROR)
+        err = events.get(_EVENT_ERROR)
         if err is not None:
+            get = err.get
             error = RecordedError(
-                str(err.get(S.ERROR_TYPE, "")),
-                str(err.get(S.ERROR_MESSAGE, "")),
-                str(err.get(S.ERROR_PHASE, "request")),
+                str(get(S.ERROR_TYPE, "")),
+                str(get(S.ERROR_MESSAGE, "")),
+                str(get(S.ERROR_PHASE, "request")),
             )
-        if response is None and error is None:
+        elif response is None:
             return None  # the event's exchange says what is wrong, naming the event
         extra: dict[str, str] = {}
-        if req.get(S.BODY_FILTERED):
+        if req.get(_BODY_FILTERED):
             extra["request_body_filtered"] = "true"
-        if resp is not None and resp.get(S.BODY_FILTERED):
+        if resp is not None and resp.get(_BODY_FILTERED):
             extra["response_body_filtered"] = "true"
+        step_path = attrs.get(_CALL_STEP_PATH)
         return new_exchange(
-            str(attrs.get(S.CALL_LIBRARY, "")),
-            int(attrs.get(S.CALL_ORDINAL, -1)),
-            tuple(map(str, attrs.get(S.CALL_STEP_PATH) or ())),
+            str(attrs.get(_CALL_LIBRARY, "")),
+            int(attrs.get(_CALL_ORDINAL, -1)),
+            tuple(map(str, step_path)) if step_path else (),
             request,
             response,
             error,

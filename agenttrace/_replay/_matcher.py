@@ -175,11 +175,15 @@ def _content_type(headers: Sequence[tuple[str, str]]) -> str:
     return ""
 
 
-def _parse_body(body: bytes, headers: Sequence[tuple[str, str]]) -> tuple[str, Any]:
-    """``(kind, value)``: ("json", data), ("form", sorted pairs) or ("bytes", body)."""
+def _parse_body(body: bytes, headers: Sequence[tuple[str, str]], content_type: str | None = None) -> tuple[str, Any]:
+    """``(kind, value)``: ("json", data), ("form", sorted pairs) or ("bytes", body).
+
+    ``content_type``: ``_content_type(headers)``, when the caller already worked it out.
+    """
     if not body:
         return "bytes", b""
-    content_type = _content_type(headers)
+    if content_type is None:
+        content_type = _content_type(headers)
     head = body[:1]
     if "json" in content_type or head in (b"{", b"["):
         fast = fast_loads()
@@ -261,20 +265,26 @@ _NUMBER_SHAPE = bytes(48 if c in b"0123456789" else 101 if c in b"eE" else 32 fo
 _LONG_NUMBER = b"0" * 16
 
 
-def _digest(body: bytes, headers: Sequence[tuple[str, str]]) -> str:
-    """``_body_digest(*_parse_body(body, headers))``: the body part of a key, cheaper for plain JSON."""
-    if body and type(body) is bytes and ("json" in _content_type(headers) or body[:1] in (b"{", b"[")):
-        fast, dumps = fast_loads(), _fast_dumps()
-        if fast is not None and dumps is not None:
-            shape = body.translate(_NUMBER_SHAPE)
-            if _LONG_NUMBER not in shape and b"0e" not in shape:
-                try:
-                    data = dumps(fast(body))
-                except (ValueError, TypeError):  # not JSON to orjson, a lone surrogate: the long way
-                    pass
-                else:
-                    return hashlib.sha256(b"json\0" + data).hexdigest()
-    return _body_digest(*_parse_body(body, headers))
+def _digest(body: bytes, headers: Sequence[tuple[str, str]], content_type: str | None = None) -> str:
+    """``_body_digest(*_parse_body(body, headers))``: the body part of a key, cheaper for plain JSON.
+
+    ``content_type``: ``_content_type(headers)``, when the caller already worked it out.
+    """
+    if body and type(body) is bytes:
+        if content_type is None:
+            content_type = _content_type(headers)
+        if "json" in content_type or body[:1] in (b"{", b"["):
+            fast, dumps = fast_loads(), _fast_dumps()
+            if fast is not None and dumps is not None:
+                shape = body.translate(_NUMBER_SHAPE)
+                if _LONG_NUMBER not in shape and b"0e" not in shape:
+                    try:
+                        data = dumps(fast(body))
+                    except (ValueError, TypeError):  # not JSON to orjson, a lone surrogate: the long way
+                        pass
+                    else:
+                        return hashlib.sha256(b"json\0" + data).hexdigest()
+    return _body_digest(*_parse_body(body, headers, content_type))
 
 
 def _significant_headers(headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
@@ -371,13 +381,14 @@ class Matcher:
             head = (_content_type(headers), _significant_headers(headers))
         if head is None:  # recorded header lists repeat: look at each once
             head = self._heads[headers] = (_content_type(headers), self._significant(headers, remember=True))
-        cache = (head[0], req.body)
+        body = req.body
+        cache = (head[0], body)
         try:
             digest = self._digests.get(cache)
             if digest is None:
-                digest = self._digests[cache] = _digest(req.body, req.headers)
+                digest = self._digests[cache] = _digest(body, headers, head[0])
         except TypeError:  # a body that is not hashable (bytearray): no cache
-            digest = _digest(req.body, req.headers)
+            digest = _digest(body, headers, head[0])
         key = (req.method.upper(), url, tuple(exchange.step_path), digest)
         return Entry(exchange, key, url, head[1], position)
 
@@ -403,12 +414,13 @@ class Matcher:
         """Pop the recorded exchange for ``request`` made in ``step_path``, or explain the miss."""
         url = self._urls.get(request.url) or normalize_url(request.url)
         kind, value = "", None
+        content_type = _content_type(request.headers)
         try:
-            digest = self._digests.get((_content_type(request.headers), request.body))
+            digest = self._digests.get((content_type, request.body))
         except TypeError:  # a body that is not hashable (bytearray): canonicalise it
             digest = None
         if digest is None:
-            digest = _digest(request.body, request.headers)
+            digest = _digest(request.body, request.headers, content_type)
         key = (request.method.upper(), url, tuple(step_path), digest)
         headers = self._significant(request.headers)
         with self._lock:
@@ -421,7 +433,7 @@ class Matcher:
                         self._served_per_key[key] = self._served_per_key.get(key, 0) + 1
                         return entry
         if not kind:
-            kind, value = _parse_body(request.body, request.headers)
+            kind, value = _parse_body(request.body, request.headers, content_type)
         return self._miss(request, url=url, key=key, kind=kind, value=value, headers=headers, queue=queue)
 
     def unused(self, trace_id: str | None = None) -> list[Exchange]:
