@@ -359,6 +359,20 @@ def scenario_stream(spec: Spec) -> Result:
     contender = make_contender(spec, "httpx")
     spec["expect_calls"] = spec["warmup"] + spec["calls"]
 
+    encodings: list[tuple[int, int]] = []
+    waits: list[tuple[int, int]] = []
+    if spec.get("log_encodings"):  # tests.perf.overlap: when does the trace writer encode?
+        from agenttrace.exporters import local
+
+        add = local.TraceFile.add
+
+        def logged_add(self: Any, span: Any) -> None:
+            start = now_ns()
+            add(self, span)
+            encodings.append((start, now_ns()))
+
+        local.TraceFile.add = logged_add  # type: ignore[method-assign]
+
     def one(client: Any) -> tuple[int, int, int]:
         start = now_ns()
         first = 0
@@ -369,6 +383,7 @@ def scenario_stream(spec: Spec) -> Result:
                     chunks += 1
                     if not first:
                         first = now_ns()
+        waits.append((start, first))
         return first - start, now_ns() - start, chunks
 
     def work() -> list[tuple[int, int, int]]:
@@ -381,7 +396,15 @@ def scenario_stream(spec: Spec) -> Result:
         return out
 
     results = contender.run(work)
+    extra: Result = {}
+    if spec.get("log_encodings"):
+        timed = waits[-len(results) :]  # the warm-up streams' waits are not counted
+        extra = {
+            "overlapped": sum(1 for start, first in timed if any(a < first and b > start for a, b in encodings)),
+            "encode_ms": statistics.median(b - a for a, b in encodings) / 1e6 if encodings else 0.0,
+        }
     return {
+        **extra,
         "ttfc_ms": statistics.median(r[0] for r in results) / 1e6,
         "ttlc_ms": statistics.median(r[1] for r in results) / 1e6,
         "chunks_seen": statistics.median(r[2] for r in results),
