@@ -394,8 +394,12 @@ def test_show_socket_calls_succeed(run_agent: Any) -> None:
     assert "error" not in shown.stdout
 
 
-def _idle_writer(monkeypatch: Any, written: list[tuple[float, Any]]) -> tuple[Any, Any]:
-    """A SpanWriter that has written one span and gone to its deep sleep, and a file logging adds."""
+def _second_span_after_idle(
+    monkeypatch: Any, linger: float, written: list[tuple[float, Any]]
+) -> tuple[Any, Any, float]:
+    """A SpanWriter that wrote one span and went to its deep sleep, then got a second span with
+    ``_LINGER`` set to ``linger``; its file logs every add. Returns the writer, the file and when
+    the second span was submitted."""
 
     class File:
         def add(self, span: Any) -> None:
@@ -410,16 +414,16 @@ def _idle_writer(monkeypatch: Any, written: list[tuple[float, Any]]) -> tuple[An
     while not writer._sleeping and time.monotonic() < deadline:
         time.sleep(0.01)
     assert writer._sleeping, "the writer never went to its deep sleep"
-    return writer, file
+    monkeypatch.setattr(local, "_LINGER", linger)
+    submitted = time.monotonic()
+    writer.submit(file, ReadableSpan(name="second"))  # type: ignore[arg-type]
+    return writer, file, submitted
 
 
 def test_writer_waits_out_the_moment_after_a_call(monkeypatch: Any) -> None:
     """After a quiet spell, a span is encoded _LINGER later, not while its agent is still busy."""
     written: list[tuple[float, Any]] = []
-    writer, file = _idle_writer(monkeypatch, written)
-    monkeypatch.setattr(local, "_LINGER", 0.3)
-    submitted = time.monotonic()
-    writer.submit(file, ReadableSpan(name="second"))
+    _, _, submitted = _second_span_after_idle(monkeypatch, 0.3, written)
     deadline = submitted + 10
     while len(written) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -430,10 +434,7 @@ def test_writer_waits_out_the_moment_after_a_call(monkeypatch: Any) -> None:
 def test_flush_cuts_the_writer_wait_short(monkeypatch: Any) -> None:
     """A run's end (flush) does not wait for the writer's linger."""
     written: list[tuple[float, Any]] = []
-    writer, file = _idle_writer(monkeypatch, written)
-    monkeypatch.setattr(local, "_LINGER", 30.0)
-    start = time.monotonic()
-    writer.submit(file, ReadableSpan(name="second"))
+    writer, file, submitted = _second_span_after_idle(monkeypatch, 30.0, written)
     writer.flush(file)
     assert [span.name for _, span in written] == ["first", "second"]
-    assert time.monotonic() - start < 10  # far under the 30 s linger
+    assert time.monotonic() - submitted < 10  # far under the 30 s linger

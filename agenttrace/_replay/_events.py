@@ -317,22 +317,12 @@ def exchange_of(event: Mapping[str, Any]) -> Exchange:
     url = str(req["url"])
     get = req.get
     headers = _pairs(get("headers"))
-    text, encoding = get("body", ""), get("body_encoding", "utf-8")
-    # _text_body, its usual case inlined
-    if type(text) is str and type(encoding) is str and encoding == "utf-8":
-        data = text.encode("utf-8")
-    else:
-        data = _decode(str(text), str(encoding))
-    request = new_request(method, url, headers, data)
+    request = new_request(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
     response = None
     resp = event.get("response")
     if resp is not None:
         get = resp.get
-        text, encoding = get("body", ""), get("body_encoding", "utf-8")
-        if type(text) is str and type(encoding) is str and encoding == "utf-8":
-            data = text.encode("utf-8")
-        else:
-            data = _decode(str(text), str(encoding))
+        data = _text_body(get("body", ""), get("body_encoding", "utf-8"))
         body = new_body(
             data,
             int(get("body_size", len(data))),

@@ -190,15 +190,10 @@ class _Recording:
         del self.runs[mark[0] :], self.entropy[mark[1] :], self.calls[mark[2] :]
 
     def add_call(
-        self,
-        where: str,
-        span: Mapping[str, Any],
-        attributes: Mapping[str, Any],
-        to_int: Callable[[Any], int],
-        fast_tried: bool = False,
+        self, where: str, span: Mapping[str, Any], attributes: Mapping[str, Any], to_int: Callable[[Any], int]
     ) -> None:
-        """Add the call's exchange or event (``fast_tried``: ``_fast_call_exchange`` already gave None)."""
-        if self.exchanges and not fast_tried:
+        """Add the call's exchange (when exchanges are built) or its list-form event."""
+        if self.exchanges:
             exchange = _fast_call_exchange(span, attributes, self.headers, to_int)
             if exchange is not None:
                 self.calls.append((exchange.trace_id, exchange.ordinal, exchange))
@@ -298,7 +293,6 @@ def _read_document(
             f"{where}: malformed OTLP JSON ({exc}); expected resourceSpans[].scopeSpans[].spans[]"
         ) from None
     first_seen: dict[str, int] = {}
-    calls, exchanges, seen = recording.calls, recording.exchanges, recording.headers
     exact = to_int is exact_int
     for span in _expanded(spans, cut):
         try:
@@ -314,12 +308,13 @@ def _read_document(
                     f"reads version {readable}; upgrade agenttrace to replay it"
                 )
             get = span.get
+            # Span fields read as text (str()): a number there (not OTLP, but read) must be the one json reads.
             if exact and (
                 type(get("traceId")) is float
                 or type(get("spanId")) is float
                 or type(get("parentSpanId")) is float
                 or type(get("name")) is float
-            ):  # the _TEXT_FIELDS
+            ):
                 raise InexactNumberError("an identifier or name written as a number orjson may have rounded")
             trace_id = str(span["traceId"]).lower()
             start = get("startTimeUnixNano", 0)
@@ -331,12 +326,7 @@ def _read_document(
                 run = _run_and_entropy(span, attributes, trace_id, recording.entropy, to_int)
                 recording.runs.append((start, run))
                 continue
-            if exchanges:  # recording.add_call's usual case, inlined
-                exchange = _fast_call_exchange(span, attributes, seen, to_int)
-                if exchange is not None:
-                    calls.append((exchange.trace_id, exchange.ordinal, exchange))
-                    continue
-            recording.add_call(where, span, attributes, to_int, fast_tried=exchanges)
+            recording.add_call(where, span, attributes, to_int)
         except (ConfigurationError, InexactNumberError):
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
@@ -346,10 +336,6 @@ def _read_document(
                 "agenttrace.request and agenttrace.response/error events"
             ) from None
     return first_seen
-
-
-# Span fields read as text (str()): a number there (not OTLP, but read) must be the one json reads.
-_TEXT_FIELDS = ("traceId", "spanId", "parentSpanId", "name")
 
 
 def _expanded(spans: list[Any], cut: Callable[[], Iterator[Any]] | None) -> Iterator[Any]:
@@ -514,6 +500,14 @@ def _fast_text(attrs: Mapping[str, Any]) -> str | None:
     return text
 
 
+def _fast_data(attrs: Mapping[str, Any]) -> bytes | None:
+    """:func:`_fast_text`'s body as bytes, encoded once; a lone surrogate raises UnicodeEncodeError."""
+    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
+        return None
+    text = attrs.get(_BODY, "") or ""
+    return text.encode("utf-8") if type(text) is str else None
+
+
 def _header_pairs(text: Any) -> tuple[tuple[str, str], ...]:
     """``headers_from_json``: orjson when every name and value it reads is a string, else ``json``."""
     fast = fast_loads()
@@ -575,10 +569,7 @@ def _fast_call_event(
             return None
         get = req.get
         int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
-        text = get(_HTTP_HEADERS)
-        pairs = seen.get(text) if text else ()  # inlined _fast_headers: its usual hit
-        if pairs is None:
-            pairs = _fast_headers(text, seen)
+        pairs = _fast_headers(get(_HTTP_HEADERS), seen)
         event: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "kind": "call",
@@ -602,10 +593,7 @@ def _fast_call_event(
                 return None
             get = resp.get
             data = text.encode("utf-8")
-            headers = get(_HTTP_HEADERS)
-            pairs = seen.get(headers) if headers else ()
-            if pairs is None:
-                pairs = _fast_headers(headers, seen)
+            pairs = _fast_headers(get(_HTTP_HEADERS), seen)
             event["response"] = {
                 "status_code": int(get(_HTTP_STATUS, 0)),
                 "reason": str(get(_HTTP_REASON, "")),
@@ -628,12 +616,12 @@ def _fast_call_event(
                 "message": str(get(S.ERROR_MESSAGE, "")),
                 "phase": str(get(S.ERROR_PHASE, "request")),
             }
-        if req.get(_BODY_FILTERED) or (resp is not None and resp.get(_BODY_FILTERED)):
-            extra: dict[str, str] = {}
-            if req.get(_BODY_FILTERED):
-                extra["request_body_filtered"] = "true"
-            if resp is not None and resp.get(_BODY_FILTERED):
-                extra["response_body_filtered"] = "true"
+        extra: dict[str, str] = {}
+        if req.get(_BODY_FILTERED):
+            extra["request_body_filtered"] = "true"
+        if resp is not None and resp.get(_BODY_FILTERED):
+            extra["response_body_filtered"] = "true"
+        if extra:
             event["extra"] = extra
         return event
     except InexactNumberError:
@@ -658,37 +646,25 @@ def _fast_call_exchange(
         req = events.get(_EVENT_REQUEST)
         if req is None:
             return None
+        sent = _fast_data(req)
+        if sent is None:
+            return None
         get = req.get
-        if get(_BODY_ENCODING, "utf-8") == "base64":
-            return None
-        text = get(_BODY, "") or ""
-        if type(text) is not str:
-            return None
         int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
-        headers = get(_HTTP_HEADERS)
-        pairs = seen.get(headers) if headers else ()  # inlined _fast_headers: its usual hit
-        if pairs is None:
-            pairs = _fast_headers(headers, seen)
         request = new_request(
             str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
             str(get(_HTTP_URL, attrs.get("url.full", ""))),
-            pairs,
-            text.encode("utf-8"),  # lone surrogates: UnicodeEncodeError, the long way reports them
+            _fast_headers(get(_HTTP_HEADERS), seen),
+            sent,
         )
         response = None
         resp = events.get(_EVENT_RESPONSE)
         if resp is not None:
+            data = _fast_data(resp)
+            if data is None or _SERVED_SPAN_ID in resp:
+                return None
             get = resp.get
-            if get(_BODY_ENCODING, "utf-8") == "base64" or _SERVED_SPAN_ID in resp:
-                return None
-            text = get(_BODY, "") or ""
-            if type(text) is not str:
-                return None
-            data = text.encode("utf-8")
-            headers = get(_HTTP_HEADERS)
-            pairs = seen.get(headers) if headers else ()
-            if pairs is None:
-                pairs = _fast_headers(headers, seen)
+            pairs = _fast_headers(get(_HTTP_HEADERS), seen)
             sizes = get(_CHUNK_SIZES, ()) or ()
             offsets = get(_CHUNK_OFFSETS, ()) or ()
             response = new_response(
