@@ -18,9 +18,7 @@ NAMES = {
 def test_every_name_is_documented() -> None:
     """Each attribute and event name of the schema appears in docs/ (a table users read)."""
     docs = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
-    missing = sorted(
-        name for name in NAMES if f"`{name}`" not in docs and f"`{name}<key>`" not in docs
-    )
+    missing = sorted(name for name in NAMES if f"`{name}`" not in docs and f"`{name}<key>`" not in docs)
     assert missing == []
 
 

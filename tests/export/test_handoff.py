@@ -20,9 +20,7 @@ def test_nothing_pending_at_exit_starts_no_uploader(agents: Agents, receiver: Re
     assert not done.spool_files()
 
 
-def test_short_agent_sends_nothing_while_it_runs_and_each_span_arrives_once(
-    agents: Agents, receiver: Receiver
-) -> None:
+def test_short_agent_sends_nothing_while_it_runs_and_each_span_arrives_once(agents: Agents, receiver: Receiver) -> None:
     """The default schedule (5 s): a short agent's spans are all queued at exit, none in flight.
 
     Exit hands them off without a network wait and without a batch abandoned in flight, so the
