@@ -18,6 +18,7 @@ back to the plain call after one warning (:func:`internal_error`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -36,7 +37,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from . import _payload
 from . import _schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
-from ._filter import EMPTY, Filter
+from ._filter import Filter
 from ._model import Body, Exchange, RecordedError, RequestData, ResponseData
 from ._otlp_json import decode_attributes
 from ._runtime import runtime
@@ -597,7 +598,9 @@ class _Prepared(NamedTuple):
 
 def _prepare(library: str, request: RequestData) -> _Prepared:
     scope = current_scope()
-    rules = scope.filter if scope is not None else EMPTY
+    settings = runtime.current_settings()
+    # A call outside any run or step (a thread without context) is still under the global filter.
+    rules = scope.filter if scope is not None else settings.filter
     run = scope.run if scope is not None else None
     recorded, filtered = _payload.redact_request(request, rules)
     host, port = _server(request.url)
@@ -617,7 +620,7 @@ def _prepare(library: str, request: RequestData) -> _Prepared:
     if scope is not None and scope.step_path:
         attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
         attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
-    max_bytes = runtime.current_settings().max_body_bytes
+    max_bytes = settings.max_body_bytes
     return _Prepared(library, recorded, filtered, rules, run, attributes, max_bytes)
 
 
@@ -742,7 +745,24 @@ def served_parts(
         error = stream_error or missing()
         call.fail(error)
         raise error
-    return exchange.response, stream_error
+    response = exchange.response
+    if exchange.extra.get("response_body_filtered"):
+        response = _with_served_length(response)
+    return response, stream_error
+
+
+def _with_served_length(response: ResponseData) -> ResponseData:
+    """``response`` whose Content-Length is that of the body served: a filter changed its size.
+
+    The recorded head is the server's, which counted the body before the filter replaced fields
+    in it; a client reading by that length would wait for bytes that never come (urllib3 raises
+    IncompleteRead) or stop short.
+    """
+    served = str(len(response.body.data))
+    headers = tuple(
+        (name, served) if name.lower() == "content-length" else (name, value) for name, value in response.headers
+    )
+    return dataclasses.replace(response, headers=headers) if headers != response.headers else response
 
 
 def make_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._filter import EMPTY, Filter, compile_filter
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -58,6 +60,7 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting("max_body_bytes", "AGENTTRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, "Bytes of one body kept whole."),
     _Setting("replay_pacing", "AGENTTRACE_REPLAY_PACING", "instant", "`instant` or `recorded` stream pacing."),
     _Setting("redact_headers", "AGENTTRACE_REDACT_HEADERS", None, "Extra header names/globs to redact (comma list)."),
+    _Setting("filter", "AGENTTRACE_FILTER", None, "What no run records: field names, paths, `re:` patterns."),
     _Setting(
         "fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."
     ),
@@ -89,6 +92,7 @@ class Settings:
     quiet: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     redact_headers: tuple[str, ...] = ()
+    filter: Filter = EMPTY
     replay_pacing: str = "instant"
     fail_on_unused: bool = False
     backend: bool = False
@@ -187,6 +191,32 @@ def _api_url(value: Any, how: str) -> str:
     return candidate.rstrip("/")
 
 
+def _global_filter(value: Any, how: str) -> Filter:
+    """The ``filter`` setting: ``step(filter=...)``'s rules, or text from AGENTTRACE_FILTER."""
+    if value is None:
+        return EMPTY
+    spec = value
+    if how == "env":
+        text = str(value).strip()
+        if text.startswith("["):
+            try:
+                spec = json.loads(text)
+            except ValueError as exc:
+                spec = exc
+            if not isinstance(spec, list) or not all(isinstance(item, str) for item in spec):
+                raise ConfigurationError(
+                    f"filter {text!r} (from AGENTTRACE_FILTER) is not a JSON array of strings; expected field "
+                    "names, paths and re:patterns, comma-separated or as a JSON array such as "
+                    '["password", "re:sk-\\w+"]'
+                )
+        else:
+            spec = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return compile_filter(spec)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{_source('filter', how)}: {exc}") from None
+
+
 def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``init()`` arguments (``None`` = not given) and the environment."""
     env = os.environ if environ is None else environ
@@ -233,6 +263,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     extra = raw["redact_headers"][0]
     extra_list = extra.split(",") if isinstance(extra, str) else list(extra or ())
     values["redact_headers"] = tuple(h.strip() for h in extra_list if h.strip())
+    values["filter"] = _global_filter(*raw["filter"])
     backend, how = raw["backend"]
     values["backend"] = values["api_key"] is not None if backend is None else _bool("backend", backend, how)
     values["spool_dir"] = Path(str(raw["spool_dir"][0])).expanduser()

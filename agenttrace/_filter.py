@@ -5,11 +5,13 @@ A filter spec is one of, or a list of:
 * ``"password"``: a field name, matched case-insensitively at any depth;
 * ``"user.password"`` or ``"$.messages.*.content"``: a path from the root (``*`` matches any
   key or list index);
-* ``re.compile(r"sk-[A-Za-z0-9]+")``: a pattern, replaced wherever it occurs in text;
+* ``re.compile(r"sk-[A-Za-z0-9]+")``, or the text ``"re:sk-[A-Za-z0-9]+"``: a pattern,
+  replaced wherever it occurs in text;
 * a callable ``fn(path, value) -> value``: called for every leaf with its dotted path; what it
   returns is recorded instead (return the value unchanged to keep it).
 
-Filters nest: a step's rules add to those of every enclosing step.
+Filters nest: a step's rules add to those of every enclosing step, and to the global filter
+(``init(filter=...)``, ``AGENTTRACE_FILTER``) that every run starts from.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Union
 
 from ._errors import ConfigurationError
 
-__all__ = ["FILTERED", "Filter", "FilterSpec", "compile_filter"]
+__all__ = ["EMPTY", "FILTERED", "PATTERN_PREFIX", "Filter", "FilterSpec", "compile_filter"]
 
 FILTERED = "[FILTERED]"
 
@@ -89,6 +91,10 @@ class Filter:
 
 EMPTY = Filter()
 
+# A string entry starting with this is a regular expression, not a field name: the form a
+# pattern takes where only text can be given (AGENTTRACE_FILTER).
+PATTERN_PREFIX = "re:"
+
 
 def compile_filter(spec: FilterSpec) -> Filter:
     """Compile a ``filter=`` argument; raise ConfigurationError naming a bad entry."""
@@ -107,10 +113,24 @@ def compile_filter(spec: FilterSpec) -> Filter:
             "a callable, or a list of these"
         ) from None
     for item in iterator:
-        if isinstance(item, str):
+        if isinstance(item, str) and item.startswith(PATTERN_PREFIX):
+            try:
+                patterns.append(re.compile(item[len(PATTERN_PREFIX) :]))
+            except re.error as exc:
+                raise ConfigurationError(
+                    f"filter entry {item!r} is not a valid regular expression ({exc}); expected 're:' "
+                    "followed by a pattern of Python's re module"
+                ) from None
+        elif isinstance(item, str):
             text = item[2:] if item.startswith("$.") else item
             if not text:
                 raise ConfigurationError("filter entry '' is empty; expected a field name or path")
+            if "," in text:
+                # Almost surely several rules in one string: as one field name it would filter nothing.
+                rules = [part.strip() for part in text.split(",") if part.strip()]
+                raise ConfigurationError(
+                    f"filter entry {item!r} holds a comma; give several rules as a list, e.g. {rules!r}"
+                )
             if "." in text:
                 paths.append(tuple(text.split(".")))
             else:
@@ -122,6 +142,6 @@ def compile_filter(spec: FilterSpec) -> Filter:
         else:
             raise ConfigurationError(
                 f"filter entry {item!r} is not valid; expected a field name, a path such as "
-                "'user.password', a compiled re pattern, or a callable(path, value)"
+                "'user.password', a compiled re pattern or 're:<pattern>', or a callable(path, value)"
             )
     return Filter(frozenset(names), tuple(paths), tuple(patterns), tuple(callables))

@@ -13,9 +13,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from . import _metadata
 from . import _schema as S  # noqa: N812 - the schema's names read as S.RUN_NAME
-from ._jsonable import dumps
 from ._runtime import runtime
 from ._scope import RunState, Scope, enter_scope, exit_scope
+from ._step import rendered_result
 from ._warn import warn_once
 
 __all__ = ["run"]
@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _RunContext:
     """Set-up and teardown of one run, shared by the sync and async wrappers."""
 
-    __slots__ = ("_otel_token", "_scope_token", "func", "name", "state")
+    __slots__ = ("_otel_token", "_rules", "_scope_token", "func", "name", "state")
 
     def __init__(self, func: Callable[..., Any], name: str) -> None:
         self.func = func
@@ -52,9 +52,10 @@ class _RunContext:
         span = runtime.tracer.start_span(self.name, attributes=attributes)
         trace_id = span.get_span_context().trace_id
         self.state = RunState(span=span, name=self.name, trace_id=trace_id)
+        self._rules = settings.filter
         runtime.files.open_trace(trace_id)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
-        self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state))
+        self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=settings.filter))
         runtime.enter_run()
         _call_hooks(runtime.run_start_hooks, self.state)
         return self.state
@@ -77,7 +78,7 @@ class _RunContext:
             if error is None:
                 span.set_attribute(S.RUN_STATUS, "ok")
                 if not self.state.result_set:
-                    span.set_attribute(S.RUN_RESULT, dumps(result))
+                    span.set_attribute(S.RUN_RESULT, rendered_result(result, self._rules))
                 span.set_status(Status(StatusCode.OK))
             else:
                 span.set_attribute(S.RUN_STATUS, "error")

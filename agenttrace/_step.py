@@ -10,13 +10,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _schema as S  # noqa: N812 - the schema's names read as S.STEP_NAME
-from ._filter import FILTERED, FilterSpec, compile_filter
+from ._filter import FILTERED, Filter, FilterSpec, compile_filter
 from ._jsonable import dumps, to_jsonable
 from ._runtime import runtime
 from ._scope import Scope, current_scope, enter_scope, exit_scope
 from ._warn import warn_once
 
-__all__ = ["set_result", "step"]
+__all__ = ["rendered_result", "set_result", "step"]
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -40,9 +40,10 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         self.kwargs = kwargs
 
     def __enter__(self) -> step:
-        runtime.current_settings()
+        settings = runtime.current_settings()
         parent = current_scope()
-        rules = parent.filter.extend(self.filter) if parent is not None else self.filter
+        # Outside any run, the global filter is what the step's rules add to.
+        rules = (parent.filter if parent is not None else settings.filter).extend(self.filter)
         attributes: dict[str, Any] = {
             S.KIND: "step",
             S.SCHEMA: S.SCHEMA_VERSION,
@@ -89,16 +90,21 @@ def _attribute_value(value: Any) -> Any:
     return dumps(value)
 
 
+def rendered_result(value: Any, rules: Filter) -> str:
+    """The JSON text a step's or a run's result is recorded as, ``rules`` applied; never raises."""
+    try:
+        return dumps(rules.apply(to_jsonable(value)) if rules else value)
+    except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
+        return dumps(FILTERED)
+
+
 def set_result(result_data: Any) -> None:
     """Store a JSON rendering of ``result_data`` on the active step (or the run); never raises."""
     scope = current_scope()
     if scope is None:
         warn_once("set_result-outside", "set_result() was called outside any run or step; ignored")
         return
-    try:
-        rendered = dumps(scope.filter.apply(to_jsonable(result_data)) if scope.filter else result_data)
-    except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
-        rendered = dumps(FILTERED)
+    rendered = rendered_result(result_data, scope.filter)
     if scope.kind == "step":
         scope.span.set_attribute(S.STEP_RESULT, rendered)
     else:

@@ -10,6 +10,7 @@ import pytest
 
 import agenttrace
 from agenttrace._config import DEFAULT_API_URL, SETTINGS_TABLE, resolve_settings
+from agenttrace._filter import compile_filter
 
 # A valid value for each setting, and a different valid value, as (argument, variable text).
 _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
@@ -32,6 +33,12 @@ _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
     "exit_upload": ("background", "wait", "background", "wait"),
     "export_timeout": (3.0, "4", 3.0, 4.0),
     "redact_headers": (["X-Arg"], "X-Env, X-Other", ("X-Arg",), ("X-Env", "X-Other")),
+    "filter": (
+        ["token"],
+        "password, user.ssn,re:sk-[a-z]+",
+        compile_filter("token"),
+        compile_filter(["password", "user.ssn", re.compile("sk-[a-z]+")]),
+    ),
 }
 
 

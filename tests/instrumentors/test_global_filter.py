@@ -1,0 +1,236 @@
+"""The global filter (init(filter=...), AGENTTRACE_FILTER): what no run records, end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import agenttrace
+from agenttrace import _warn
+from tests.instrumentors.recording import Recorder
+from tests.servers import TestServer
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    """A trace folder; the process is configured back without any filter afterwards."""
+    _warn._reset_for_tests()
+    yield tmp_path
+    agenttrace.init(trace_dir=str(tmp_path), quiet=True, filter=[])
+
+
+def _echo(server: TestServer, payload: dict[str, Any]) -> dict[str, Any]:
+    return dict(requests.post(server.url("/json"), json=payload, timeout=5).json())
+
+
+def test_variable_filters_every_run_step_and_result(
+    folder: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGENTTRACE_FILTER masks call bodies, step arguments, set_result and the run's return value."""
+    monkeypatch.setenv("AGENTTRACE_FILTER", "password, user.ssn")
+    agenttrace.init(trace_dir=str(folder), quiet=True)
+
+    def agent() -> dict[str, Any]:
+        echoed = _echo(server, {"password": "hunter2", "user": {"ssn": "123-45", "name": "al"}})
+        with agenttrace.step("lookup", type="tool_call", password="pw-in-kwargs"):
+            agenttrace.set_result({"password": "pw-in-result", "ok": True})
+        return {"echoed": echoed, "password": "pw-in-return"}
+
+    result, trace = Recorder(folder).run(agent)
+    assert "hunter2" in str(result["echoed"]["body"])  # the agent saw the real data
+    assert result["password"] == "pw-in-return"
+    sent = json.loads(trace.exchanges[0].request.body)
+    assert sent == {"password": "[FILTERED]", "user": {"ssn": "[FILTERED]", "name": "al"}}
+    assert trace.exchanges[0].extra.get("request_body_filtered") == "true"
+    # The echo server sends the request body back as a JSON *string*: name rules filter JSON
+    # fields, not JSON text inside a string (a pattern does), so the response keeps its text.
+    assert "hunter2" in json.loads(trace.exchanges[0].response.body.data)["body"]  # type: ignore[union-attr]
+    run_span = next(s for s in trace.spans if trace.attrs(s).get("agenttrace.kind") == "run")
+    assert json.loads(trace.attrs(run_span)["agenttrace.run.result"])["password"] == "[FILTERED]"
+    step_span = next(s for s in trace.spans if trace.attrs(s).get("agenttrace.kind") == "step")
+    assert trace.attrs(step_span)["agenttrace.step.kwargs.password"] == "[FILTERED]"
+    assert json.loads(trace.attrs(step_span)["agenttrace.step.result"]) == {"password": "[FILTERED]", "ok": True}
+
+
+def test_patterns_apply_to_text_bodies_and_urls(folder: Path, server: TestServer) -> None:
+    """A compiled pattern and a 're:' text pattern replace matches in a text body and in the URL."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter=[re.compile(r"sk-[A-Za-z0-9]{8,}"), "re:tok_[0-9]+"])
+
+    def agent() -> str:
+        response = httpx.post(
+            server.url("/json?q=sk-ABCDEFGH12345678"),
+            content=b"token tok_424242 and key sk-ZYXWVUTS98765432",
+            headers={"Content-Type": "text/plain"},
+        )
+        return response.text
+
+    text, trace = Recorder(folder).run(agent)
+    assert "tok_424242" in text  # the server echoed the real body to the agent
+    exchange = trace.exchanges[0]
+    assert exchange.request.body == b"token [FILTERED] and key [FILTERED]"
+    assert "sk-ABCDEFGH12345678" not in exchange.request.url
+    assert "q=%5BFILTERED%5D" in exchange.request.url or "q=[FILTERED]" in exchange.request.url
+    served = exchange.response.body.data  # type: ignore[union-attr]  # the echo: patterns reach into its text
+    assert b"tok_424242" not in served
+    assert b"sk-ZYXWVUTS98765432" not in served
+    assert b"sk-ABCDEFGH12345678" not in served
+
+
+def test_step_rules_add_to_the_global_ones(folder: Path, server: TestServer) -> None:
+    """Inside a step both the global and the step's rules apply; outside it, only the global ones."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="password")
+
+    def agent() -> None:
+        _echo(server, {"password": "p1", "email": "a@example.com"})
+        with agenttrace.step("signup", filter="email"):
+            _echo(server, {"password": "p2", "email": "b@example.com"})
+
+    _, trace = Recorder(folder).run(agent)
+    outside, inside = (json.loads(e.request.body) for e in trace.exchanges)
+    assert outside == {"password": "[FILTERED]", "email": "a@example.com"}
+    assert inside == {"password": "[FILTERED]", "email": "[FILTERED]"}
+
+
+def test_argument_beats_variable_and_an_empty_list_turns_it_off(
+    folder: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init(filter=[]) overrides AGENTTRACE_FILTER: nothing is filtered."""
+    monkeypatch.setenv("AGENTTRACE_FILTER", "password")
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
+
+    def agent() -> None:
+        _echo(server, {"password": "visible"})
+
+    _, trace = Recorder(folder).run(agent)
+    assert json.loads(trace.exchanges[0].request.body) == {"password": "visible"}
+
+
+def test_a_call_outside_any_run_is_filtered(folder: Path, server: TestServer) -> None:
+    """A thread started without the run's context records its call under the global filter."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="password")
+    done = threading.Event()
+
+    def outside() -> None:
+        try:
+            _echo(server, {"password": "from-a-bare-thread"})
+        finally:
+            done.set()
+
+    @agenttrace.run("with-a-bare-thread")
+    def agent() -> None:
+        # threading.Thread does not carry contextvars: the call has no run or step around it.
+        thread = threading.Thread(target=outside)
+        thread.start()
+        assert done.wait(10)
+        thread.join()
+
+    # Outside a run a call has no trace file: read it from the provider, as any exporter would.
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        agent()
+        spans = exporter.get_finished_spans()
+    finally:
+        exporter.shutdown()  # a processor cannot be removed: a stopped exporter keeps nothing
+    bodies = [
+        event.attributes["agenttrace.body"]
+        for span in spans
+        if span.attributes is not None and span.attributes.get("agenttrace.kind") == "call"
+        for event in span.events
+        if event.name == "agenttrace.request" and event.attributes is not None
+    ]
+    assert [json.loads(body) for body in bodies] == [{"password": "[FILTERED]"}]
+
+
+def test_replay_with_the_same_filter_serves_the_filtered_recording(folder: Path, server: TestServer) -> None:
+    """A governance replay under the recording's filter matches the calls and serves [FILTERED] fields."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter=["password", "method"])
+
+    def agent() -> dict[str, Any]:
+        return _echo(server, {"password": "hunter2", "q": "refund"})
+
+    recorder = Recorder(folder)
+    recorded, _ = recorder.run(agent)
+    recording = next(iter(folder.glob("*.jsonl")))
+    agenttrace.init(
+        trace_dir=str(folder / "replay"),
+        quiet=True,
+        filter=["password", "method"],
+        mode="replay",
+        governance_level="governance",
+        replay_events_file=str(recording),
+    )
+    try:
+        replayed = agenttrace.run("test-agent")(agent)()
+    finally:
+        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
+    assert replayed["id"] == recorded["id"]  # served from the recording, not the live server
+    assert recorded["method"] == "POST"  # what the agent saw live
+    assert replayed["method"] == "[FILTERED]"  # what the recording kept
+
+
+def test_replay_without_the_filter_misses_a_filtered_call(folder: Path, server: TestServer) -> None:
+    """The recording holds [FILTERED] where the live request has the value: governance names the miss."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="password")
+
+    def agent() -> dict[str, Any]:
+        return _echo(server, {"password": "hunter2", "q": "refund"})
+
+    Recorder(folder).run(agent)
+    recording = next(iter(folder.glob("*.jsonl")))
+    agenttrace.init(
+        trace_dir=str(folder / "replay"),
+        quiet=True,
+        filter=[],
+        mode="replay",
+        governance_level="governance",
+        replay_events_file=str(recording),
+    )
+    try:
+        with pytest.raises(agenttrace.ReplayMismatchError) as caught:
+            agenttrace.run("test-agent")(agent)()
+    finally:
+        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
+    assert "[FILTERED]" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "expected"),
+    [
+        ("env", "re:(", r"AGENTTRACE_FILTER: filter entry 're:\(' is not a valid regular expression"),
+        ("env", '["password", 3]', r"AGENTTRACE_FILTER\) is not a JSON array of strings"),
+        ("arg", "password,token", r"init\(filter=\.\.\.\): filter entry 'password,token' holds a comma"),
+        ("arg", 42, r"init\(filter=\.\.\.\): filter 42 is not valid"),
+    ],
+)
+def test_bad_filter_names_its_source(
+    where: str, value: Any, expected: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad rule stops init() with a ConfigurationError naming the variable or the argument."""
+    if where == "env":
+        monkeypatch.setenv("AGENTTRACE_FILTER", value)
+        with pytest.raises(agenttrace.ConfigurationError, match=expected):
+            agenttrace.init(trace_dir=str(folder), quiet=True)
+    else:
+        with pytest.raises(agenttrace.ConfigurationError, match=expected):
+            agenttrace.init(trace_dir=str(folder), quiet=True, filter=value)
+
+
+def test_step_refuses_a_comma_separated_string() -> None:
+    """step(filter="a,b") would filter a field named "a,b": it is refused with the list to give."""
+    with pytest.raises(agenttrace.ConfigurationError, match=r"\['password', 'token'\]"):
+        agenttrace.step("s", filter="password,token")
