@@ -83,7 +83,7 @@ def _suppress_keys() -> tuple[str, ...]:
 def set_replay_lookup(fn: ReplayLookup | None) -> None:
     """Install (or remove, with None) the function replay uses to serve calls without I/O.
 
-    ``fn(request, library)`` gets the request as recorded (secrets redacted, step filter
+    ``fn(request, library)`` gets the request as recorded (secrets redacted, step and global filter
     applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
     then recorded as usual), or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
     """
@@ -483,9 +483,10 @@ class Call:
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
-        add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: str(error), S.ERROR_PHASE: phase})
+        message = self.rules.text(str(error)) if self.rules.patterns else str(error)
+        add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: message, S.ERROR_PHASE: phase})
         self.span.set_attribute("error.type", name)
-        self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
 
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -746,7 +747,8 @@ def served_parts(
         call.fail(error)
         raise error
     response = exchange.response
-    if exchange.extra.get("response_body_filtered"):
+    if exchange.extra.get("response_body_filtered") and response.stream_end == "complete":
+        # (A body read only in part is a prefix: its length would make it look whole.)
         response = _with_served_length(response)
     return response, stream_error
 

@@ -191,6 +191,32 @@ def _api_url(value: Any, how: str) -> str:
     return candidate.rstrip("/")
 
 
+def _top_level_split(text: str) -> list[str]:
+    """``text`` cut at its commas outside brackets: ``re:sk-\\w{20,}`` stays one pattern.
+
+    A comma inside ``{}``, ``[]`` or ``()`` (or escaped) belongs to a regular expression; cut
+    there, ``{20,}`` would become the literal text ``{20`` and a field named ``}``, silently.
+    """
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
 def _global_filter(value: Any, how: str) -> Filter:
     """The ``filter`` setting: ``step(filter=...)``'s rules, or text from AGENTTRACE_FILTER."""
     if value is None:
@@ -210,7 +236,7 @@ def _global_filter(value: Any, how: str) -> Filter:
                     '["password", "re:sk-\\w+"]'
                 )
         else:
-            spec = [part.strip() for part in text.split(",") if part.strip()]
+            spec = [part.strip() for part in _top_level_split(text) if part.strip()]
     try:
         return compile_filter(spec)
     except ConfigurationError as exc:

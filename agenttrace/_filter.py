@@ -114,6 +114,11 @@ def compile_filter(spec: FilterSpec) -> Filter:
         ) from None
     for item in iterator:
         if isinstance(item, str) and item.startswith(PATTERN_PREFIX):
+            if item == PATTERN_PREFIX:
+                # An empty pattern matches between every two characters: every text would be ruined.
+                raise ConfigurationError(
+                    "filter entry 're:' has an empty pattern; expected 're:' followed by a pattern"
+                )
             try:
                 patterns.append(re.compile(item[len(PATTERN_PREFIX) :]))
             except re.error as exc:
@@ -127,7 +132,7 @@ def compile_filter(spec: FilterSpec) -> Filter:
                 raise ConfigurationError("filter entry '' is empty; expected a field name or path")
             if "," in text:
                 # Almost surely several rules in one string: as one field name it would filter nothing.
-                rules = [part.strip() for part in text.split(",") if part.strip()]
+                rules = [part.strip() for part in item.split(",") if part.strip()]
                 raise ConfigurationError(
                     f"filter entry {item!r} holds a comma; give several rules as a list, e.g. {rules!r}"
                 )

@@ -14,8 +14,8 @@ from opentelemetry.trace import Status, StatusCode
 from . import _metadata
 from . import _schema as S  # noqa: N812 - the schema's names read as S.RUN_NAME
 from ._runtime import runtime
-from ._scope import RunState, Scope, enter_scope, exit_scope
-from ._step import rendered_result
+from ._scope import RunState, Scope, current_scope, enter_scope, exit_scope
+from ._step import record_failure, rendered_result
 from ._warn import warn_once
 
 __all__ = ["run"]
@@ -52,10 +52,12 @@ class _RunContext:
         span = runtime.tracer.start_span(self.name, attributes=attributes)
         trace_id = span.get_span_context().trace_id
         self.state = RunState(span=span, name=self.name, trace_id=trace_id)
-        self._rules = settings.filter
+        # A run inside a step keeps the step's rules (they already hold the global ones).
+        parent = current_scope()
+        self._rules = parent.filter if parent is not None else settings.filter
         runtime.files.open_trace(trace_id)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
-        self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=settings.filter))
+        self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=self._rules))
         runtime.enter_run()
         _call_hooks(runtime.run_start_hooks, self.state)
         return self.state
@@ -82,8 +84,7 @@ class _RunContext:
                 span.set_status(Status(StatusCode.OK))
             else:
                 span.set_attribute(S.RUN_STATUS, "error")
-                span.record_exception(error, escaped=True)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                record_failure(span, error, self._rules)
             span.end()
             runtime.files.close_trace(self.state.trace_id)
         if swallowed is not None:

@@ -73,7 +73,7 @@ BODY_ENCODING = "agenttrace.body.encoding"  # "utf-8" | "base64"
 BODY_SIZE = "agenttrace.body.size"  # full size in bytes, even when truncated
 BODY_SHA256 = "agenttrace.body.sha256"  # hex digest of the full body
 BODY_TRUNCATED = "agenttrace.body.truncated"  # True when cut at max_body_bytes
-BODY_FILTERED = "agenttrace.body.filtered"  # True when a step filter changed the bytes (replay knows)
+BODY_FILTERED = "agenttrace.body.filtered"  # True when a filter changed the bytes (replay knows)
 # On the response event of a call a replay served: where the served body is recorded (the body
 # itself is not repeated in the replay's trace; size, digest and chunk boundaries are).
 SERVED_TRACE_ID = "agenttrace.served.trace_id"  # trace id of the recording's call span

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _schema as S  # noqa: N812 - the schema's names read as S.STEP_NAME
 from ._filter import FILTERED, Filter, FilterSpec, compile_filter
@@ -16,7 +17,7 @@ from ._runtime import runtime
 from ._scope import Scope, current_scope, enter_scope, exit_scope
 from ._warn import warn_once
 
-__all__ = ["rendered_result", "set_result", "step"]
+__all__ = ["record_failure", "rendered_result", "set_result", "step"]
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -29,7 +30,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
     span attributes. An exception marks the step ``type="error"`` and propagates unchanged.
     """
 
-    __slots__ = ("_otel_token", "_scope_token", "filter", "kwargs", "name", "span", "type")
+    __slots__ = ("_otel_token", "_rules", "_scope_token", "filter", "kwargs", "name", "span", "type")
 
     def __init__(self, name: str, type: str = "observation", filter: FilterSpec = None, **kwargs: Any) -> None:  # noqa: A002 - names fixed by the spec
         if not isinstance(name, str) or not name:
@@ -44,6 +45,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         parent = current_scope()
         # Outside any run, the global filter is what the step's rules add to.
         rules = (parent.filter if parent is not None else settings.filter).extend(self.filter)
+        self._rules = rules
         attributes: dict[str, Any] = {
             S.KIND: "step",
             S.SCHEMA: S.SCHEMA_VERSION,
@@ -71,8 +73,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         otel_context.detach(self._otel_token)
         if exc is not None:
             self.span.set_attribute(S.STEP_TYPE, "error")
-            self.span.record_exception(exc, escaped=True)
-            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            record_failure(self.span, exc, self._rules)
         self.span.end()
 
     async def __aenter__(self) -> step:
@@ -88,6 +89,28 @@ def _attribute_value(value: Any) -> Any:
     if isinstance(value, _PRIMITIVES):
         return value
     return dumps(value)
+
+
+def record_failure(span: Span, exc: BaseException, rules: Filter) -> None:
+    """Record ``exc`` on a run's or step's span and mark it failed, ``rules``' patterns applied.
+
+    Name and path rules need fields; an exception's text has none, but a pattern (an API key's
+    shape) finds a secret an SDK put in its message, and in the stack trace that repeats it.
+    """
+    description = f"{type(exc).__name__}: {exc}"
+    if rules.patterns:
+        span.record_exception(
+            exc,
+            attributes={
+                "exception.message": rules.text(str(exc)),
+                "exception.stacktrace": rules.text("".join(traceback.format_exception(exc))),
+            },
+            escaped=True,
+        )
+        description = rules.text(description)
+    else:
+        span.record_exception(exc, escaped=True)
+    span.set_status(Status(StatusCode.ERROR, description))
 
 
 def rendered_result(value: Any, rules: Filter) -> str:

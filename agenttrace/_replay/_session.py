@@ -196,7 +196,7 @@ class ReplaySession:
                 warn_once(
                     f"replay-filtered:{exchange.span_id}",
                     f"serving the recorded response to {request.method} {request.url} with the fields a "
-                    "step filter removed (the recording never held them)",
+                    "filter removed (the recording never held them)",
                 )
             if stats is not None:
                 with self._lock:

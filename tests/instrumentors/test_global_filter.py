@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import agenttrace
 from agenttrace import _warn
-from tests.instrumentors.recording import Recorder
+from tests.instrumentors.recording import Recorder, read_trace
 from tests.servers import TestServer
 
 
@@ -234,3 +234,104 @@ def test_step_refuses_a_comma_separated_string() -> None:
     """step(filter="a,b") would filter a field named "a,b": it is refused with the list to give."""
     with pytest.raises(agenttrace.ConfigurationError, match=r"\['password', 'token'\]"):
         agenttrace.step("s", filter="password,token")
+
+
+def test_variable_keeps_commas_inside_a_pattern(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the comma form, a comma inside {}, [] or () belongs to the pattern, not between two rules."""
+    monkeypatch.setenv("AGENTTRACE_FILTER", r"re:sk-[A-Za-z0-9]{8,}, password, re:(a|b){2,3}")
+    agenttrace.init(trace_dir=str(folder), quiet=True)
+    rules = agenttrace._runtime.runtime.current_settings().filter
+    assert [p.pattern for p in rules.patterns] == ["sk-[A-Za-z0-9]{8,}", "(a|b){2,3}"]
+    assert rules.names == frozenset({"password"})
+    assert rules.text("key sk-ABCDEFGH1234") == "key [FILTERED]"
+
+
+def test_empty_pattern_is_refused(folder: Path) -> None:
+    """'re:' alone would match between every two characters: refused, naming the source."""
+    with pytest.raises(agenttrace.ConfigurationError, match=r"init\(filter=\.\.\.\): filter entry 're:' has an empty"):
+        agenttrace.init(trace_dir=str(folder), quiet=True, filter=["password", "re:"])
+
+
+def test_a_run_inside_a_step_keeps_the_steps_rules(folder: Path, server: TestServer) -> None:
+    """A nested @run started inside a filtering step records under that step's rules and the global ones."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="password")
+
+    @agenttrace.run("inner")
+    def inner() -> dict[str, str]:
+        _echo(server, {"password": "p", "label": "secret-label"})
+        return {"label": "inner-label"}
+
+    def agent() -> None:
+        with agenttrace.step("outer-step", filter="label"):
+            inner()
+
+    _, trace = Recorder(folder).run(agent)
+    assert json.loads(trace.exchanges[0].request.body) == {"password": "[FILTERED]", "label": "[FILTERED]"}
+    runs = {
+        trace.attrs(s)["agenttrace.run.name"]: trace.attrs(s)
+        for s in trace.spans
+        if trace.attrs(s).get("agenttrace.kind") == "run"
+    }
+    assert json.loads(runs["inner"]["agenttrace.run.result"]) == {"label": "[FILTERED]"}
+
+
+def test_patterns_reach_error_text(folder: Path) -> None:
+    """A failed run's exception message, stack trace and status are filtered by patterns."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="re:sk-[A-Za-z0-9]{8,}")
+
+    def agent() -> None:
+        raise ValueError("Incorrect API key provided: sk-ABCDEFGH12345678")
+
+    with pytest.raises(ValueError, match="sk-ABCDEFGH12345678"):  # the agent's own exception is untouched
+        Recorder(folder).run(agent)
+    trace = read_trace(next(iter(folder.glob("*.jsonl"))))
+    run_span = next(s for s in trace.spans if trace.attrs(s).get("agenttrace.kind") == "run")
+    exception = next(e for e in run_span["events"] if e["name"] == "exception")
+    attributes = trace.attrs(exception)
+    assert attributes["exception.message"] == "Incorrect API key provided: [FILTERED]"
+    assert "Incorrect API key provided: [FILTERED]" in attributes["exception.stacktrace"]
+    assert run_span["status"]["message"] == "ValueError: Incorrect API key provided: [FILTERED]"
+
+
+def test_call_error_message_is_filtered(folder: Path, server: TestServer) -> None:
+    """A call's recorded error message goes through the patterns too (the replay raises it so)."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="re:unreachable-[0-9]+")
+
+    def agent() -> None:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            httpx.get("ftp://unreachable-4242.invalid/")
+
+    _, trace = Recorder(folder).run(agent)
+    error = trace.exchanges[0].error
+    assert error is not None
+    assert "unreachable-4242" not in error.message
+
+
+def test_replay_of_a_filtered_body_read_in_part_does_not_look_whole(folder: Path, server: TestServer) -> None:
+    """A body the agent closed early is a prefix: its Content-Length is kept, so a full read still fails."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter="re:tok_[0-9]+")
+
+    def partial() -> bytes:
+        response = requests.post(server.url("/json"), data=b"tok_4242 " * 500, stream=True, timeout=5)
+        head = response.raw.read(2000)
+        response.close()
+        return bytes(head)
+
+    Recorder(folder).run(partial)
+    recording = next(iter(folder.glob("*.jsonl")))
+    agenttrace.init(
+        trace_dir=str(folder / "replay"),
+        quiet=True,
+        filter="re:tok_[0-9]+",
+        mode="replay",
+        replay_events_file=str(recording),
+    )
+
+    def whole() -> bytes:
+        return requests.post(server.url("/json"), data=b"tok_4242 " * 500, timeout=5).content
+
+    try:
+        with pytest.raises(requests.exceptions.RequestException):
+            agenttrace.run("test-agent")(whole)()
+    finally:
+        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
