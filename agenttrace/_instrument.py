@@ -64,7 +64,7 @@ def start_process_run(name: str | None = None) -> None:
     """``init()`` from the environment and open one run for this process, ended at exit."""
     global _started_in  # noqa: PLW0603 - one process run per process
     import agenttrace
-    from agenttrace._run import _RunContext
+    from agenttrace._run import RunContext
 
     with _lock:
         if _started_in == os.getpid():
@@ -76,7 +76,7 @@ def start_process_run(name: str | None = None) -> None:
         return
     os.environ.setdefault(_PARENT_RUN, name)
     script = _script_path()
-    run = _RunContext(_entry_function(name, script), name)
+    run = RunContext(_entry_function(name, script), name)
     run.__enter__()
     failure: list[BaseException] = []
     previous_hook = sys.excepthook

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["distributions", "python_version", "source_of"]
+__all__ = ["distributions", "python_version", "source_of", "source_of_file"]
 
 _MAX_SOURCE_BYTES = 1 << 20
 
@@ -74,6 +74,13 @@ def source_of(func: Callable[..., Any]) -> tuple[str | None, str | None]:
     except (TypeError, OSError):
         return None, None
     if path is None:
+        return None, None
+    return path, _read_source(path)
+
+
+def source_of_file(path: str | None) -> tuple[str | None, str | None]:
+    """``(path, source)`` of the file at ``path``; ``(None, None)`` without one."""
+    if path is None or path.startswith("<"):  # <stdin>, <string>: no file to read
         return None, None
     return path, _read_source(path)
 

@@ -18,28 +18,31 @@ from ._scope import RunState, Scope, current_scope, enter_scope, exit_scope
 from ._step import record_failure, rendered_result
 from ._warn import warn_once
 
-__all__ = ["run"]
+__all__ = ["RunContext", "run"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _RunContext:
-    """Set-up and teardown of one run, shared by the sync and async wrappers."""
+class RunContext:
+    """Set-up and teardown of one run, shared by the sync and async wrappers and by a step
+    opened outside any run (``func`` None: the run of that step, ``file`` the caller's file)."""
 
-    __slots__ = ("_otel_token", "_rules", "_scope_token", "func", "name", "state")
+    __slots__ = ("_otel_token", "_rules", "_scope_token", "file", "func", "name", "state")
 
-    def __init__(self, func: Callable[..., Any], name: str) -> None:
+    def __init__(self, func: Callable[..., Any] | None, name: str, file: str | None = None) -> None:
         self.func = func
         self.name = name
+        self.file = file
 
     def __enter__(self) -> RunState:
         settings = runtime.current_settings()
-        source_file, source = _metadata.source_of(self.func)
+        func = self.func
+        source_file, source = _metadata.source_of(func) if func is not None else _metadata.source_of_file(self.file)
         attributes: dict[str, Any] = {
             S.KIND: "run",
             S.SCHEMA: S.SCHEMA_VERSION,
             S.RUN_NAME: self.name,
-            S.RUN_FUNCTION: f"{self.func.__module__}.{self.func.__qualname__}",
+            S.RUN_FUNCTION: f"{func.__module__}.{func.__qualname__}" if func is not None else "agenttrace.step",
             S.RUN_DISTRIBUTIONS: list(_metadata.distributions()),
             S.RUN_PYTHON: _metadata.python_version(),
             S.RUN_MODE: settings.mode,
@@ -111,7 +114,7 @@ def _wrap(func: F, name: str | None) -> F:
 
         @functools.wraps(func)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            ctx = _RunContext(func, run_name)
+            ctx = RunContext(func, run_name)
             ctx.__enter__()
             try:
                 result = await func(*args, **kwargs)
@@ -125,7 +128,7 @@ def _wrap(func: F, name: str | None) -> F:
 
     @functools.wraps(func)
     def run_sync(*args: Any, **kwargs: Any) -> Any:
-        ctx = _RunContext(func, run_name)
+        ctx = RunContext(func, run_name)
         ctx.__enter__()
         try:
             result = func(*args, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from types import TracebackType
 from typing import Any
@@ -30,7 +31,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
     span attributes. An exception marks the step ``type="error"`` and propagates unchanged.
     """
 
-    __slots__ = ("_otel_token", "_rules", "_scope_token", "filter", "kwargs", "name", "span", "type")
+    __slots__ = ("_implicit", "_otel_token", "_rules", "_scope_token", "filter", "kwargs", "name", "span", "type")
 
     def __init__(self, name: str, type: str = "observation", filter: FilterSpec = None, **kwargs: Any) -> None:  # noqa: A002 - names fixed by the spec
         if not isinstance(name, str) or not name:
@@ -39,11 +40,19 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         self.type = str(type)
         self.filter = compile_filter(filter)
         self.kwargs = kwargs
+        self._implicit: Any = None
 
     def __enter__(self) -> step:
         settings = runtime.current_settings()
         parent = current_scope()
-        # Outside any run, the global filter is what the step's rules add to.
+        if parent is None:
+            # A step outside any run is a run of its own, named after it: its I/O is recorded
+            # (and served, and sandboxed, in replay) as the spec promises for a step's block.
+            from ._run import RunContext  # here: _run imports this module
+
+            self._implicit = RunContext(None, self.name, file=_caller_file())
+            self._implicit.__enter__()
+            parent = current_scope()
         rules = (parent.filter if parent is not None else settings.filter).extend(self.filter)
         self._rules = rules
         attributes: dict[str, Any] = {
@@ -75,6 +84,9 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
             self.span.set_attribute(S.STEP_TYPE, "error")
             record_failure(self.span, exc, self._rules)
         self.span.end()
+        implicit, self._implicit = self._implicit, None
+        if implicit is not None:
+            implicit.finish(error=exc)
 
     async def __aenter__(self) -> step:
         return self.__enter__()
@@ -83,6 +95,14 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+def _caller_file() -> str | None:
+    """The file of the code that opened the step (the first frame outside this module)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_code.co_filename if frame is not None else None
 
 
 def _attribute_value(value: Any) -> Any:
