@@ -201,14 +201,21 @@ def _top_level_split(text: str) -> list[str]:
     depth = 0
     start = 0
     escaped = False
+    in_class = False  # inside a character class [...] every bracket and comma is literal
+    literal_close = -1  # where a "]" is the class's first member, not its end: "[]a]", "[^]a]"
     for index, char in enumerate(text):
         if escaped:
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char in "([{":
+        elif in_class:
+            in_class = char != "]" or index == literal_close
+        elif char == "[":
+            in_class = True
+            literal_close = index + 2 if text[index + 1 : index + 2] == "^" else index + 1
+        elif char in "({":
             depth += 1
-        elif char in ")]}":
+        elif char in ")}":
             depth = max(depth - 1, 0)
         elif char == "," and depth == 0:
             parts.append(text[start:index])

@@ -2,7 +2,8 @@
 
 A filter spec is one of, or a list of:
 
-* ``"password"``: a field name, matched case-insensitively at any depth;
+* ``"password"``: a field name, matched case-insensitively at any depth (JSON held in a string
+  value, such as an LLM tool call's ``arguments``, included);
 * ``"user.password"`` or ``"$.messages.*.content"``: a path from the root (``*`` matches any
   key or list index);
 * ``re.compile(r"sk-[A-Za-z0-9]+")``, or the text ``"re:sk-[A-Za-z0-9]+"``: a pattern,
@@ -16,6 +17,7 @@ Filters nest: a step's rules add to those of every enclosing step, and to the gl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -80,6 +82,12 @@ class Filter:
         if isinstance(data, list):
             return [self.apply(v, (*path, str(i))) for i, v in enumerate(data)]
         if isinstance(data, str):
+            inner = _embedded_json(data) if (self.names or self.paths) else None
+            if inner is not None:
+                # JSON held in a string (an LLM tool call's "arguments"): its fields are fields too.
+                filtered = self.apply(inner, path)
+                if filtered != inner:
+                    return json.dumps(filtered, ensure_ascii=False)
             data = self.text(data)
         for fn in self.callables:
             try:
@@ -87,6 +95,18 @@ class Filter:
             except Exception:  # noqa: BLE001 - a user rule must not break the agent
                 data = FILTERED
         return data
+
+
+def _embedded_json(text: str) -> Any:
+    """The object or array ``text`` holds as JSON, or None (only text shaped like one is parsed)."""
+    stripped = text.strip()
+    if len(stripped) < 2 or stripped[0] not in "{[" or stripped[-1] not in "}]":
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    return value if isinstance(value, (dict, list)) else None
 
 
 EMPTY = Filter()

@@ -22,6 +22,7 @@ import base64
 import fnmatch
 import gzip
 import hashlib
+import importlib
 import json
 import zlib
 from collections.abc import Iterable, Sequence
@@ -216,7 +217,29 @@ def _filter_form(text: str, rules: Filter) -> str:
     return urlencode(out)
 
 
+def _brotli() -> Any:
+    """The brotli module httpx and urllib3 decode ``br`` with (``brotli`` or ``brotlicffi``), or None."""
+    for name in ("brotli", "brotlicffi"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _zstandard() -> Any:
+    try:
+        return importlib.import_module("zstandard")
+    except ImportError:
+        return None
+
+
 def _decompress(data: bytes, encoding: str) -> bytes | None:
+    """``data`` decoded, or None when it cannot be (unknown encoding, no codec, bad bytes).
+
+    ``br`` and ``zstd`` need the module the client itself decodes them with (httpx and urllib3
+    only ask for them when it is installed); without it such a body cannot be inspected.
+    """
     try:
         if encoding in ("gzip", "x-gzip"):
             return gzip.decompress(data)
@@ -225,7 +248,15 @@ def _decompress(data: bytes, encoding: str) -> bytes | None:
                 return zlib.decompress(data)
             except zlib.error:
                 return zlib.decompress(data, -zlib.MAX_WBITS)
-    except (OSError, EOFError, zlib.error):
+        if encoding == "br":
+            brotli = _brotli()
+            return None if brotli is None else bytes(brotli.decompress(data))
+        if encoding == "zstd":
+            zstandard = _zstandard()
+            if zstandard is None:
+                return None
+            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+    except Exception:  # noqa: BLE001 - zlib.error, brotli.error, ZstdError...: not decodable
         return None
     return None
 
@@ -233,6 +264,10 @@ def _decompress(data: bytes, encoding: str) -> bytes | None:
 def _compress(data: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         return zlib.compress(data)
+    if encoding == "br":
+        return bytes(_brotli().compress(data))
+    if encoding == "zstd":
+        return bytes(_zstandard().ZstdCompressor().compress(data))
     return gzip.compress(data, mtime=0)
 
 

@@ -50,14 +50,15 @@ class RunContext:
         }
         if source_file is not None:
             attributes[S.RUN_SOURCE_FILE] = source_file
-        if source is not None:
-            attributes[S.RUN_SOURCE] = source
-        span = runtime.tracer.start_span(self.name, attributes=attributes)
-        trace_id = span.get_span_context().trace_id
-        self.state = RunState(span=span, name=self.name, trace_id=trace_id)
         # A run inside a step keeps the step's rules (they already hold the global ones).
         parent = current_scope()
         self._rules = parent.filter if parent is not None else settings.filter
+        if source is not None:
+            # A key written into the entry file is found by the patterns (names need fields).
+            attributes[S.RUN_SOURCE] = self._rules.text(source) if self._rules.patterns else source
+        span = runtime.tracer.start_span(self.name, attributes=attributes)
+        trace_id = span.get_span_context().trace_id
+        self.state = RunState(span=span, name=self.name, trace_id=trace_id)
         runtime.files.open_trace(trace_id)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
         self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=self._rules))

@@ -11,6 +11,7 @@ Routes (``GET`` or ``POST`` unless said otherwise):
 
 ``/json``                 echo: ``{"method", "path", "query", "headers", "body", "id"}``; ``id`` is random
 ``/gzip?size=N``          a JSON body of about N bytes, ``Content-Encoding: gzip``
+``/compressed?encoding=E`` ``{"token": "tok-secret-1", "id": ...}`` encoded with E (gzip, br, zstd)
 ``/binary?size=N``        N bytes that are not UTF-8 (``application/octet-stream``)
 ``/sse?n=N&delay=S``      ``text/event-stream``, N events, one chunk each, S seconds apart (chunked)
 ``/chunks?n=N&size=B``    N raw chunks of B bytes each (chunked), for size/truncation tests
@@ -120,6 +121,20 @@ class _Handler(BaseHTTPRequestHandler):
             size = int(query.get("size", "2000"))
             text = json.dumps({"data": "x" * size, "id": uuid.uuid4().hex}).encode()
             self._send(200, gzip.compress(text), extra={"Content-Encoding": "gzip"})
+        elif path == "/compressed":
+            encoding = query.get("encoding", "gzip")
+            text = json.dumps({"token": "tok-secret-1", "id": uuid.uuid4().hex}).encode()
+            if encoding == "br":
+                import brotli
+
+                data = brotli.compress(text)
+            elif encoding == "zstd":
+                import zstandard
+
+                data = zstandard.ZstdCompressor().compress(text)
+            else:
+                data = gzip.compress(text)
+            self._send(200, data, extra={"Content-Encoding": encoding})
         elif path == "/binary":
             self._send(200, binary_payload(int(query.get("size", "1024"))), "application/octet-stream")
         elif path == "/big":
