@@ -1,9 +1,14 @@
-"""Settings: resolved once per ``init()`` as argument > environment variable > default."""
+"""Settings: resolved once per ``init()`` as argument > environment variable > file > default.
+
+The file is ``AGENTTRACE_CONFIG_FILE`` if set, else ``./agenttrace.toml``, else the
+``[tool.agenttrace]`` table of ``./pyproject.toml``; its keys are ``init()``'s keyword names.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +121,79 @@ class Settings:
 
 def _source(name: str, how: str) -> str:
     setting = _BY_NAME[name]
+    if how.startswith("file:"):
+        return f"{how[5:]}, key {name!r}"
     return f"init({name}=...)" if how == "arg" else f"{setting.env}" if how == "env" else "the default"
+
+
+CONFIG_FILE_ENV = "AGENTTRACE_CONFIG_FILE"
+CONFIG_FILE = "agenttrace.toml"
+
+
+def _toml(path: Path, label: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10: the same parser, as a distribution
+        import tomli as tomllib
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigurationError(f"configuration file {label} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"configuration file {label} is not valid TOML: {exc}") from None
+    return data
+
+
+def _file_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
+    """``(label, settings)`` of the configuration file in force, or None when there is none.
+
+    A file named by AGENTTRACE_CONFIG_FILE must exist; ``agenttrace.toml`` and ``pyproject.toml``
+    are looked for in the current directory, and a pyproject.toml without ``[tool.agenttrace]``
+    is not one.
+    """
+    named = env.get(CONFIG_FILE_ENV, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{CONFIG_FILE_ENV} names {named!r}, which is not a file; expected the path of an agenttrace.toml"
+            )
+        label = str(path)
+        data = _toml(path, label)
+        if path.name == "pyproject.toml":
+            data, label = _tool_table(data, label)
+    elif Path(CONFIG_FILE).is_file():
+        label = CONFIG_FILE
+        data = _toml(Path(CONFIG_FILE), label)
+    elif Path("pyproject.toml").is_file():
+        try:
+            data, label = _tool_table(_toml(Path("pyproject.toml"), "pyproject.toml"), "pyproject.toml")
+        except ConfigurationError as exc:
+            # Looked at only in case it has [tool.agenttrace]: a project's own broken file is not
+            # a reason to stop its agent. Said once; the settings come from elsewhere.
+            from ._warn import warn_once
+
+            warn_once("config-pyproject", f"{exc}; its [tool.agenttrace] settings, if any, are not used")
+            return None
+        if not data:
+            return None
+    else:
+        return None
+    unknown = sorted(set(data) - {s.name for s in SETTINGS_TABLE if s.name != "replay_events"})
+    if unknown:
+        raise ConfigurationError(
+            f"configuration file {label} has unknown key(s) {', '.join(unknown)}; valid keys are "
+            f"the init() settings: {', '.join(s.name for s in SETTINGS_TABLE if s.name != 'replay_events')}"
+        )
+    return label, data
+
+
+def _tool_table(data: dict[str, Any], label: str) -> tuple[dict[str, Any], str]:
+    table = data.get("tool", {}).get("agenttrace", {}) if isinstance(data.get("tool"), dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"configuration file {label}: [tool.agenttrace] must be a table")
+    return table, f"{label} [tool.agenttrace]"
 
 
 def _choice(name: str, value: Any, how: str, valid: Sequence[str]) -> str:
@@ -258,6 +335,8 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
         raise ConfigurationError(
             f"init() got unknown setting(s) {', '.join(sorted(unknown))}; valid settings are: {', '.join(_BY_NAME)}"
         )
+    found = _file_settings(env)
+    label, from_file = found if found is not None else ("", {})
     raw: dict[str, tuple[Any, str]] = {}
     for setting in SETTINGS_TABLE:
         given = arguments.get(setting.name)
@@ -265,6 +344,8 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
             raw[setting.name] = (given, "arg")
         elif setting.env is not None and env.get(setting.env, "").strip() != "":
             raw[setting.name] = (env[setting.env], "env")
+        elif from_file.get(setting.name) is not None:
+            raw[setting.name] = (from_file[setting.name], f"file:{label}")
         else:
             raw[setting.name] = (setting.default, "default")
 
@@ -304,5 +385,5 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["exit_timeout"] = _seconds("exit_timeout", *raw["exit_timeout"])
     values["exit_upload"] = _choice("exit_upload", raw["exit_upload"][0], raw["exit_upload"][1], EXIT_UPLOADS)
     values["export_timeout"] = _seconds("export_timeout", *raw["export_timeout"])
-    values["sources"] = {name: how for name, (_, how) in raw.items()}
+    values["sources"] = {name: "file" if how.startswith("file:") else how for name, (_, how) in raw.items()}
     return Settings(**values)

@@ -136,7 +136,7 @@ def init(
     governance_level: str | None = None,
     **settings: Any,
 ) -> None:
-    """Configure AgentTrace; each argument left as None falls back to its variable, then its default.
+    """Configure AgentTrace; an argument left as None falls back to its variable, the file, the default.
 
     ``mode`` defaults to ``"record"`` and ``governance_level`` to ``"relaxed"``; every other
     setting of docs/configuration.md (``trace_dir``, ``quiet``, ...) is accepted by keyword.
