@@ -168,6 +168,11 @@ def _file_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
         data = _toml(Path(CONFIG_FILE), label)
     elif Path("pyproject.toml").is_file():
         try:
+            if b"agenttrace" not in Path("pyproject.toml").read_bytes():
+                return None  # no [tool.agenttrace] in any spelling: skip the TOML parser's 15 ms import
+        except OSError:
+            return None
+        try:
             data, label = _tool_table(_toml(Path("pyproject.toml"), "pyproject.toml"), "pyproject.toml")
         except ConfigurationError as exc:
             # Looked at only in case it has [tool.agenttrace]: a project's own broken file is not

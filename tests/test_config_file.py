@@ -82,8 +82,14 @@ def test_bad_file_names_file_and_key(here: Path, text: str, expected: str) -> No
 
 
 def test_broken_pyproject_is_skipped_with_a_warning(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A project's own broken pyproject.toml does not stop its agent: one warning, defaults used."""
+    """A project's own broken pyproject.toml does not stop its agent: one warning, defaults used.
+
+    A pyproject.toml that never mentions agenttrace is not parsed at all (nor warned about).
+    """
     (here / "pyproject.toml").write_text("[project\n", encoding="utf-8")
+    assert resolve_settings({}, {}).mode == "record"
+    assert capsys.readouterr().err == ""
+    (here / "pyproject.toml").write_text('[project\n[tool.agenttrace]\nmode = "replay"\n', encoding="utf-8")
     assert resolve_settings({}, {}).mode == "record"
     resolve_settings({}, {})
     err = capsys.readouterr().err
