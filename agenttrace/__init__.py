@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from . import _export as _export  # wires the exporters into every init()
 from . import _interceptors as _interceptors  # registers the run hooks that install the instrumentors
-from ._errors import AgentTraceError, ConfigurationError, DeterminismLeakError, ReplayMismatchError
+from ._errors import AgentTraceError, ConfigurationError, DeterminismLeakError, ReplayMismatchError, SocketLeakError
 from ._filter import FILTERED
 from ._replay import load_events
 from ._run import run
@@ -32,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "DeterminismLeakError",
     "ReplayMismatchError",
+    "SocketLeakError",
     "__version__",
     "init",
     "load_events",

@@ -12,7 +12,10 @@
     message shows the call, the closest recorded call and what differs.
 ``DeterminismLeakError``
     In ``governance`` replay the agent reached outside the sandbox without an intercepted
-    client (raw DNS, a socket connect, entropy the recording cannot serve).
+    client (raw DNS, a socket connect, entropy the recording cannot serve). For a raw socket
+    connect or datagram it is also a ``ReplayMismatchError`` (:class:`SocketLeakError`): the SDK
+    reference counts "a network/socket call not found in the recording" as a mismatch, the
+    design as a leak, and code written to either catches it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "DeterminismLeakError",
     "ReplayMismatchError",
+    "SocketLeakError",
 ]
 
 
@@ -39,3 +43,7 @@ class ReplayMismatchError(AgentTraceError):
 
 class DeterminismLeakError(AgentTraceError):
     """Governance replay caught the agent reaching outside the sandbox."""
+
+
+class SocketLeakError(DeterminismLeakError, ReplayMismatchError):
+    """A raw socket connect or datagram in governance replay: a leak, and a call not recorded."""

@@ -47,7 +47,7 @@ _exempt_threads: set[int] = set()
 _local = threading.local()
 
 _DNS_EVENTS = frozenset({"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"})
-_SOCKET_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
+SOCKET_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
 
 
 def install() -> None:
@@ -143,7 +143,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
         handler(event, f"{event.split('.', 1)[1]}({display})")
         return
-    if event in _SOCKET_EVENTS:
+    if event in SOCKET_EVENTS:
         sock = args[0] if args else None
         family = getattr(sock, "family", None)
         if family == getattr(socket, "AF_UNIX", object()):

@@ -327,6 +327,7 @@ def test_public_surface() -> None:
         "DeterminismLeakError",
         "FILTERED",
         "ReplayMismatchError",
+        "SocketLeakError",  # a DeterminismLeakError and a ReplayMismatchError: the two spec files' words
         "__version__",
         "init",
         "load_events",
@@ -344,6 +345,8 @@ def test_exception_hierarchy() -> None:
     for cls in (agenttrace.ConfigurationError, agenttrace.ReplayMismatchError, agenttrace.DeterminismLeakError):
         assert issubclass(cls, agenttrace.AgentTraceError)
     assert issubclass(agenttrace.ConfigurationError, ValueError)
+    assert issubclass(agenttrace.SocketLeakError, agenttrace.DeterminismLeakError)
+    assert issubclass(agenttrace.SocketLeakError, agenttrace.ReplayMismatchError)
 
 
 def test_distributions_read_from_header_lines_equal_the_email_parser() -> None:

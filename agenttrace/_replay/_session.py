@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from .. import _entropy, _sandbox
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.RUN_REPLAY_OF
 from .._config import Settings
-from .._errors import AgentTraceError, DeterminismLeakError, ReplayMismatchError
+from .._errors import AgentTraceError, DeterminismLeakError, ReplayMismatchError, SocketLeakError
 from .._model import Exchange, RequestData
 from .._scope import RunState, current_scope
 from .._warn import say, warn_once
@@ -237,7 +237,10 @@ class ReplaySession:
             with self._lock:
                 stats.leaks.append(description)
         if self.governance:
-            error = DeterminismLeakError(
+            # A raw connect or datagram is also a network call the recording lacks (the SDK
+            # reference's ReplayMismatchError); DNS and the rest are leaks only.
+            kind = SocketLeakError if event in _sandbox.SOCKET_EVENTS else DeterminismLeakError
+            error = kind(
                 f"governance replay: the agent attempted {description} ({event}) outside any recorded "
                 "call; raw network access is not part of the recording. Route it through an "
                 "instrumented client (httpx, requests, urllib3) or replay with governance_level='relaxed'"
