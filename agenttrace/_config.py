@@ -140,7 +140,7 @@ def _toml(path: Path, label: str) -> dict[str, Any]:
             data: dict[str, Any] = tomllib.load(handle)
     except OSError as exc:
         raise ConfigurationError(f"configuration file {label} cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"configuration file {label} is not valid TOML: {exc}") from None
     return data
 
@@ -242,11 +242,35 @@ def _positive_int(name: str, value: Any, how: str) -> int:
         number = int(value)
     except (TypeError, ValueError):
         number = -1
+    if isinstance(value, float) and not value.is_integer():
+        number = -1  # 1.9 bytes is a mistake, not 1
     if number <= 0 or isinstance(value, bool):
         raise ConfigurationError(
             f"{name} {str(value)!r} (from {_source(name, how)}) is not valid; expected a positive whole number of bytes"
         )
     return number
+
+
+def _path(name: str, value: Any, how: str) -> Path:
+    """A file or folder path: text (or a path object), not empty."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConfigurationError(
+            f"{name} {value!r} (from {_source(name, how)}) is not valid; expected a path as text, such as './traces'"
+        )
+    return Path(value)
+
+
+def _names(name: str, value: Any, how: str) -> tuple[str, ...]:
+    """Names as a comma-separated text or a list of texts."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and all(isinstance(item, str) for item in items):
+        return tuple(item.strip() for item in items if item.strip())
+    raise ConfigurationError(
+        f"{name} {value!r} (from {_source(name, how)}) is not valid; expected names as a list of strings "
+        "or as comma-separated text"
+    )
 
 
 def _api_key(value: Any, how: str) -> str:
@@ -302,6 +326,12 @@ def _top_level_split(text: str) -> list[str]:
         elif char == "," and depth == 0:
             parts.append(text[start:index])
             start = index + 1
+    if depth or in_class:
+        # An unclosed bracket would swallow every later rule into one pattern, silently.
+        raise ConfigurationError(
+            f"filter {text!r} (from AGENTTRACE_FILTER) has an unclosed bracket, so where one rule ends is "
+            'unclear; give the rules as a JSON array, e.g. ["password", "re:sk-\\w+"]'
+        )
     parts.append(text[start:])
     return parts
 
@@ -371,21 +401,19 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
                 f"as agenttrace.load_events() returns; got {type(events).__name__}"
             )
         values["replay_events"] = tuple(events)
-    file_value = raw["replay_events_file"][0]
-    values["replay_events_file"] = None if file_value is None else str(file_value)
-    values["trace_dir"] = Path(str(raw["trace_dir"][0])).expanduser()
+    file_value, how = raw["replay_events_file"]
+    values["replay_events_file"] = None if file_value is None else str(_path("replay_events_file", file_value, how))
+    values["trace_dir"] = _path("trace_dir", *raw["trace_dir"]).expanduser()
     local, how = raw["local_files"]
     values["local_files"] = values["api_key"] is None if local is None else _bool("local_files", local, how)
     values["quiet"] = _bool("quiet", *raw["quiet"])
     values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
     values["max_body_bytes"] = _positive_int("max_body_bytes", *raw["max_body_bytes"])
-    extra = raw["redact_headers"][0]
-    extra_list = extra.split(",") if isinstance(extra, str) else list(extra or ())
-    values["redact_headers"] = tuple(h.strip() for h in extra_list if h.strip())
+    values["redact_headers"] = _names("redact_headers", *raw["redact_headers"])
     values["filter"] = _global_filter(*raw["filter"])
     backend, how = raw["backend"]
     values["backend"] = values["api_key"] is not None if backend is None else _bool("backend", backend, how)
-    values["spool_dir"] = Path(str(raw["spool_dir"][0])).expanduser()
+    values["spool_dir"] = _path("spool_dir", *raw["spool_dir"]).expanduser()
     values["spool_max_bytes"] = _positive_int("spool_max_bytes", *raw["spool_max_bytes"])
     values["exit_timeout"] = _seconds("exit_timeout", *raw["exit_timeout"])
     values["exit_upload"] = _choice("exit_upload", raw["exit_upload"][0], raw["exit_upload"][1], EXIT_UPLOADS)

@@ -65,6 +65,17 @@ class Filter:
         """True when the field at ``path`` is named by a name or path rule."""
         return (bool(path) and path[-1].lower() in self.names) or self._path_hit(path)
 
+    def _may_hit(self, text: str) -> bool:
+        """False when no name or path rule can hit a field of JSON in ``text``: it is not parsed.
+
+        A rule's field name (a path's last part) must then appear in the text, as a key does;
+        a path ending in ``*`` could hit any field, so it always parses.
+        """
+        lowered = text.lower()
+        if any(name in lowered for name in self.names):
+            return True
+        return any(rule[-1] == "*" or rule[-1] in text for rule in self.paths)
+
     def text(self, value: str) -> str:
         """``value`` with every pattern match replaced."""
         for pattern in self.patterns:
@@ -82,12 +93,12 @@ class Filter:
         if isinstance(data, list):
             return [self.apply(v, (*path, str(i))) for i, v in enumerate(data)]
         if isinstance(data, str):
-            inner = _embedded_json(data) if (self.names or self.paths) else None
+            inner = _embedded_json(data) if (self.names or self.paths) and self._may_hit(data) else None
             if inner is not None:
                 # JSON held in a string (an LLM tool call's "arguments"): its fields are fields too.
                 filtered = self.apply(inner, path)
                 if filtered != inner:
-                    return json.dumps(filtered, ensure_ascii=False)
+                    data = json.dumps(filtered, ensure_ascii=False)
             data = self.text(data)
         for fn in self.callables:
             try:

@@ -227,11 +227,43 @@ def _brotli() -> Any:
     return None
 
 
-def _zstandard() -> Any:
+def _zstd() -> Any:
+    """A zstd codec with ``decompress``/``compress`` of whole multi-frame data, or None.
+
+    Python 3.14's ``compression.zstd`` and its ``backports.zstd`` (what urllib3 decodes with),
+    else ``zstandard`` (what httpx decodes with), read every frame, as the clients do: a secret
+    in a second frame must not be missed.
+    """
+    for name in ("compression.zstd", "backports.zstd"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
     try:
-        return importlib.import_module("zstandard")
+        zstandard = importlib.import_module("zstandard")
     except ImportError:
         return None
+    return _Zstandard(zstandard)
+
+
+class _Zstandard:
+    """``zstandard`` behind the ``compression.zstd`` calls used here, reading every frame."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def decompress(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            reader = self._module.ZstdDecompressor().decompressobj()
+            out.append(reader.decompress(data))
+            if not reader.eof:
+                raise ValueError("truncated zstd frame")
+            data = reader.unused_data
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(self._module.ZstdCompressor().compress(data))
 
 
 def _decompress(data: bytes, encoding: str) -> bytes | None:
@@ -252,10 +284,8 @@ def _decompress(data: bytes, encoding: str) -> bytes | None:
             brotli = _brotli()
             return None if brotli is None else bytes(brotli.decompress(data))
         if encoding == "zstd":
-            zstandard = _zstandard()
-            if zstandard is None:
-                return None
-            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+            zstd = _zstd()
+            return None if zstd is None else bytes(zstd.decompress(data))
     except Exception:  # noqa: BLE001 - zlib.error, brotli.error, ZstdError...: not decodable
         return None
     return None
@@ -267,7 +297,7 @@ def _compress(data: bytes, encoding: str) -> bytes:
     if encoding == "br":
         return bytes(_brotli().compress(data))
     if encoding == "zstd":
-        return bytes(_zstandard().ZstdCompressor().compress(data))
+        return bytes(_zstd().compress(data))
     return gzip.compress(data, mtime=0)
 
 

@@ -108,6 +108,11 @@ class Runtime:
             if self._active_runs:
                 install()
 
+    @property
+    def runs_active(self) -> bool:
+        """True while at least one run is active in the process (any thread)."""
+        return self._active_runs > 0
+
     def enter_run(self) -> None:
         """A run starts: the first one in installs the run hooks."""
         with self.lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from types import TracebackType
@@ -45,9 +46,11 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
     def __enter__(self) -> step:
         settings = runtime.current_settings()
         parent = current_scope()
-        if parent is None:
+        if parent is None and not runtime.runs_active:
             # A step outside any run is a run of its own, named after it: its I/O is recorded
             # (and served, and sandboxed, in replay) as the spec promises for a step's block.
+            # While a run is active elsewhere (a worker thread that did not copy the context),
+            # the step stays a step: its calls and violations belong to the runs in progress.
             from ._run import RunContext  # here: _run imports this module
 
             self._implicit = RunContext(None, self.name, file=_caller_file())
@@ -100,9 +103,13 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
 def _caller_file() -> str | None:
     """The file of the code that opened the step (the first frame outside this module)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename == __file__:
+    while frame is not None and frame.f_code.co_filename in _NOT_CALLERS:
         frame = frame.f_back  # type: ignore[assignment]
     return frame.f_code.co_filename if frame is not None else None
+
+
+# Frames between the user's code and step.__enter__: this module, and contextlib's ExitStack.
+_NOT_CALLERS = frozenset({__file__, contextlib.__file__})
 
 
 def _attribute_value(value: Any) -> Any:

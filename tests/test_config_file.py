@@ -116,3 +116,27 @@ def test_file_configures_a_fresh_agent(run_agent: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["governance", "['password']", "file"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redact_headers = 5\n", r"redact_headers 5 \(from agenttrace\.toml, key 'redact_headers'\) is not valid"),
+        ("redact_headers = [1, 2]\n", r"key 'redact_headers'\) is not valid; expected names as a list of strings"),
+        ('trace_dir = ["a"]\n', r"trace_dir \['a'\] \(from agenttrace\.toml, key 'trace_dir'\) is not valid"),
+        ('trace_dir = ""\n', r"key 'trace_dir'\) is not valid; expected a path as text"),
+        ("max_body_bytes = 1.9\n", r"max_body_bytes '1\.9' \(from agenttrace\.toml, key 'max_body_bytes'\)"),
+    ],
+)
+def test_values_of_the_wrong_type(here: Path, text: str, expected: str) -> None:
+    """A TOML value of the wrong type is refused with the file and key, never coerced."""
+    (here / "agenttrace.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(agenttrace.ConfigurationError, match=expected):
+        resolve_settings({}, {})
+
+
+def test_file_that_is_not_utf8(here: Path) -> None:
+    """Bytes that are not UTF-8 are 'not valid TOML', naming the file, not a UnicodeDecodeError."""
+    (here / "agenttrace.toml").write_bytes(b'mode = "caf\xe9"\n')
+    with pytest.raises(agenttrace.ConfigurationError, match=r"configuration file agenttrace\.toml is not valid TOML"):
+        resolve_settings({}, {})

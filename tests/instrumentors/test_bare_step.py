@@ -112,3 +112,36 @@ def test_bare_step_is_served_and_sandboxed_in_governance_replay(folder: Path, fr
     finally:
         agenttrace.init(trace_dir=str(folder), quiet=True)
     assert fresh_server.connections == served_before  # no real I/O in the replay
+
+
+def test_step_in_a_bare_thread_during_a_run_stays_a_step(folder: Path, server: TestServer) -> None:
+    """While a run is active, a step in a thread without its context opens no run of its own."""
+    import threading
+
+    @agenttrace.run("main")
+    def agent() -> None:
+        def worker() -> None:
+            with agenttrace.step("worker-step"):
+                pass
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        requests.get(server.url("/json"), timeout=5)
+
+    agent()
+    trace = _only_trace(folder)  # one file: the worker's step made no trace of its own
+    runs = [trace.attrs(s)["agenttrace.run.name"] for s in trace.spans if trace.attrs(s)["agenttrace.kind"] == "run"]
+    assert runs == ["main"]
+
+
+def test_source_file_through_an_exit_stack(folder: Path, server: TestServer) -> None:
+    """A step entered through contextlib.ExitStack records the user's file, not contextlib's."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(agenttrace.step("stacked"))
+        requests.get(server.url("/json"), timeout=5)
+    trace = _only_trace(folder)
+    run = next(trace.attrs(s) for s in trace.spans if trace.attrs(s)["agenttrace.kind"] == "run")
+    assert run["agenttrace.run.source_file"] == __file__

@@ -213,7 +213,8 @@ def test_replay_without_the_filter_misses_a_filtered_call(folder: Path, server: 
 @pytest.mark.parametrize(
     ("where", "value", "expected"),
     [
-        ("env", "re:(", r"AGENTTRACE_FILTER: filter entry 're:\(' is not a valid regular expression"),
+        ("env", "re:*a", r"AGENTTRACE_FILTER: filter entry 're:\*a' is not a valid regular expression"),
+        ("env", "re:sk-{, password", r"AGENTTRACE_FILTER\) has an unclosed bracket.*JSON array"),
         ("env", '["password", 3]', r"AGENTTRACE_FILTER\) is not a JSON array of strings"),
         ("arg", "password,token", r"init\(filter=\.\.\.\): filter entry 'password,token' holds a comma"),
         ("arg", 42, r"init\(filter=\.\.\.\): filter 42 is not valid"),
@@ -381,3 +382,32 @@ def test_compressed_bodies_are_filtered_and_replay(
     finally:
         agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
     assert replayed == {"token": "[FILTERED]", "id": live["id"]}
+
+
+def test_zstd_body_of_several_frames_is_filtered_whole() -> None:
+    """A zstd body sent as two frames (clients decode them all) is filtered in its second frame too."""
+    import zstandard
+
+    from agenttrace._payload import filter_body
+
+    frames = zstandard.ZstdCompressor().compress(b'{"a": 1, ') + zstandard.ZstdCompressor().compress(
+        b'"token": "tok-secret-1"}'
+    )
+    out, changed = filter_body(frames, [("Content-Encoding", "zstd")], agenttrace._filter.compile_filter("token"))
+    assert changed
+    reader = zstandard.ZstdDecompressor().decompressobj()
+    assert json.loads(reader.decompress(out)) == {"a": 1, "token": "[FILTERED]"}
+
+
+def test_json_in_a_string_keeps_the_patterns(folder: Path) -> None:
+    """After a name rule hits JSON held in a string, the patterns still run over the result."""
+    agenttrace.init(trace_dir=str(folder), quiet=True, filter=["password", "re:\\d{16}"])
+
+    def agent() -> None:
+        with agenttrace.step("pay", args='{"password": "x", "card": 4111111111111111}'):
+            pass
+
+    _, trace = Recorder(folder).run(agent)
+    step = next(trace.attrs(s) for s in trace.spans if trace.attrs(s)["agenttrace.kind"] == "step")
+    # Patterns work on the text (the number was not a string): the result is text, not JSON.
+    assert step["agenttrace.step.kwargs.args"] == '{"password": "[FILTERED]", "card": [FILTERED]}'
