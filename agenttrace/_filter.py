@@ -17,6 +17,7 @@ Filters nest: a step's rules add to those of every enclosing step, and to the gl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -65,16 +66,24 @@ class Filter:
         """True when the field at ``path`` is named by a name or path rule."""
         return (bool(path) and path[-1].lower() in self.names) or self._path_hit(path)
 
-    def _may_hit(self, text: str) -> bool:
+    def may_hit(self, text: str) -> bool:
         """False when no name or path rule can hit a field of JSON in ``text``: it is not parsed.
 
         A rule's field name (a path's last part) must then appear in the text, as a key does;
         a path ending in ``*`` could hit any field, so it always parses.
         """
-        lowered = text.lower()
-        if any(name in lowered for name in self.names):
+        keys = self._keys
+        if keys is None:
             return True
-        return any(rule[-1] == "*" or rule[-1] in text for rule in self.paths)
+        lowered = text.lower()  # one pass in C; a case-insensitive regex search is several times slower
+        return any(key in lowered for key in keys)
+
+    @functools.cached_property
+    def _keys(self) -> tuple[str, ...] | None:
+        """Every rule's field name, lowercased; None when a path ends in ``*`` (any field may hit)."""
+        if any(rule[-1] == "*" for rule in self.paths):
+            return None
+        return tuple(sorted(self.names | {rule[-1].lower() for rule in self.paths}))
 
     def text(self, value: str) -> str:
         """``value`` with every pattern match replaced."""
@@ -82,20 +91,29 @@ class Filter:
             value = pattern.sub(FILTERED, value)
         return value
 
-    def apply(self, data: Any, path: tuple[str, ...] = ()) -> Any:
-        """A copy of JSON-like ``data`` with filtered fields and text replaced."""
+    def apply(self, data: Any, path: tuple[str, ...] = (), *, strings: bool = True) -> Any:
+        """A copy of JSON-like ``data`` with filtered fields and text replaced.
+
+        ``strings``: look for fields in JSON held in string values too (an LLM tool call's
+        ``arguments``). A caller holding the whole text passes ``may_hit(text)``, so a large body
+        that names no rule's field costs no look at its strings.
+        """
         if not self:
             return data
         if path and self.field_hit(path):
             return FILTERED
         if isinstance(data, Mapping):
-            return {k: self.apply(v, (*path, str(k))) for k, v in data.items()}
+            return {k: self.apply(v, (*path, str(k)), strings=strings) for k, v in data.items()}
         if isinstance(data, list):
-            return [self.apply(v, (*path, str(i))) for i, v in enumerate(data)]
+            return [self.apply(v, (*path, str(i)), strings=strings) for i, v in enumerate(data)]
         if isinstance(data, str):
-            inner = _embedded_json(data) if (self.names or self.paths) and self._may_hit(data) else None
+            inner = (
+                _embedded_json(data)
+                if strings and data[:1] in ("{", "[") and (self.names or self.paths) and self.may_hit(data)
+                else None
+            )
             if inner is not None:
-                # JSON held in a string (an LLM tool call's "arguments"): its fields are fields too.
+                # JSON held in a string: its fields are fields too.
                 filtered = self.apply(inner, path)
                 if filtered != inner:
                     data = json.dumps(filtered, ensure_ascii=False)

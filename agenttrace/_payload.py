@@ -177,7 +177,8 @@ def _filter_json_text(text: str, rules: Filter) -> str | None:
         data = json.loads(text)
     except ValueError:
         return None
-    filtered = rules.apply(data)
+    # JSON in the body's strings is looked into only when a rule's field name is in the body.
+    filtered = rules.apply(data, strings=bool(rules.names or rules.paths) and rules.may_hit(text))
     if filtered != data:
         # Re-serialised only when a field was hit: untouched bodies keep their exact bytes.
         text = json.dumps(filtered, ensure_ascii=False, separators=(",", ":"))
