@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from agenttrace._capture import exchange_from_span
 from agenttrace._model import Exchange
 from agenttrace._otlp_json import decode_attributes
 
-__all__ = ["Recorder", "Trace", "read_trace"]
+__all__ = ["Recorder", "Trace", "read_trace", "replaying"]
 
 
 @dataclass
@@ -73,3 +74,25 @@ class Recorder:
         new = sorted(set(self.folder.glob("*.jsonl")) - before)
         assert len(new) == 1, f"expected one new trace file, got {new}"
         return result, read_trace(new[0])
+
+
+@contextlib.contextmanager
+def replaying(folder: Path, level: str = "governance", **settings: Any) -> Iterator[None]:
+    """Replay the one trace file in ``folder`` (the replay's own trace goes to ``folder/replay``).
+
+    ``settings`` are more init() settings (``filter=...``); record mode into ``folder``, with no
+    filter, is configured again afterwards.
+    """
+    (recording,) = folder.glob("*.jsonl")
+    agenttrace.init(
+        trace_dir=str(folder / "replay"),
+        quiet=True,
+        mode="replay",
+        governance_level=level,
+        replay_events_file=str(recording),
+        **settings,
+    )
+    try:
+        yield
+    finally:
+        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])

@@ -13,7 +13,7 @@ import requests
 
 import agenttrace
 from agenttrace import _warn
-from tests.instrumentors.recording import Trace, read_trace
+from tests.instrumentors.recording import Trace, read_trace, replaying
 from tests.servers import TestServer
 
 
@@ -84,16 +84,6 @@ def test_step_inside_a_run_opens_no_run(folder: Path, server: TestServer) -> Non
     assert runs == ["outer"]
 
 
-def _replay(folder: Path, recording: Path) -> None:
-    agenttrace.init(
-        trace_dir=str(folder / "replay"),
-        quiet=True,
-        mode="replay",
-        governance_level="governance",
-        replay_events_file=str(recording),
-    )
-
-
 def test_bare_step_is_served_and_sandboxed_in_governance_replay(folder: Path, fresh_server: TestServer) -> None:
     """Replayed, the bare step's call is served without I/O, and a call the recording lacks stops it."""
 
@@ -102,15 +92,11 @@ def test_bare_step_is_served_and_sandboxed_in_governance_replay(folder: Path, fr
             return requests.get(fresh_server.url(path), timeout=5).json()
 
     recorded = agent("/json?q=1")
-    recording = next(iter(folder.glob("*.jsonl")))
     served_before = fresh_server.connections
-    _replay(folder, recording)
-    try:
+    with replaying(folder):
         assert agent("/json?q=1") == recorded  # the same random id: served from the recording
         with pytest.raises(agenttrace.ReplayMismatchError):
             agent("/json?q=not-recorded")
-    finally:
-        agenttrace.init(trace_dir=str(folder), quiet=True)
     assert fresh_server.connections == served_before  # no real I/O in the replay
 
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import agenttrace
 from agenttrace import _warn
-from tests.instrumentors.recording import Recorder, read_trace
+from tests.instrumentors.recording import Recorder, read_trace, replaying
 from tests.servers import TestServer
 
 
@@ -165,21 +165,9 @@ def test_replay_with_the_same_filter_serves_the_filtered_recording(folder: Path,
     def agent() -> dict[str, Any]:
         return _echo(server, {"password": "hunter2", "q": "refund"})
 
-    recorder = Recorder(folder)
-    recorded, _ = recorder.run(agent)
-    recording = next(iter(folder.glob("*.jsonl")))
-    agenttrace.init(
-        trace_dir=str(folder / "replay"),
-        quiet=True,
-        filter=["password", "method"],
-        mode="replay",
-        governance_level="governance",
-        replay_events_file=str(recording),
-    )
-    try:
+    recorded, _ = Recorder(folder).run(agent)
+    with replaying(folder, filter=["password", "method"]):
         replayed = agenttrace.run("test-agent")(agent)()
-    finally:
-        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
     assert replayed["id"] == recorded["id"]  # served from the recording, not the live server
     assert recorded["method"] == "POST"  # what the agent saw live
     assert replayed["method"] == "[FILTERED]"  # what the recording kept
@@ -193,20 +181,8 @@ def test_replay_without_the_filter_misses_a_filtered_call(folder: Path, server: 
         return _echo(server, {"password": "hunter2", "q": "refund"})
 
     Recorder(folder).run(agent)
-    recording = next(iter(folder.glob("*.jsonl")))
-    agenttrace.init(
-        trace_dir=str(folder / "replay"),
-        quiet=True,
-        filter=[],
-        mode="replay",
-        governance_level="governance",
-        replay_events_file=str(recording),
-    )
-    try:
-        with pytest.raises(agenttrace.ReplayMismatchError) as caught:
-            agenttrace.run("test-agent")(agent)()
-    finally:
-        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
+    with replaying(folder, filter=[]), pytest.raises(agenttrace.ReplayMismatchError) as caught:
+        agenttrace.run("test-agent")(agent)()
     assert "[FILTERED]" in str(caught.value)
 
 
@@ -325,23 +301,12 @@ def test_replay_of_a_filtered_body_read_in_part_does_not_look_whole(folder: Path
         return bytes(head)
 
     Recorder(folder).run(partial)
-    recording = next(iter(folder.glob("*.jsonl")))
-    agenttrace.init(
-        trace_dir=str(folder / "replay"),
-        quiet=True,
-        filter="re:tok_[0-9]+",
-        mode="replay",
-        replay_events_file=str(recording),
-    )
 
     def whole() -> bytes:
         return requests.post(server.url("/json"), data=b"tok_4242 " * 500, timeout=5).content
 
-    try:
-        with pytest.raises(requests.exceptions.RequestException):
-            agenttrace.run("test-agent")(whole)()
-    finally:
-        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
+    with replaying(folder, "relaxed", filter="re:tok_[0-9]+"), pytest.raises(requests.exceptions.RequestException):
+        agenttrace.run("test-agent")(whole)()
 
 
 @pytest.mark.parametrize(
@@ -368,19 +333,8 @@ def test_compressed_bodies_are_filtered_and_replay(
     assert exchange.response is not None
     assert b"tok-secret-1" not in exchange.response.body.data
     assert exchange.response.body.data != b"[FILTERED]"  # still a body of that encoding, not dropped
-    recording = next(iter(folder.glob("*.jsonl")))
-    agenttrace.init(
-        trace_dir=str(folder / "replay"),
-        quiet=True,
-        filter="token",
-        mode="replay",
-        governance_level="governance",
-        replay_events_file=str(recording),
-    )
-    try:
+    with replaying(folder, filter="token"):
         replayed = agenttrace.run("test-agent")(agent)()
-    finally:
-        agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
     assert replayed == {"token": "[FILTERED]", "id": live["id"]}
 
 
