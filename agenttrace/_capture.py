@@ -483,7 +483,7 @@ class Call:
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
-        message = self.rules.text(str(error)) if self.rules.patterns else str(error)
+        message = self.rules.text(str(error))
         add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: message, S.ERROR_PHASE: phase})
         self.span.set_attribute("error.type", name)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))

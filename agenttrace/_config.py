@@ -130,14 +130,14 @@ CONFIG_FILE_ENV = "AGENTTRACE_CONFIG_FILE"
 CONFIG_FILE = "agenttrace.toml"
 
 
-def _toml(path: Path, label: str) -> dict[str, Any]:
+def _toml(path: Path, label: str, raw: bytes | None = None) -> dict[str, Any]:
+    """The TOML document at ``path`` (its bytes ``raw`` when already read)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # Python 3.10: the same parser, as a distribution
         import tomli as tomllib
     try:
-        with path.open("rb") as handle:
-            data: dict[str, Any] = tomllib.load(handle)
+        data: dict[str, Any] = tomllib.loads((path.read_bytes() if raw is None else raw).decode("utf-8"))
     except OSError as exc:
         raise ConfigurationError(f"configuration file {label} cannot be read: {exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -168,12 +168,13 @@ def _file_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
         data = _toml(Path(CONFIG_FILE), label)
     elif Path("pyproject.toml").is_file():
         try:
-            if b"agenttrace" not in Path("pyproject.toml").read_bytes():
-                return None  # no [tool.agenttrace] in any spelling: skip the TOML parser's 15 ms import
+            raw = Path("pyproject.toml").read_bytes()
         except OSError:
             return None
+        if b"agenttrace" not in raw:
+            return None  # no [tool.agenttrace] in any spelling: skip the TOML parser's 15 ms import
         try:
-            data, label = _tool_table(_toml(Path("pyproject.toml"), "pyproject.toml"), "pyproject.toml")
+            data, label = _tool_table(_toml(Path("pyproject.toml"), "pyproject.toml", raw), "pyproject.toml")
         except ConfigurationError as exc:
             # Looked at only in case it has [tool.agenttrace]: a project's own broken file is not
             # a reason to stop its agent. Said once; the settings come from elsewhere.

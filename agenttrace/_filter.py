@@ -75,6 +75,8 @@ class Filter:
         keys = self._keys
         if keys is None:
             return True
+        if not keys:
+            return False  # no name or path rules: nothing to look for
         lowered = text.lower()  # one pass in C; a case-insensitive regex search is several times slower
         return any(key in lowered for key in keys)
 
@@ -107,11 +109,7 @@ class Filter:
         if isinstance(data, list):
             return [self.apply(v, (*path, str(i)), strings=strings) for i, v in enumerate(data)]
         if isinstance(data, str):
-            inner = (
-                _embedded_json(data)
-                if strings and data[:1] in ("{", "[") and (self.names or self.paths) and self.may_hit(data)
-                else None
-            )
+            inner = _embedded_json(data) if strings and data[:1] in ("{", "[") and self.may_hit(data) else None
             if inner is not None:
                 # JSON held in a string: its fields are fields too.
                 filtered = self.apply(inner, path)

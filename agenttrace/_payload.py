@@ -178,7 +178,7 @@ def _filter_json_text(text: str, rules: Filter) -> str | None:
     except ValueError:
         return None
     # JSON in the body's strings is looked into only when a rule's field name is in the body.
-    filtered = rules.apply(data, strings=bool(rules.names or rules.paths) and rules.may_hit(text))
+    filtered = rules.apply(data, strings=rules.may_hit(text))
     if filtered != data:
         # Re-serialised only when a field was hit: untouched bodies keep their exact bytes.
         text = json.dumps(filtered, ensure_ascii=False, separators=(",", ":"))

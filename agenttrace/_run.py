@@ -55,7 +55,7 @@ class RunContext:
         self._rules = parent.filter if parent is not None else settings.filter
         if source is not None:
             # A key written into the entry file is found by the patterns (names need fields).
-            attributes[S.RUN_SOURCE] = self._rules.text(source) if self._rules.patterns else source
+            attributes[S.RUN_SOURCE] = self._rules.text(source)
         span = runtime.tracer.start_span(self.name, attributes=attributes)
         trace_id = span.get_span_context().trace_id
         self.state = RunState(span=span, name=self.name, trace_id=trace_id)
