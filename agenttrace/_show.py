@@ -10,7 +10,7 @@ from . import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from ._errors import AgentTraceError
 from ._traceio import SpanRecord, read_spans
 
-__all__ = ["add_arguments", "render", "run"]
+__all__ = ["add_arguments", "render", "run", "span_tree"]
 
 _RESULT_CHARS = 120
 
@@ -91,11 +91,12 @@ def _label(span: SpanRecord) -> str:
     return "  ".join(parts)
 
 
-def render(spans: list[SpanRecord]) -> Any:
-    """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
-    from rich.console import Group
-    from rich.tree import Tree
+def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list[SpanRecord]]]:
+    """``(roots, children by parent span id)``, each list in start order (calls by ordinal on a tie).
 
+    A span whose parent is not among ``spans`` is a root: a run inside the user's own span, or a
+    trace of which only part was exported.
+    """
     ids = {s.span_id for s in spans}
     children: dict[str, list[SpanRecord]] = {}
     roots: list[SpanRecord] = []
@@ -104,6 +105,15 @@ def render(spans: list[SpanRecord]) -> Any:
             children.setdefault(span.parent_span_id, []).append(span)
         else:
             roots.append(span)
+    return roots, children
+
+
+def render(spans: list[SpanRecord]) -> Any:
+    """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
+    from rich.console import Group
+    from rich.tree import Tree
+
+    roots, children = span_tree(spans)
 
     def grow(tree: Tree, span: SpanRecord) -> None:
         for child in children.get(span.span_id, ()):

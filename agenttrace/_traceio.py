@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "has_inexact",
     "iter_documents",
     "read_spans",
+    "spans_of_lines",
 ]
 
 
@@ -510,6 +511,23 @@ def read_spans(path: str | Path) -> list[SpanRecord]:
         except ConfigurationError:
             documents.check_text()  # bytes that are not UTF-8 are the first thing wrong with a file
             raise
+    return spans
+
+
+def spans_of_lines(lines: Iterable[str | bytes], where: str) -> list[SpanRecord]:
+    """Every span in OTLP JSON lines held in memory (the server's stored spans); ``where`` names them."""
+    spans: list[SpanRecord] = []
+    loads = fast_loads() or json.loads
+    with collector_paused():
+        for number, line in enumerate(lines, 1):
+            try:
+                document = loads(line)
+            except ValueError as exc:
+                raise ConfigurationError(f"{where}, line {number}: not valid JSON ({exc})") from None
+            try:
+                spans.extend(_document_spans(Path(where), number, document))
+            except InexactNumberError:
+                spans.extend(_document_spans(Path(where), number, json.loads(line)))
     return spans
 
 
