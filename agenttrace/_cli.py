@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upload": ("agenttrace._upload", "send the traces waiting in the spool (undelivered uploads)"),
     "replay": ("agenttrace._replay_cli", "run any command in replay: agenttrace replay FILE -- python agent.py"),
     "demo": ("agenttrace._demo_cli", "record a bundled agent against a local fake LLM, then replay it offline"),
+    "download": ("agenttrace._download", "fetch a trace from the backend as a file agenttrace replay runs"),
     "server": ("agenttrace._server_cli", "run the self-hosted backend: OTLP ingest, trace store, API and web UI"),
 }
 

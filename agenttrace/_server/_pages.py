@@ -104,7 +104,8 @@ _TRACE = """{% extends "base.html" %}
 {{ summary.calls }} call{{ '' if summary.calls == 1 else 's' }} ·
 {{ summary.spans }} span{{ '' if summary.spans == 1 else 's' }} ·
 <a id="download" href="/api/traces/{{ summary.trace_id }}/download">download (OTLP JSON Lines)</a></p>
-<p>Replay it offline: <code>agenttrace replay trace-{{ summary.trace_id }}.jsonl -- python agent.py</code></p>
+<p>Replay it offline: <code>agenttrace download {{ summary.trace_id }}</code>, then
+<code>agenttrace replay trace-{{ summary.trace_id }}.jsonl -- python agent.py</code></p>
 {% macro node(n) %}
 <li class="span {{ n.kind }}" data-span-id="{{ n.span_id }}">
 <span class="badge {{ n.kind or 'other' }}">{{ n.tag }}</span>

@@ -441,3 +441,41 @@ def test_a_database_failure_is_answered_503_so_exporters_retry_later(database: s
     assert answer.status_code == 503
     assert "the database is unavailable" in _status_message(answer.content)
     assert "server: the database failed to store spans" in server.log.read_text()
+
+
+def test_agenttrace_download_fetches_a_trace_with_the_agents_settings(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'dl.db'}", "--api-key", KEY)
+    trace = "5a" * 16
+    stored = server.post(
+        "/v1/traces",
+        content=_request(trace, 3).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {KEY}"},
+    )
+    assert stored.status_code == 200
+    env = {**CLEAN_ENV, "AGENTTRACE_API_URL": server.url, "AGENTTRACE_API_KEY": KEY}
+
+    def download(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return _run([str(BIN / "agenttrace"), "download", *args], {**env, **extra}, tmp_path)
+
+    done = download(trace.upper())  # ids are read in either case, as the UI and other tools print them
+    assert done.returncode == 0, done.stderr
+    assert f"trace-{trace}.jsonl  (3 spans of trace {trace})" in done.stdout
+    api = server.get(f"/api/traces/{trace}/download", headers={"Authorization": f"Bearer {KEY}"})
+    assert (tmp_path / f"trace-{trace}.jsonl").read_bytes() == api.content
+    assert len(read_spans(tmp_path / f"trace-{trace}.jsonl")) == 3
+
+    elsewhere = download(trace, "-o", str(tmp_path / "sub" / "x.jsonl"))
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert (tmp_path / "sub" / "x.jsonl").read_bytes() == api.content
+
+    failures = [
+        (download("9" * 32), f"has no trace {'9' * 32}"),
+        (download(trace, AGENTTRACE_API_KEY="at_test_not_the_right_one"), "it refused the key in AGENTTRACE_API_KEY"),
+        (download(trace, AGENTTRACE_API_KEY=""), "AGENTTRACE_API_KEY is not set"),
+        (download("xyz"), "trace id 'xyz' is not valid; expected 32 hex digits"),
+        (download(trace, "--server", "http://127.0.0.1:9"), "cannot reach http://127.0.0.1:9"),
+    ]
+    for failed, message in failures:
+        assert failed.returncode == 2
+        assert message in failed.stderr
+    assert sorted(p.name for p in tmp_path.glob("trace-*.jsonl")) == [f"trace-{trace}.jsonl"]  # nothing half-written
