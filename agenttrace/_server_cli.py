@@ -117,26 +117,18 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C, SIGTERM); exit 2 on a bad setting or a port in use."""
     try:
         config = settings(args)
-        from ._server import create_app
+        from ._server import create_app, web_stack
         from ._server._store import open_store
 
+        web_stack()  # before the database is created: a missing extra leaves nothing behind
         app_store = open_store(config["database"])
     except ConfigurationError as exc:
         print(f"agenttrace server: {exc}", file=sys.stderr)
         return 2
     try:
-        try:
-            import uvicorn
-        except ImportError as exc:
-            from ._server import SERVER_HINT
+        import uvicorn
 
-            print(f"agenttrace server: the web stack is missing ({exc.name}): {SERVER_HINT}", file=sys.stderr)
-            return 2
-        try:
-            app = create_app(app_store, config["api_keys"], config["max_request_bytes"])
-        except ConfigurationError as exc:
-            print(f"agenttrace server: {exc}", file=sys.stderr)
-            return 2
+        app = create_app(app_store, config["api_keys"], config["max_request_bytes"])
         family = socket.AF_INET6 if ":" in config["host"] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

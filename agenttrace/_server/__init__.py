@@ -34,17 +34,18 @@ from ._store import Store
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-__all__ = ["SERVER_HINT", "create_app"]
+__all__ = ["SERVER_HINT", "create_app", "web_stack"]
 
 SERVER_HINT = "pip install 'agenttrace[server]'"
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def _web_stack() -> None:
+def web_stack() -> None:
     """Raise ConfigurationError with the install line if a package of the ``server`` extra is missing."""
     try:
         import jinja2  # noqa: F401 - the pages
         import starlette  # noqa: F401 - the application
+        import uvicorn  # noqa: F401 - the HTTP server
     except ImportError as exc:
         raise ConfigurationError(
             f"the AgentTrace server needs its web stack ({exc.name} is not installed): {SERVER_HINT}"
@@ -53,7 +54,7 @@ def _web_stack() -> None:
 
 def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20) -> Any:
     """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication."""
-    _web_stack()
+    web_stack()
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request

@@ -479,3 +479,16 @@ def test_agenttrace_download_fetches_a_trace_with_the_agents_settings(start_serv
         assert failed.returncode == 2
         assert message in failed.stderr
     assert sorted(p.name for p in tmp_path.glob("trace-*.jsonl")) == [f"trace-{trace}.jsonl"]  # nothing half-written
+
+
+@pytest.mark.parametrize("missing", ["uvicorn", "starlette", "jinja2"])
+def test_without_the_server_extra_the_command_says_what_to_install(tmp_path: Path, missing: str) -> None:
+    # The package is made unimportable in the server's process as an absent one is (sys.modules[name] = None).
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; from agenttrace._cli import main; "
+        "sys.exit(main(['server', '--port', '0']))"
+    )
+    done = _run([sys.executable, "-c", code], dict(CLEAN_ENV), tmp_path)
+    assert done.returncode == 2
+    assert f"({missing} is not installed): pip install 'agenttrace[server]'" in done.stderr
+    assert not (tmp_path / ".agenttrace").exists()  # nothing created before the check
