@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        sock.listen(2048)  # before the address is printed: a client reading it may connect at once
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         url = f"http://{shown}:{port}"

@@ -37,6 +37,7 @@ __all__ = [
     "has_inexact",
     "iter_documents",
     "read_spans",
+    "record_of_span",
     "spans_of_lines",
 ]
 
@@ -556,6 +557,11 @@ def _document_spans(file: Path, number: int, document: Any) -> list[SpanRecord]:
             f"trace file {file}, line {number}: malformed OTLP JSON span ({type(exc).__name__}: {exc})"
         ) from None
     return spans
+
+
+def record_of_span(span: dict[str, Any], scope: str) -> SpanRecord:
+    """One OTLP JSON span as a :class:`SpanRecord`; KeyError, TypeError or ValueError if malformed."""
+    return _record(span, scope)
 
 
 def _record(span: dict[str, Any], scope: str) -> SpanRecord:

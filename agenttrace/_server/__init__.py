@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["SERVER_HINT", "create_app", "web_stack"]
 
 SERVER_HINT = "pip install 'agenttrace[server]'"
+INGEST_CONCURRENCY = 2  # OTLP requests decoded and stored at once
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -55,6 +56,7 @@ def web_stack() -> None:
 def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20) -> Any:
     """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication."""
     web_stack()
+    import anyio
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -118,17 +120,22 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
             body += chunk
             if len(body) > max_request_bytes:
                 return _otlp_error(request, too_big, 413)
-        try:
-            raw = decompress(bytes(body), request.headers.get("content-encoding", ""), max_request_bytes)
-            rows = await run_in_threadpool(decode_request, raw, content_type)
-        except BadRequestError as exc:
-            return _otlp_error(request, str(exc), exc.status)
-        try:
-            await run_in_threadpool(store.add, rows)
-        except store.errors as exc:
-            # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
-            warn_once(f"server-store-{type(exc).__name__}", f"server: the database failed to store spans: {exc}")
-            return _otlp_error(request, f"the database is unavailable ({type(exc).__name__}); retry later", 503)
+        # At most INGEST_CONCURRENCY requests are inflated, decoded and stored at a time: a
+        # request costs a few times its size in memory while it is, and the rest wait their turn.
+        async with ingesting:
+            try:
+                rows = await run_in_threadpool(_decoded, bytes(body), request, max_request_bytes)
+            except BadRequestError as exc:
+                return _otlp_error(request, str(exc), exc.status)
+            del body
+            try:
+                await run_in_threadpool(store.add, rows)
+            except store.refused as exc:
+                # The database refuses the data itself (a value out of its range): retrying cannot help.
+                return _otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
+            except store.errors as exc:
+                # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
+                return _unavailable(request, exc)
         if content_type.split(";", 1)[0].strip().lower() == "application/json":
             return JSONResponse({})
         # An empty ExportTraceServiceResponse: zero bytes in protobuf.
@@ -212,7 +219,29 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         Route("/traces/{trace_id}", trace_page, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+
+    async def store_failed(request: Request, exc: Exception) -> Response:
+        return _unavailable(request, exc)
+
+    ingesting = anyio.Semaphore(INGEST_CONCURRENCY)
+    # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.
+    handlers: dict[Any, Any] = dict.fromkeys(store.errors, store_failed)
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def _decoded(body: bytes, request: Any, limit: int) -> list[Any]:
+    raw = decompress(body, request.headers.get("content-encoding", ""), limit)
+    return decode_request(raw, request.headers.get("content-type", ""))
+
+
+def _unavailable(request: Any, exc: BaseException) -> Response:
+    warn_once(f"server-store-{type(exc).__name__}", f"server: the database failed: {type(exc).__name__}: {exc}")
+    message = f"the database is unavailable ({type(exc).__name__}); retry later"
+    if request.url.path == "/v1/traces":
+        return _otlp_error(request, message, 503)
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "5"})
 
 
 def _otlp_error(request: Any, message: str, status: int) -> Response:

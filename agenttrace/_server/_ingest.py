@@ -15,7 +15,7 @@ resource, scope and span index and what was expected; the request is then refuse
 from __future__ import annotations
 
 import base64
-import gzip
+import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping
@@ -26,8 +26,14 @@ import orjson
 
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from .._otlp_json import decode_attributes
+from .._traceio import has_inexact
+from .._traceio import record_of_span as record
 
-__all__ = ["BadRequestError", "SpanRow", "decode_request", "decompress"]
+__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "SpanRow", "decode_request", "decompress"]
+
+# Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
+# memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
+MAX_SPANS_PER_REQUEST = 10_000
 
 _HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 _HEX_SPAN = re.compile(r"[0-9a-f]{16}")
@@ -59,22 +65,35 @@ class SpanRow:
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """``body`` undone from its Content-Encoding (gzip, deflate or none), at most ``limit`` bytes."""
+    """``body`` undone from its Content-Encoding (gzip, deflate or none), at most ``limit`` bytes.
+
+    Inflated up to the limit and no further, so a small gzip bomb cannot take the server's memory;
+    every member of a multi-member gzip body is read (as ``gzip.decompress`` reads them).
+    """
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate", "x-gzip"):
         raise BadRequestError(f"Content-Encoding {encoding!r} is not supported; expected gzip, deflate or none", 415)
+    gzipped = encoding in ("gzip", "x-gzip")
+    out = bytearray()
+    data = body
     try:
-        # Inflated up to the limit and no further: a small gzip bomb must not take the server's memory.
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS)
-        out = inflater.decompress(body, limit + 1)
-        if len(out) > limit:
-            raise BadRequestError(f"the request body decompresses to more than {limit} bytes (the server's limit)", 413)
-        if not inflater.eof:
-            raise BadRequestError(f"the {encoding} request body is truncated")
-        return out
-    except (zlib.error, gzip.BadGzipFile, EOFError) as exc:
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if gzipped else zlib.MAX_WBITS)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise BadRequestError(
+                    f"the request body decompresses to more than {limit} bytes (the server's limit)", 413
+                )
+            if not inflater.eof:
+                raise BadRequestError(f"the {encoding} request body is truncated")
+            data = inflater.unused_data
+            if not data:
+                return bytes(out)
+            if not gzipped:
+                raise BadRequestError(f"the {encoding} request body has {len(data)} bytes after its end")
+    except zlib.error as exc:
         raise BadRequestError(f"the request body is not valid {encoding} ({exc})") from None
 
 
@@ -86,7 +105,9 @@ def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
     elif media == "application/json":
         try:
             document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            if has_inexact(document):  # an integer orjson may have rounded: read as json reads it
+                document = json.loads(body)
+        except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
     else:
         raise BadRequestError(
@@ -107,6 +128,8 @@ def _protobuf_document(body: bytes) -> dict[str, Any]:
         request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
+    # Counted before the conversion, which costs far more memory per span than the wire form.
+    _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
     # OTLP JSON differs from protobuf's JSON mapping in two ways: ids are hex, not base64, and
     # enums are integers, not names (OTLP specification, "JSON Protobuf Encoding").
     document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
@@ -126,16 +149,27 @@ def _hex_ids(item: dict[str, Any]) -> None:
             item[key] = base64.b64decode(value).hex()
 
 
+def _check_count(spans: int) -> None:
+    if spans > MAX_SPANS_PER_REQUEST:
+        raise BadRequestError(
+            f"the request holds {spans} spans, more than the server's limit of {MAX_SPANS_PER_REQUEST} per request",
+            413,
+        )
+
+
 def _rows(document: Any) -> Iterable[SpanRow]:
     if not isinstance(document, Mapping):
         raise BadRequestError(f"expected an ExportTraceServiceRequest object, got {type(document).__name__}")
     resource_list = document.get("resourceSpans", [])
     if not isinstance(resource_list, list):
         raise BadRequestError("resourceSpans: expected a list")
+    checked: list[tuple[str, Any, Any, list[Any]]] = []
     for r, resource_spans in enumerate(resource_list):
         if not isinstance(resource_spans, Mapping):
             raise BadRequestError(f"resourceSpans[{r}]: expected an object")
         resource = resource_spans.get("resource", {})
+        if not isinstance(resource, Mapping):
+            raise BadRequestError(f"resourceSpans[{r}].resource: expected an object")
         scope_list = resource_spans.get("scopeSpans", [])
         if not isinstance(scope_list, list):
             raise BadRequestError(f"resourceSpans[{r}].scopeSpans: expected a list")
@@ -143,9 +177,13 @@ def _rows(document: Any) -> Iterable[SpanRow]:
             if not isinstance(scope_spans, Mapping) or not isinstance(scope_spans.get("spans", []), list):
                 raise BadRequestError(f"resourceSpans[{r}].scopeSpans[{s}]: expected an object with a list of spans")
             scope = scope_spans.get("scope", {})
-            for i, span in enumerate(scope_spans.get("spans", [])):
-                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                yield _row(where, resource, scope, span)
+            if not isinstance(scope, Mapping):
+                raise BadRequestError(f"resourceSpans[{r}].scopeSpans[{s}].scope: expected an object")
+            checked.append((f"resourceSpans[{r}].scopeSpans[{s}]", resource, scope, scope_spans.get("spans", [])))
+    _check_count(sum(len(spans) for *_, spans in checked))
+    for where, resource, scope, spans in checked:
+        for i, span in enumerate(spans):
+            yield _row(f"{where}.spans[{i}]", resource, scope, span)
 
 
 def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
@@ -171,29 +209,43 @@ def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
         attributes = decode_attributes(span.get("attributes"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequestError(f"{where}.attributes: malformed ({type(exc).__name__}: {exc})") from None
-    status = span.get("status") or {}
-    try:
-        status_code = int(status.get("code", 0)) if isinstance(status, Mapping) else 0
-    except (TypeError, ValueError):
-        raise BadRequestError(f"{where}.status.code {status.get('code')!r}: expected 0, 1 or 2") from None
+    status = span.get("status", {})
+    if not isinstance(status, Mapping):
+        raise BadRequestError(f"{where}.status: expected an object")
+    status_code = status.get("code", 0)
+    if status_code not in (0, 1, 2) or isinstance(status_code, bool):
+        raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
     kind = attributes.get(S.KIND, "")
     normalized = dict(span)
     normalized["traceId"], normalized["spanId"] = trace_id, span_id
     if parent:
         normalized["parentSpanId"] = parent
-    line = orjson.dumps(
-        {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
-    ).decode()
+    try:
+        # What every reader of the download does with the span (agenttrace show, the trace page,
+        # the replay loader's first pass): a span it cannot read is refused here, not stored.
+        record(normalized, str(scope.get("name", "")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequestError(f"{where}: malformed span ({type(exc).__name__}: {exc})") from None
+    document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
+    try:
+        line = orjson.dumps(document).decode()
+    except TypeError:  # an integer beyond 64 bits (OTLP JSON allows any): the standard library writes it exactly
+        line = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     return SpanRow(
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=parent,
-        name=str(span.get("name", "")),
-        kind=kind if isinstance(kind, str) else "",
+        name=_column(span.get("name", "")),
+        kind=_column(kind) if isinstance(kind, str) else "",
         start_ns=start,
         end_ns=end,
         status_code=status_code,
-        run_name=str(attributes.get(S.RUN_NAME, span.get("name", ""))) if kind == "run" else "",
-        run_mode=str(attributes.get(S.RUN_MODE, "")) if kind == "run" else "",
+        run_name=_column(attributes.get(S.RUN_NAME, span.get("name", ""))) if kind == "run" else "",
+        run_mode=_column(attributes.get(S.RUN_MODE, "")) if kind == "run" else "",
         line=line,
     )
+
+
+def _column(value: Any) -> str:
+    """A text column's value: PostgreSQL's text holds no NUL (the span's line keeps it, escaped)."""
+    return str(value).replace("\x00", "\ufffd")

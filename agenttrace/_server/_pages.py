@@ -197,21 +197,29 @@ def _headers(text: Any) -> list[tuple[str, str]]:
         return []
 
 
+def _int(value: Any) -> int | None:
+    """``value`` as an integer, or None: a span from any OTLP client may hold anything in any attribute."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _body(attrs: Mapping[str, Any]) -> tuple[str | None, str]:
     """The body as shown, and a note (size, truncation, binary)."""
-    size = int(attrs.get(S.BODY_SIZE, 0) or 0)
-    notes = [f"{size:,} bytes"]
+    size = _int(attrs.get(S.BODY_SIZE, 0))
+    notes = [f"{size:,} bytes" if size is not None else f"size {attrs.get(S.BODY_SIZE)!r}"]
     if attrs.get(S.BODY_TRUNCATED):
         notes.append("truncated when recorded")
     if attrs.get(S.BODY_FILTERED):
         notes.append("filtered when recorded")
     chunks = attrs.get(S.STREAM_CHUNK_SIZES)
-    if chunks and len(chunks) > 1:
+    if isinstance(chunks, list) and len(chunks) > 1:
         notes.append(f"streamed in {len(chunks)} chunks ({attrs.get(S.STREAM_END, 'complete')})")
     raw = attrs.get(S.BODY, "")
     if attrs.get(S.BODY_ENCODING) == "base64":
         try:
-            shown = len(base64.b64decode(raw))
+            shown = len(base64.b64decode(str(raw)))
         except ValueError:
             shown = 0
         notes.append(f"binary ({shown:,} bytes recorded, base64 in the download)")
@@ -283,7 +291,20 @@ def _call(span: SpanRecord, node: Node) -> None:
             )
 
 
-def _node(span: SpanRecord, children: dict[str, list[SpanRecord]]) -> Node:
+MAX_DEPTH = 64  # levels of the tree drawn nested; spans deeper are listed flat under the last level
+
+
+def _descendants(span: SpanRecord, children: dict[str, list[SpanRecord]]) -> list[SpanRecord]:
+    out: list[SpanRecord] = []
+    stack = list(reversed(children.get(span.span_id, ())))
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(reversed(children.get(child.span_id, ())))
+    return out
+
+
+def _node(span: SpanRecord, children: dict[str, list[SpanRecord]], depth: int = 0) -> Node:
     attrs = span.attributes
     kind = str(attrs.get(S.KIND, ""))
     node = Node(
@@ -306,7 +327,11 @@ def _node(span: SpanRecord, children: dict[str, list[SpanRecord]]) -> Node:
     if kind != "call":
         hidden = (S.RUN_SOURCE, S.RUN_DISTRIBUTIONS)  # long; in the download
         node.attributes = [(k, _attribute(v)) for k, v in sorted(attrs.items()) if k not in hidden]
-    node.children = [_node(child, children) for child in children.get(span.span_id, ())]
+    if depth < MAX_DEPTH:
+        node.children = [_node(child, children, depth + 1) for child in children.get(span.span_id, ())]
+    else:
+        node.note = f"{node.note} (spans below are nested deeper, listed flat)".strip()
+        node.children = [_node(child, {}, depth + 1) for child in _descendants(span, children)]
     return node
 
 

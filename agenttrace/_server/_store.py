@@ -13,6 +13,8 @@ a connection pool (``psycopg_pool``).
 from __future__ import annotations
 
 import contextlib
+import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit
 from .._errors import ConfigurationError
 from ._ingest import SpanRow
 
-__all__ = ["PostgresStore", "SQLiteStore", "Store", "TraceSummary", "open_store"]
+__all__ = ["PostgresStore", "SQLiteStore", "Store", "StoreBusyError", "TraceSummary", "open_store"]
 
 _COLUMNS = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, run_name, run_mode, line"
 
@@ -33,19 +35,28 @@ _INSERT = (
     "ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
 
-# What a trace looks like in the listing: the first run span's name (else the earliest span's),
-# its time span, how many spans and calls, whether any span failed, and the run's mode.
+# A page of the listing: each trace's time span, counts and whether a span failed, aggregated
+# over its spans; then, for the page's traces only, the name and mode of its first run span (by
+# start), else the name of its earliest span.
 _SUMMARY = """
-SELECT trace_id,
-       MIN(start_ns), MAX(end_ns), COUNT(*),
-       SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END),
-       MAX(CASE WHEN status_code = 2 THEN 1 ELSE 0 END),
-       MAX(run_name), MAX(run_mode), MIN(name)
-FROM agenttrace_spans
-{where}
-GROUP BY trace_id
-ORDER BY MIN(start_ns) DESC, trace_id
-{limit}
+SELECT g.trace_id, g.first_ns, g.last_ns, g.spans, g.calls, g.failed,
+       (SELECT r.run_name FROM agenttrace_spans r WHERE r.trace_id = g.trace_id AND r.kind = 'run'
+        ORDER BY r.start_ns, r.span_id LIMIT 1),
+       (SELECT r.run_mode FROM agenttrace_spans r WHERE r.trace_id = g.trace_id AND r.kind = 'run'
+        ORDER BY r.start_ns, r.span_id LIMIT 1),
+       (SELECT e.name FROM agenttrace_spans e WHERE e.trace_id = g.trace_id
+        ORDER BY e.start_ns, e.span_id LIMIT 1)
+FROM (
+    SELECT trace_id, MIN(start_ns) AS first_ns, MAX(end_ns) AS last_ns, COUNT(*) AS spans,
+           SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls,
+           MAX(CASE WHEN status_code = 2 THEN 1 ELSE 0 END) AS failed
+    FROM agenttrace_spans
+    {where}
+    GROUP BY trace_id
+    ORDER BY MIN(start_ns) DESC, trace_id
+    {limit}
+) g
+ORDER BY g.first_ns DESC, g.trace_id
 """
 
 
@@ -90,12 +101,19 @@ def _summary(row: Sequence[Any]) -> TraceSummary:
     )
 
 
+class StoreBusyError(RuntimeError):
+    """Every connection of the store stayed in use for the whole wait."""
+
+
 class Store:
     """The operations the server needs; :class:`SQLiteStore` and :class:`PostgresStore` give them."""
 
     description = ""
     _param = "?"  # the driver's placeholder
-    errors: tuple[type[Exception], ...] = (sqlite3.Error,)  # what the driver raises when the database fails
+    # What the driver raises when the database fails (answered 503: try again later), and among
+    # those, what it raises when it refuses the data itself (answered 400: never retried).
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OverflowError, StoreBusyError)
+    refused: tuple[type[BaseException], ...] = (sqlite3.DataError, sqlite3.IntegrityError, OverflowError)
 
     def _sql(self, text: str) -> str:
         return text if self._param == "?" else text.replace("?", self._param)
@@ -106,7 +124,7 @@ class Store:
         yield  # pragma: no cover
 
     def add(self, rows: Sequence[SpanRow]) -> int:
-        """Store ``rows`` in one transaction (all or none); return how many were new."""
+        """Store ``rows`` in one transaction (all or none); return how many were new (not stored before)."""
         if not rows:
             return 0
         # In key order: two requests holding some of the same spans then take their row locks in
@@ -179,40 +197,54 @@ CREATE INDEX IF NOT EXISTS agenttrace_spans_start ON agenttrace_spans (start_ns)
 
 
 class SQLiteStore(Store):
-    """A SQLite database file; one connection per thread."""
+    """A SQLite database file, through a small pool of connections (WAL journal)."""
+
+    MAX_CONNECTIONS = 8
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.description = f"SQLite {self.path}"
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = self._connection()
-            connection.executescript(_SQLITE_SCHEMA)
+            connection = self._acquire()
+            try:
+                connection.executescript(_SQLITE_SCHEMA)
+            finally:
+                self._idle.put(connection)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(
                 f"database {self.path} cannot be opened as a SQLite database: {exc}; "
                 "expected a writable file path (sqlite:///path/to/file.db)"
             ) from None
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            # Autocommit; transactions are explicit (BEGIN IMMEDIATE: a writer waits for the
-            # other writer, up to the busy timeout, instead of failing at commit).
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            self._local.connection = connection
-            with self._lock:
+    def _acquire(self) -> sqlite3.Connection:
+        """An idle connection, a new one while there are fewer than MAX_CONNECTIONS, else the next freed."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._all) < self.MAX_CONNECTIONS:
+                # Autocommit; transactions are explicit (BEGIN IMMEDIATE: a writer waits for the
+                # other writer, up to the busy timeout, instead of failing at commit).
+                connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
                 self._all.append(connection)
-        return connection
+                return connection
+        try:
+            return self._idle.get(timeout=30)
+        except queue.Empty:
+            raise StoreBusyError(
+                f"all {self.MAX_CONNECTIONS} connections to {self.path} stayed busy for 30 s"
+            ) from None
 
     @contextlib.contextmanager
     def _cursor(self, write: bool = False) -> Iterator[Any]:
-        connection = self._connection()
+        connection = self._acquire()
         cursor = connection.cursor()
         try:
             if write:
@@ -227,6 +259,7 @@ class SQLiteStore(Store):
                 yield cursor
         finally:
             cursor.close()
+            self._idle.put(connection)
 
     def close(self) -> None:
         with self._lock:
@@ -271,10 +304,13 @@ class PostgresStore(Store):
                 f"database {_redacted(dsn)} is PostgreSQL, which needs the psycopg driver ({exc.name} is "
                 f"not installed): {POSTGRES_HINT}"
             ) from None
-        self.description = f"PostgreSQL {_redacted(dsn)}"
+        parts = urlsplit(dsn)
+        # No user, password or query (which may hold one) in what pages and logs show.
+        self.description = f"PostgreSQL {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
         from psycopg_pool import PoolTimeout
 
         self.errors = (psycopg.Error, PoolTimeout)
+        self.refused = (psycopg.DataError, psycopg.IntegrityError)
         try:
             with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as connection:
                 # Two servers starting at once on a new database: the second waits for the first.
@@ -300,13 +336,18 @@ class PostgresStore(Store):
         self._pool.close()
 
 
+_QUERY_SECRET = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&]*")
+
+
 def _redacted(dsn: str) -> str:
-    """``dsn`` without its password, for messages."""
+    """``dsn`` without its passwords (after the user name, and ``password=`` or ``sslpassword=``
+    in the query), for messages."""
     parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    return parts._replace(netloc=netloc, query=_QUERY_SECRET.sub(r"\1***", parts.query)).geturl()
 
 
 def open_store(database: str) -> Store:

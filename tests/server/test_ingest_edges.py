@@ -1,0 +1,226 @@
+"""What the server does with requests that are odd but valid, and with malformed ones: a span it
+takes is one every reader of the download can read, and its pages render; anything else is refused
+whole (400, 413) with where and what."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agenttrace._server._ingest import decode_request
+from agenttrace._server._store import open_store
+from agenttrace._traceio import read_spans
+
+from .conftest import KEY
+from .test_server import _request
+
+TRACE = "7e" * 16
+
+
+def _span(span_id: int, name: str = "s", parent: int | None = None, start: int = 1, **fields: Any) -> dict[str, Any]:
+    span: dict[str, Any] = {
+        "traceId": TRACE,
+        "spanId": f"{span_id:016x}",
+        "name": name,
+        "startTimeUnixNano": str(1_700_000_000_000_000_000 + start),
+        "endTimeUnixNano": str(1_700_000_000_000_000_000 + start + 1000),
+    }
+    if parent is not None:
+        span["parentSpanId"] = f"{parent:016x}"
+    span.update(fields)
+    return span
+
+
+def _document(*spans: dict[str, Any], scope: Any = None) -> dict[str, Any]:
+    scope_spans: dict[str, Any] = {"spans": list(spans)}
+    if scope is not None:
+        scope_spans["scope"] = scope
+    return {"resourceSpans": [{"resource": {}, "scopeSpans": [scope_spans]}]}
+
+
+def _attr(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+@pytest.mark.parametrize(
+    ("span_fields", "scope", "message"),
+    [
+        ({"status": None}, None, "spans[1].status: expected an object"),
+        ({"status": {"code": 5}}, None, "spans[1].status.code 5: expected 0, 1 or 2"),
+        ({"status": {"code": 99999999999999999999}}, None, "status.code 99999999999999999999: expected 0, 1 or 2"),
+        ({"kind": "SPAN_KIND_CLIENT"}, None, "spans[1]: malformed span (ValueError"),
+        ({"events": [1]}, None, "spans[1]: malformed span (AttributeError"),
+        ({"events": [{"name": "e", "timeUnixNano": "abc"}]}, None, "spans[1]: malformed span (ValueError"),
+        ({"events": [{"name": "e", "attributes": [{"value": {"intValue": "1"}}]}]}, None, "malformed span (KeyError"),
+        ({}, "not-an-object", "scopeSpans[0].scope: expected an object"),
+    ],
+)
+def test_a_span_no_reader_could_read_is_refused_at_ingest(
+    start_server: Any, tmp_path: Path, span_fields: dict[str, Any], scope: Any, message: str
+) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'm.db'}")
+    good = _span(1, "good")
+    bad = _span(2, "bad", **span_fields)
+    answer = server.post("/v1/traces", json=_document(good, bad, scope=scope))
+    assert answer.status_code == 400
+    assert message in answer.json()["message"]
+    assert server.get("/api/traces").json()["traces"] == []  # refused whole: the good span neither
+
+
+def test_odd_but_valid_spans_are_kept_and_their_pages_render(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'odd.db'}")
+    call_attrs = [_attr("agenttrace.kind", {"stringValue": "call"}), _attr("url.full", {"stringValue": "http://x/"})]
+    odd_payload = {
+        "name": "agenttrace.response",
+        "timeUnixNano": "1",
+        "attributes": [
+            _attr("agenttrace.body", {"intValue": "12"}),
+            _attr("agenttrace.body.encoding", {"stringValue": "base64"}),
+            _attr("agenttrace.body.size", {"stringValue": "abc"}),
+            _attr("agenttrace.stream.chunk_sizes", {"intValue": "5"}),
+        ],
+    }
+    spans = [
+        _span(1, "root"),  # no attributes at all
+        _span(2, "call", parent=1, start=2, attributes=call_attrs, events=[odd_payload]),
+        _span(3, "linked", parent=1, start=3, links=[{"traceId": "ab" * 16, "spanId": "0102030405060708"}]),
+        _span(4, "nul\u0000in name \u2603", parent=1, start=4),
+    ]
+    # A chain of spans 300 deep under the root: drawn nested to a depth, then flat.
+    spans += [_span(100 + i, f"deep-{i}", parent=(1 if i == 0 else 99 + i), start=10 + i) for i in range(300)]
+    answer = server.post("/v1/traces", json=_document(*spans))
+    assert (answer.status_code, answer.json()) == (200, {})
+    page = server.get(f"/traces/{TRACE}")
+    assert page.status_code == 200
+    assert "deep-299" in page.text
+    assert "spans below are nested deeper, listed flat" in page.text
+    assert "in name \u2603" in page.text
+    download = tmp_path / "odd.jsonl"
+    download.write_bytes(server.get(f"/api/traces/{TRACE}/download").content)
+    names = {s.name for s in read_spans(download)}
+    assert "nul\u0000in name \u2603" in names  # the download keeps the span exactly
+
+
+def test_nul_in_names_is_stored_on_postgresql_too(postgres_dsn: str, start_server: Any) -> None:
+    server = start_server("--database", postgres_dsn)
+    answer = server.post("/v1/traces", json=_document(_span(1, "a\u0000b")))
+    assert answer.status_code == 200  # not a 503 the exporter would retry forever
+    [trace] = server.get("/api/traces").json()["traces"]
+    assert trace["name"] == "a\ufffdb"
+
+
+def test_the_listing_names_a_trace_after_its_first_run(database: str, start_server: Any) -> None:
+    server = start_server("--database", database)
+
+    def run(span_id: int, name: str, mode: str, start: int, parent: int | None = None) -> dict[str, Any]:
+        attributes = [
+            _attr("agenttrace.kind", {"stringValue": "run"}),
+            _attr("agenttrace.run.name", {"stringValue": name}),
+            _attr("agenttrace.run.mode", {"stringValue": mode}),
+        ]
+        return _span(span_id, name, parent=parent, start=start, attributes=attributes)
+
+    # The outer run (recorded) started first; a run nested in it (a replay) sorts after it by name.
+    nested = _document(run(1, "first-run", "record", 1), run(2, "zz-nested", "replay", 5, parent=1))
+    assert server.post("/v1/traces", json=nested).status_code == 200
+    # A trace with no run: named after its earliest span, not its alphabetically first.
+    other = copy.deepcopy(_document(_span(1, "zzz-root", start=100), _span(2, "aaa-child", parent=1, start=200)))
+    for span in other["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        span["traceId"] = "8f" * 16
+    assert server.post("/v1/traces", json=other).status_code == 200
+    listing = {t["trace_id"]: (t["name"], t["mode"]) for t in server.get("/api/traces").json()["traces"]}
+    assert listing == {TRACE: ("first-run", "record"), "8f" * 16: ("zzz-root", "")}
+
+
+def test_compressed_bodies(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'z.db'}")
+    first, second = (_request(trace, 2).SerializeToString() for trace in ("a1" * 16, "b2" * 16))
+    protobuf = {"Content-Type": "application/x-protobuf"}
+    # Two gzip members, as gzip.decompress reads them: both requests' spans are kept.
+    answer = server.post(
+        "/v1/traces",
+        content=gzip.compress(first) + gzip.compress(second),
+        headers={**protobuf, "Content-Encoding": "gzip"},
+    )
+    assert answer.status_code == 200
+    assert {t["trace_id"] for t in server.get("/api/traces").json()["traces"]} == {"a1" * 16, "b2" * 16}
+    trailing = server.post(
+        "/v1/traces", content=gzip.compress(first) + b"TRAILING", headers={**protobuf, "Content-Encoding": "gzip"}
+    )
+    assert trailing.status_code == 400
+    deflated = server.post(
+        "/v1/traces",
+        content=zlib.compress(_request("c3" * 16, 1).SerializeToString()),
+        headers={**protobuf, "Content-Encoding": "deflate"},
+    )
+    assert deflated.status_code == 200
+    assert server.get(f"/api/traces/{'c3' * 16}").status_code == 200
+
+
+def test_limits_hold_for_streamed_bodies_and_span_counts(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'l.db'}", "--max-request-bytes", "100000")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is checked while reading
+        for _ in range(20):
+            yield b"\0" * 10_000
+
+    streamed = server.post("/v1/traces", content=chunks(), headers={"Content-Type": "application/x-protobuf"})
+    assert streamed.status_code == 413
+    many = _request("d4" * 16, 10_001).SerializeToString()  # ~0.4 MB: over the span count, not the bytes
+    big = start_server("--database", f"sqlite:///{tmp_path / 'l2.db'}")
+    counted = big.post("/v1/traces", content=many, headers={"Content-Type": "application/x-protobuf"})
+    assert counted.status_code == 413
+    assert big.get("/api/traces").json()["traces"] == []
+
+
+def test_huge_integers_in_otlp_json_are_kept_exactly(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'i.db'}")
+    body = json.dumps(_document(_span(1, attributes=[_attr("big", {"intValue": 123456789012345678901234567890})])))
+    answer = server.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200
+    stored = server.get(f"/api/traces/{TRACE}/download").text
+    assert "123456789012345678901234567890" in stored
+
+
+def test_every_read_route_needs_the_key(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'k.db'}", "--api-key", KEY)
+    sent = server.post("/v1/traces", json=_document(_span(1)), headers={"Authorization": f"Bearer {KEY}"})
+    assert sent.status_code == 200
+    for path in (f"/api/traces/{TRACE}", f"/traces/{TRACE}", f"/api/traces/{TRACE}/download", "/?page=2"):
+        assert server.get(path).status_code == 401, path
+        assert server.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200, path
+
+
+def test_a_store_counts_new_spans_and_keeps_each_once(database: str) -> None:
+    store = open_store(database)
+    try:
+        rows = decode_request(_request("e5" * 16, 5).SerializeToString(), "application/x-protobuf")
+        assert store.add(rows) == 5
+        assert store.add(rows) == 0
+        assert (
+            store.add(
+                rows[:2] + decode_request(_request("e5" * 16, 7).SerializeToString(), "application/x-protobuf")[5:]
+            )
+            == 2
+        )
+        [summary] = store.traces()
+        assert summary.spans == 7
+        assert len(store.lines("e5" * 16)) == 7
+    finally:
+        store.close()
+
+
+def test_a_database_password_is_never_shown(start_server: Any, tmp_path: Path) -> None:
+    from .test_server import _cli
+
+    done = _cli(["--port", "0", "--database", "postgresql://nobody@127.0.0.1:9/x?password=hunter2secret"], tmp_path)
+    assert done.returncode == 2
+    assert "password=***" in done.stderr
+    assert "hunter2secret" not in done.stderr
