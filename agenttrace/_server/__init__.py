@@ -104,6 +104,15 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         text = str(request.path_params["trace_id"]).lower()
         return text if _TRACE_ID.fullmatch(text) else None
 
+    def api_trace_id(request: Request) -> str | Response:
+        """The API route's trace id, or the answer to give: 401 without a key, 400 for a bad id."""
+        if not allowed(request):
+            return refused(request)
+        trace_id = trace_id_of(request)
+        if trace_id is None:
+            return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
+        return trace_id
+
     def not_found(what: str) -> JSONResponse:
         return JSONResponse({"error": what}, status_code=404)
 
@@ -155,11 +164,9 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return JSONResponse({"traces": [t.as_json() for t in traces]})
 
     async def api_trace(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
-        trace_id = trace_id_of(request)
-        if trace_id is None:
-            return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
+        trace_id = api_trace_id(request)
+        if not isinstance(trace_id, str):
+            return trace_id
         summary = await run_in_threadpool(store.trace, trace_id)
         if summary is None:
             return not_found(f"no trace {trace_id}")
@@ -170,11 +177,9 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return JSONResponse({**summary.as_json(), "otlp_spans": spans})
 
     async def download(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
-        trace_id = trace_id_of(request)
-        if trace_id is None:
-            return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
+        trace_id = api_trace_id(request)
+        if not isinstance(trace_id, str):
+            return trace_id
         lines = await run_in_threadpool(store.lines, trace_id)
         if not lines:
             return not_found(f"no trace {trace_id}")

@@ -177,15 +177,16 @@ class Store:
         """Release the store's connections."""
 
 
-_SQLITE_SCHEMA = """
+# One schema for both stores (SQLite reads BIGINT as its 64-bit INTEGER).
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS agenttrace_spans (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
     parent_span_id TEXT NOT NULL,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT NOT NULL,
     status_code INTEGER NOT NULL,
     run_name TEXT NOT NULL,
     run_mode TEXT NOT NULL,
@@ -211,7 +212,7 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = self._acquire()
             try:
-                connection.executescript(_SQLITE_SCHEMA)
+                connection.executescript(_SCHEMA)
             finally:
                 self._idle.put(connection)
         except (OSError, sqlite3.Error) as exc:
@@ -269,24 +270,6 @@ class SQLiteStore(Store):
                 connection.close()
 
 
-_POSTGRES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS agenttrace_spans (
-    trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL,
-    parent_span_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_ns BIGINT NOT NULL,
-    end_ns BIGINT NOT NULL,
-    status_code INTEGER NOT NULL,
-    run_name TEXT NOT NULL,
-    run_mode TEXT NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-);
-CREATE INDEX IF NOT EXISTS agenttrace_spans_start ON agenttrace_spans (start_ns);
-"""
-
 POSTGRES_HINT = "pip install 'agenttrace[postgres]'"
 
 
@@ -316,7 +299,7 @@ class PostgresStore(Store):
                 # Two servers starting at once on a new database: the second waits for the first.
                 connection.execute("SELECT pg_advisory_lock(727271)")
                 try:
-                    connection.execute(_POSTGRES_SCHEMA)
+                    connection.execute(_SCHEMA)
                 finally:
                     connection.execute("SELECT pg_advisory_unlock(727271)")
         except psycopg.Error as exc:

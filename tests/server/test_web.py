@@ -16,6 +16,7 @@ from tests.export.conftest import CLEAN_ENV
 from tests.servers import TestServer
 
 from .conftest import KEY
+from .test_server import _run
 
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 
@@ -91,15 +92,7 @@ def test_pages_show_the_run_as_a_tree_with_payloads_and_never_run_the_agents_tex
         "AGENTTRACE_QUIET": "1",
     }
     with TestServer() as upstream:
-        done = subprocess.run(
-            [sys.executable, str(agent), upstream.url("")],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _run([sys.executable, str(agent), upstream.url("")], env, tmp_path)
     assert done.returncode == 0, done.stderr
     [trace] = server.get("/api/traces").json()["traces"]
 
