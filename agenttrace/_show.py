@@ -100,7 +100,12 @@ def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list
     ids = {s.span_id for s in spans}
     children: dict[str, list[SpanRecord]] = {}
     roots: list[SpanRecord] = []
-    for span in sorted(spans, key=lambda s: (s.start_ns, s.attributes.get(S.CALL_ORDINAL, 0))):
+
+    def order(span: SpanRecord) -> tuple[int, int]:
+        ordinal = span.attributes.get(S.CALL_ORDINAL, 0)
+        return span.start_ns, ordinal if type(ordinal) is int else 0  # a file from anywhere may hold anything
+
+    for span in sorted(spans, key=order):
         if span.parent_span_id and span.parent_span_id in ids:
             children.setdefault(span.parent_span_id, []).append(span)
         else:

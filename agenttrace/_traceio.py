@@ -508,7 +508,7 @@ def read_spans(path: str | Path) -> list[SpanRecord]:
                 try:
                     spans.extend(_document_spans(file, number, document))
                 except InexactNumberError:
-                    spans.extend(_document_spans(file, number, documents.exact(number)))
+                    spans.extend(_document_spans(file, number, documents.exact(number), exact=True))
         except ConfigurationError:
             documents.check_text()  # bytes that are not UTF-8 are the first thing wrong with a file
             raise
@@ -528,11 +528,12 @@ def spans_of_lines(lines: Iterable[str | bytes], where: str) -> list[SpanRecord]
             try:
                 spans.extend(_document_spans(Path(where), number, document))
             except InexactNumberError:
-                spans.extend(_document_spans(Path(where), number, json.loads(line)))
+                spans.extend(_document_spans(Path(where), number, json.loads(line), exact=True))
     return spans
 
 
-def _document_spans(file: Path, number: int, document: Any) -> list[SpanRecord]:
+def _document_spans(file: Path, number: int, document: Any, *, exact: bool = False) -> list[SpanRecord]:
+    """The document's spans; ``exact``: it was parsed by json (a large float is a double, not a rounded integer)."""
     if not isinstance(document, dict):
         raise ConfigurationError(
             f"trace file {file}, line {number}: expected a JSON object with 'resourceSpans', "
@@ -549,7 +550,7 @@ def _document_spans(file: Path, number: int, document: Any) -> list[SpanRecord]:
             for scope_spans in resource_spans.get("scopeSpans", ()):
                 scope = scope_spans.get("scope", {}).get("name", "")
                 for span in scope_spans.get("spans", ()):
-                    spans.append(_record(span, scope))
+                    spans.append(_record(span, scope, exact=exact))
     except InexactNumberError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -560,13 +561,13 @@ def _document_spans(file: Path, number: int, document: Any) -> list[SpanRecord]:
 
 
 def record_of_span(span: dict[str, Any], scope: str) -> SpanRecord:
-    """One OTLP JSON span as a :class:`SpanRecord`; KeyError, TypeError or ValueError if malformed."""
-    return _record(span, scope)
+    """One exactly parsed OTLP JSON span as a :class:`SpanRecord`; KeyError, TypeError or ValueError if malformed."""
+    return _record(span, scope, exact=True)
 
 
-def _record(span: dict[str, Any], scope: str) -> SpanRecord:
+def _record(span: dict[str, Any], scope: str, *, exact: bool = False) -> SpanRecord:
     status = span.get("status", {})
-    if has_inexact(span):
+    if not exact and has_inexact(span):
         raise InexactNumberError("a number orjson may have rounded")
     return SpanRecord(
         trace_id=span["traceId"],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ __all__ = ["SERVER_HINT", "create_app", "web_stack"]
 SERVER_HINT = "pip install 'agenttrace[server]'"
 INGEST_CONCURRENCY = 2  # OTLP requests decoded and stored at once
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_MAX_OFFSET = 2**62  # rows skipped by a listing: beyond any store, within every database's integers
 
 
 def web_stack() -> None:
@@ -124,16 +126,17 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         too_big = f"the request body is over the server's limit of {max_request_bytes} bytes"
         if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
             return _otlp_error(request, too_big, 413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_request_bytes:
-                return _otlp_error(request, too_big, 413)
-        # At most INGEST_CONCURRENCY requests are inflated, decoded and stored at a time: a
-        # request costs a few times its size in memory while it is, and the rest wait their turn.
+        # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
+        # body is read inside, so waiting requests hold no memory): a request costs a few times its
+        # size while it is handled, and the rest wait their turn.
         async with ingesting:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_request_bytes:
+                    return _otlp_error(request, too_big, 413)
             try:
-                rows = await run_in_threadpool(_decoded, bytes(body), request, max_request_bytes)
+                rows = await run_in_threadpool(_decoded, body, request, max_request_bytes)
             except BadRequestError as exc:
                 return _otlp_error(request, str(exc), exc.status)
             del body
@@ -158,8 +161,8 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
             offset = int(request.query_params.get("offset", "0"))
         except ValueError:
             return JSONResponse({"error": "limit and offset must be integers"}, status_code=400)
-        if not (1 <= limit <= 1000) or offset < 0:
-            return JSONResponse({"error": "limit must be 1 to 1000 and offset 0 or more"}, status_code=400)
+        if not (1 <= limit <= 1000) or not 0 <= offset <= _MAX_OFFSET:
+            return JSONResponse({"error": f"limit must be 1 to 1000 and offset 0 to {_MAX_OFFSET}"}, status_code=400)
         traces = await run_in_threadpool(store.traces, limit, offset)
         return JSONResponse({"traces": [t.as_json() for t in traces]})
 
@@ -171,9 +174,7 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         if summary is None:
             return not_found(f"no trace {trace_id}")
         lines = await run_in_threadpool(store.lines, trace_id)
-        import orjson
-
-        spans = [span for line in lines for span in _spans_of(orjson.loads(line))]
+        spans = [span for line in lines for span in _spans_of(_exact_loads(line))]
         return JSONResponse({**summary.as_json(), "otlp_spans": spans})
 
     async def download(request: Request) -> Response:
@@ -193,7 +194,7 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         if not allowed(request):
             return refused(request)
         try:
-            page = max(int(request.query_params.get("page", "1")), 1)
+            page = min(max(int(request.query_params.get("page", "1")), 1), _MAX_OFFSET // PAGE_SIZE)
         except ValueError:
             page = 1
         found = await run_in_threadpool(store.traces, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
@@ -234,8 +235,18 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     return Starlette(routes=routes, exception_handlers=handlers)
 
 
-def _decoded(body: bytes, request: Any, limit: int) -> list[Any]:
-    raw = decompress(body, request.headers.get("content-encoding", ""), limit)
+def _exact_loads(line: str) -> Any:
+    """A stored line parsed as it was stored: json where orjson may have rounded an integer."""
+    import orjson
+
+    from .._traceio import has_inexact
+
+    document = orjson.loads(line)
+    return json.loads(line) if has_inexact(document) else document
+
+
+def _decoded(body: bytearray, request: Any, limit: int) -> list[Any]:
+    raw = decompress(bytes(body), request.headers.get("content-encoding", ""), limit)
     return decode_request(raw, request.headers.get("content-type", ""))
 
 
@@ -251,16 +262,17 @@ def _unavailable(request: Any, exc: BaseException) -> Response:
 
 def _otlp_error(request: Any, message: str, status: int) -> Response:
     """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding."""
+    code = 14 if status == 503 else 3  # UNAVAILABLE: try again; INVALID_ARGUMENT: never
     from starlette.responses import JSONResponse, Response
 
     if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
-        return JSONResponse({"code": 3, "message": message}, status_code=status)
+        return JSONResponse({"code": code, "message": message}, status_code=status)
     try:  # googleapis-common-protos, which OpenTelemetry's OTLP exporters depend on
         from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
     except ImportError:
         return Response(message.encode(), status_code=status, media_type="text/plain")
     return Response(
-        Status(code=3, message=message).SerializeToString(), status_code=status, media_type="application/x-protobuf"
+        Status(code=code, message=message).SerializeToString(), status_code=status, media_type="application/x-protobuf"
     )
 
 

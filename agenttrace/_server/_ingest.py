@@ -34,6 +34,7 @@ __all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "SpanRow", "decode_reques
 # Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
 # memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
 MAX_SPANS_PER_REQUEST = 10_000
+MAX_GZIP_MEMBERS = 1_000
 
 _HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 _HEX_SPAN = re.compile(r"[0-9a-f]{16}")
@@ -78,8 +79,12 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     gzipped = encoding in ("gzip", "x-gzip")
     out = bytearray()
     data = body
+    members = 0
     try:
         while True:
+            members += 1
+            if members > MAX_GZIP_MEMBERS:  # each member copies the rest of the body: bounded
+                raise BadRequestError(f"the {encoding} request body has more than {MAX_GZIP_MEMBERS} members")
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if gzipped else zlib.MAX_WBITS)
             out += inflater.decompress(data, limit + 1 - len(out))
             if len(out) > limit or inflater.unconsumed_tail:
@@ -107,6 +112,7 @@ def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
             document = orjson.loads(body)
             if has_inexact(document):  # an integer orjson may have rounded: read as json reads it
                 document = json.loads(body)
+            _drop_nulls(document)
         except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
     else:
@@ -116,6 +122,19 @@ def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
             415,
         )
     return list(_rows(document))
+
+
+def _drop_nulls(document: Any) -> None:
+    """Remove the null members of every object: protobuf's JSON mapping reads null as the default."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            for key in [k for k, v in item.items() if v is None]:
+                del item[key]
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
 
 
 def _protobuf_document(body: bytes) -> dict[str, Any]:

@@ -112,7 +112,7 @@ class Store:
     _param = "?"  # the driver's placeholder
     # What the driver raises when the database fails (answered 503: try again later), and among
     # those, what it raises when it refuses the data itself (answered 400: never retried).
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OverflowError, StoreBusyError)
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, StoreBusyError)
     refused: tuple[type[BaseException], ...] = (sqlite3.DataError, sqlite3.IntegrityError, OverflowError)
 
     def _sql(self, text: str) -> str:
@@ -253,14 +253,28 @@ class SQLiteStore(Store):
                 try:
                     yield cursor
                 except BaseException:
-                    cursor.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        cursor.execute("ROLLBACK")
                     raise
                 cursor.execute("COMMIT")
             else:
                 yield cursor
         finally:
             cursor.close()
-            self._idle.put(connection)
+            self._release(connection)
+
+    def _release(self, connection: sqlite3.Connection) -> None:
+        """Back to the pool, with no transaction left open; a connection that cannot end one is closed."""
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                with self._lock:
+                    self._all = [c for c in self._all if c is not connection]
+                with contextlib.suppress(sqlite3.Error):
+                    connection.close()
+                return
+        self._idle.put(connection)
 
     def close(self) -> None:
         with self._lock:
@@ -350,6 +364,7 @@ def open_store(database: str) -> Store:
         return SQLiteStore(path)
     if scheme:
         raise ConfigurationError(
-            f"database {text!r}: scheme {scheme!r} is not supported; expected sqlite:///path or postgresql://..."
+            f"database {_redacted(text)!r}: scheme {scheme!r} is not supported; "
+            "expected sqlite:///path or postgresql://..."
         )
     return SQLiteStore(text)

@@ -52,7 +52,7 @@ def _attr(key: str, value: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("span_fields", "scope", "message"),
     [
-        ({"status": None}, None, "spans[1].status: expected an object"),
+        ({"status": "ok"}, None, "spans[1].status: expected an object"),
         ({"status": {"code": 5}}, None, "spans[1].status.code 5: expected 0, 1 or 2"),
         ({"status": {"code": 99999999999999999999}}, None, "status.code 99999999999999999999: expected 0, 1 or 2"),
         ({"kind": "SPAN_KIND_CLIENT"}, None, "spans[1]: malformed span (ValueError"),
@@ -224,3 +224,39 @@ def test_a_database_password_is_never_shown(start_server: Any, tmp_path: Path) -
     assert done.returncode == 2
     assert "password=***" in done.stderr
     assert "hunter2secret" not in done.stderr
+
+
+def test_nulls_are_defaults_and_doubles_are_doubles(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'n.db'}")
+    # Protobuf's JSON mapping reads null as the field's default.
+    nulls = _document(_span(1, "nulls", status=None, events=None, kind=None, attributes=None), scope=None)
+    nulls["resourceSpans"][0]["resource"] = None
+    assert server.post("/v1/traces", json=nulls).status_code == 200
+    # A double of 2**63 or more is a double, not an integer orjson rounded.
+    doubles = copy.deepcopy(_document(_span(2, "double", parent=1, attributes=[_attr("big", {"doubleValue": 1e20})])))
+    assert server.post("/v1/traces", json=doubles).status_code == 200
+    # Call ordinals of mixed types (from any OTLP client) still sort.
+    odd = [_attr("agenttrace.call.ordinal", {"stringValue": "a"})]
+    mixed = _document(
+        _span(3, "o1", parent=1, attributes=odd),
+        _span(4, "o2", parent=1, attributes=[_attr("agenttrace.call.ordinal", {"intValue": "1"})]),
+    )
+    assert server.post("/v1/traces", json=mixed).status_code == 200
+    assert server.get(f"/traces/{TRACE}").status_code == 200
+    download = tmp_path / "d.jsonl"
+    download.write_bytes(server.get(f"/api/traces/{TRACE}/download").content)
+    spans = {s.name: s for s in read_spans(download)}
+    assert spans["double"].attributes["big"] == 1e20
+    assert {"nulls", "o1", "o2"} <= set(spans)
+
+
+def test_listing_bounds_and_gzip_members(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--database", f"sqlite:///{tmp_path / 'b.db'}")
+    assert server.get("/api/traces?offset=99999999999999999999").status_code == 400
+    assert server.get("/?page=99999999999999999999").status_code == 200
+    members = gzip.compress(b"") * 1_001 + gzip.compress(_request("f6" * 16, 1).SerializeToString())
+    answer = server.post(
+        "/v1/traces", content=members, headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    )
+    assert answer.status_code == 400
+    assert "more than 1000 members" in answer.text
