@@ -10,7 +10,7 @@ from . import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from ._errors import AgentTraceError
 from ._traceio import SpanRecord, read_spans
 
-__all__ = ["add_arguments", "render", "run", "span_tree"]
+__all__ = ["add_arguments", "call_summary", "render", "run", "span_tree"]
 
 _RESULT_CHARS = 120
 
@@ -46,6 +46,25 @@ def _body_note(span: SpanRecord) -> str:
     return ""
 
 
+def call_summary(span: SpanRecord) -> tuple[str, str, str]:
+    """A call span's method, where it went (its URL, or host:port for a socket-level call) and its
+    outcome: the HTTP status, else the error type if it failed, else ``ok`` (a DNS lookup, a connect)."""
+    attrs = span.attributes
+    method = str(attrs.get("http.request.method", span.name))
+    url: Any = attrs.get("url.full")
+    if url is None:  # a socket-level call: where it went
+        port = attrs.get("server.port")
+        url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
+    status = attrs.get("http.response.status_code")
+    if status is not None:
+        outcome = str(status)
+    elif span.status_code == 2:
+        outcome = str(attrs.get("error.type", "error"))
+    else:
+        outcome = "ok"
+    return method, str(url), outcome
+
+
 def _label(span: SpanRecord) -> str:
     from rich.markup import escape
 
@@ -63,18 +82,9 @@ def _label(span: SpanRecord) -> str:
         colour = "red" if step_type == "error" else "green"
         parts.append(f"[{colour}]{escape(step_type)}[/] [bold]{escape(span.name)}[/]")
     elif kind == "call":
-        method = attrs.get("http.request.method", span.name)
-        url = attrs.get("url.full")
-        if url is None:  # a socket-level call: show where it went
-            port = attrs.get("server.port")
-            url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
-        status = attrs.get("http.response.status_code")
-        if status is not None:
-            outcome = f"→ {status}"
-        elif failed:
-            outcome = f"→ [red]{escape(str(attrs.get('error.type', 'error')))}[/]"
-        else:
-            outcome = "→ ok"  # a socket-level call (DNS lookup, connect) that succeeded
+        method, url, ended = call_summary(span)
+        errored = failed and attrs.get("http.response.status_code") is None
+        outcome = f"→ [red]{escape(ended)}[/]" if errored else f"→ {escape(ended)}"
         replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
         parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
     else:

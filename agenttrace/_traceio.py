@@ -33,6 +33,7 @@ __all__ = [
     "SplitError",
     "collector_paused",
     "exact_int",
+    "exact_loads",
     "fast_loads",
     "has_inexact",
     "iter_documents",
@@ -142,6 +143,16 @@ def leaves(value: Any) -> Iterator[Any]:
 def has_inexact(value: Any) -> bool:
     """True if ``value`` (a parsed JSON document) holds a float orjson may have made of an integer."""
     return any(type(item) is float and not -_INEXACT < item < _INEXACT for item in leaves(value))
+
+
+def exact_loads(text: str | bytes) -> Any:
+    """``text`` parsed by orjson, or by json where orjson may have rounded an integer; ValueError if not JSON."""
+    fast = fast_loads()
+    if fast is not None:
+        document = fast(text)
+        if not has_inexact(document):
+            return document
+    return json.loads(text)
 
 
 class SplitError(ValueError):
@@ -518,17 +529,13 @@ def read_spans(path: str | Path) -> list[SpanRecord]:
 def spans_of_lines(lines: Iterable[str | bytes], where: str) -> list[SpanRecord]:
     """Every span in OTLP JSON lines held in memory (the server's stored spans); ``where`` names them."""
     spans: list[SpanRecord] = []
-    loads = fast_loads() or json.loads
     with collector_paused():
         for number, line in enumerate(lines, 1):
             try:
-                document = loads(line)
+                document = exact_loads(line)
             except ValueError as exc:
                 raise ConfigurationError(f"{where}, line {number}: not valid JSON ({exc})") from None
-            try:
-                spans.extend(_document_spans(Path(where), number, document))
-            except InexactNumberError:
-                spans.extend(_document_spans(Path(where), number, json.loads(line), exact=True))
+            spans.extend(_document_spans(Path(where), number, document, exact=True))
     return spans
 
 

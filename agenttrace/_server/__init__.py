@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,7 +64,7 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from .._traceio import spans_of_lines
+    from .._traceio import exact_loads, spans_of_lines
     from ._pages import PAGE_SIZE, render_index, render_trace
 
     keys = [key.encode() for key in api_keys]
@@ -107,9 +106,7 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return text if _TRACE_ID.fullmatch(text) else None
 
     def api_trace_id(request: Request) -> str | Response:
-        """The API route's trace id, or the answer to give: 401 without a key, 400 for a bad id."""
-        if not allowed(request):
-            return refused(request)
+        """The API route's trace id, or the answer to give: 400 for a bad id."""
         trace_id = trace_id_of(request)
         if trace_id is None:
             return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
@@ -119,8 +116,6 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return JSONResponse({"error": what}, status_code=404)
 
     async def ingest(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
         content_type = request.headers.get("content-type", "")
         declared = request.headers.get("content-length")
         too_big = f"the request body is over the server's limit of {max_request_bytes} bytes"
@@ -154,8 +149,6 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return Response(b"", media_type="application/x-protobuf")
 
     async def api_traces(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
         try:
             limit = int(request.query_params.get("limit", "100"))
             offset = int(request.query_params.get("offset", "0"))
@@ -174,7 +167,7 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         if summary is None:
             return not_found(f"no trace {trace_id}")
         lines = await run_in_threadpool(store.lines, trace_id)
-        spans = [span for line in lines for span in _spans_of(_exact_loads(line))]
+        spans = [span for line in lines for span in _spans_of(exact_loads(line))]
         return JSONResponse({**summary.as_json(), "otlp_spans": spans})
 
     async def download(request: Request) -> Response:
@@ -191,8 +184,6 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         )
 
     async def index(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
         try:
             page = min(max(int(request.query_params.get("page", "1")), 1), _MAX_OFFSET // PAGE_SIZE)
         except ValueError:
@@ -203,8 +194,6 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
         return HTMLResponse(html)
 
     async def trace_page(request: Request) -> Response:
-        if not allowed(request):
-            return refused(request)
         trace_id = trace_id_of(request)
         summary = None if trace_id is None else await run_in_threadpool(store.trace, trace_id)
         if trace_id is None or summary is None:
@@ -216,13 +205,24 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    def guarded(endpoint: Any) -> Any:
+        """``endpoint`` behind the key check (the answer is 401 without a key the server knows)."""
+
+        async def checked(request: Request) -> Response:
+            if not allowed(request):
+                return refused(request)
+            response: Response = await endpoint(request)
+            return response
+
+        return checked
+
     routes = [
-        Route("/v1/traces", ingest, methods=["POST"]),
-        Route("/api/traces", api_traces, methods=["GET"]),
-        Route("/api/traces/{trace_id}", api_trace, methods=["GET"]),
-        Route("/api/traces/{trace_id}/download", download, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
-        Route("/traces/{trace_id}", trace_page, methods=["GET"]),
+        Route("/v1/traces", guarded(ingest), methods=["POST"]),
+        Route("/api/traces", guarded(api_traces), methods=["GET"]),
+        Route("/api/traces/{trace_id}", guarded(api_trace), methods=["GET"]),
+        Route("/api/traces/{trace_id}/download", guarded(download), methods=["GET"]),
+        Route("/", guarded(index), methods=["GET"]),
+        Route("/traces/{trace_id}", guarded(trace_page), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 
@@ -233,16 +233,6 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.
     handlers: dict[Any, Any] = dict.fromkeys(store.errors, store_failed)
     return Starlette(routes=routes, exception_handlers=handlers)
-
-
-def _exact_loads(line: str) -> Any:
-    """A stored line parsed as it was stored: json where orjson may have rounded an integer."""
-    import orjson
-
-    from .._traceio import has_inexact
-
-    document = orjson.loads(line)
-    return json.loads(line) if has_inexact(document) else document
 
 
 def _decoded(body: bytearray, request: Any, limit: int) -> list[Any]:

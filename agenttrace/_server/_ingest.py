@@ -26,7 +26,7 @@ import orjson
 
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.KIND
 from .._otlp_json import decode_attributes
-from .._traceio import has_inexact
+from .._traceio import exact_loads
 from .._traceio import record_of_span as record
 
 __all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "SpanRow", "decode_request", "decompress"]
@@ -109,9 +109,7 @@ def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
         document = _protobuf_document(body)
     elif media == "application/json":
         try:
-            document = orjson.loads(body)
-            if has_inexact(document):  # an integer orjson may have rounded: read as json reads it
-                document = json.loads(body)
+            document = exact_loads(body)
             _drop_nulls(document)
         except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None

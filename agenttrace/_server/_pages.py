@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _schema as S  # noqa: N812 - the schema's names read as S.KIND
-from .._show import span_tree
+from .._show import call_summary, span_tree
 from .._traceio import SpanRecord
 from ._store import TraceSummary
 
@@ -240,18 +240,8 @@ def _body(attrs: Mapping[str, Any]) -> tuple[str | None, str]:
 
 def _call(span: SpanRecord, node: Node) -> None:
     attrs = span.attributes
-    method = attrs.get("http.request.method", span.name)
-    url = attrs.get("url.full")
-    if url is None:
-        port = attrs.get("server.port")
-        url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
-    status = attrs.get("http.response.status_code")
-    outcome = ""
-    if status is not None:
-        outcome = f"→ {status}"
-    elif node.failed:
-        outcome = f"→ {attrs.get('error.type', 'error')}"
-    node.title = f"{method} {url} {outcome}".strip()
+    method, url, outcome = call_summary(span)
+    node.title = f"{method} {url} → {outcome}"
     if attrs.get(S.CALL_REPLAYED):
         node.note = "replayed"
     for name, _, event in span.events:
