@@ -14,15 +14,21 @@ The public API is exactly what ``__all__`` lists; every other module is private.
 
 from __future__ import annotations
 
-from . import _export as _export  # wires the exporters into every init()
-from . import _interceptors as _interceptors  # registers the run hooks that install the instrumentors
-from ._errors import AgentTraceError, ConfigurationError, DeterminismLeakError, ReplayMismatchError, SocketLeakError
-from ._filter import FILTERED
-from ._replay import load_events
-from ._run import run
-from ._runtime import init
-from ._step import set_result, step
-from ._version import __version__
+from agenttrace._capture import activation as _interceptors  # noqa: F401 - registers the run hooks that install the instrumentors
+from agenttrace._capture.filter import FILTERED
+from agenttrace._core.errors import (
+    AgentTraceError,
+    ConfigurationError,
+    DeterminismLeakError,
+    ReplayMismatchError,
+    SocketLeakError,
+)
+from agenttrace._core.run import run
+from agenttrace._core.runtime import init
+from agenttrace._core.step import set_result, step
+from agenttrace._replay import load_events
+from agenttrace._version import __version__
+from agenttrace.exporters import lanes as _export  # noqa: F401 - wires the exporters into every init()
 
 trace = run  # `@agenttrace.trace` is the spec's other name for `@agenttrace.run`
 

@@ -7,7 +7,7 @@ what it lacks added around its HTTP client rather than re-implemented:
 
 * a batch the receiver finds too large (HTTP 413, or over ``max_request_size``) is split in
   halves and each half sent, down to single spans;
-* what could not be delivered goes to the spool (:mod:`agenttrace._spool`) instead of being
+* what could not be delivered goes to the spool (:mod:`agenttrace.exporters.spool`) instead of being
   logged and lost, and one warning per process says so on stderr;
 * a refused API key (401/403) is said once, plainly, and the data is kept for
   ``agenttrace upload`` once the key is fixed.
@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+from agenttrace.exporters.lanes import BACKEND_TARGET, backend_destination, backend_uploader_env, exporting
+from agenttrace.exporters.spool import Delivery, Spool, report_failure
 from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -39,10 +41,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from agenttrace._config import resolve_settings
-from agenttrace._errors import ConfigurationError
-from agenttrace._export import BACKEND_TARGET, backend_destination, backend_uploader_env, exporting
-from agenttrace._spool import Delivery, Spool, report_failure
+from agenttrace._core.config import resolve_settings
+from agenttrace._core.errors import ConfigurationError
 
 __all__ = [
     "AgentTraceSpanExporter",

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
-from agenttrace._traceio import SpanRecord, read_spans
+from agenttrace._format.files import SpanRecord, read_spans
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import agenttrace
-from agenttrace._config import DEFAULT_API_URL, SETTINGS_TABLE, resolve_settings
-from agenttrace._filter import compile_filter
+from agenttrace._capture.filter import compile_filter
+from agenttrace._core.config import DEFAULT_API_URL, SETTINGS_TABLE, resolve_settings
 
 # A valid value for each setting, and a different valid value, as (argument, variable text).
 _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
@@ -160,7 +160,7 @@ def test_init_from_environment_in_a_fresh_process(run_agent: Any) -> None:
     result = run_agent(
         """
         import agenttrace
-        from agenttrace._runtime import runtime
+        from agenttrace._core.runtime import runtime
         agenttrace.init()
         print(runtime.current_settings().governance_level)
         agenttrace.init(governance_level="relaxed")

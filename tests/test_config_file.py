@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import agenttrace
-from agenttrace import _warn
-from agenttrace._config import resolve_settings
-from agenttrace._filter import compile_filter
+from agenttrace._capture.filter import compile_filter
+from agenttrace._core import warn as _warn
+from agenttrace._core.config import resolve_settings
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_file_configures_a_fresh_agent(run_agent: Any) -> None:
     result = run_agent(
         """
         import agenttrace
-        from agenttrace._runtime import runtime
+        from agenttrace._core.runtime import runtime
 
         @agenttrace.run
         def main():

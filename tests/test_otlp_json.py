@@ -13,7 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from agenttrace._otlp_json import attributes_text, decode_attributes, traces_data_line, value_text
+from agenttrace._format.otlp_json import attributes_text, decode_attributes, traces_data_line, value_text
 from tests.test_trace_files import _hex_ids_to_base64
 
 
@@ -62,11 +62,11 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
     Non-ASCII, quotes and control characters in strings, non-finite floats (the proto3 JSON
     mapping's "NaN"/"Infinity" strings, not bare NaN tokens that no JSON parser but Python's
     accepts), bool lists, floats, trace state, a remote parent, and AgentTrace's own payload
-    events (added behind a read-only view, see agenttrace._capture.add_event).
+    events (added behind a read-only view, see agenttrace._capture.record.add_event).
     """
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, set_span_in_context
 
-    from agenttrace._capture import add_event
+    from agenttrace._capture.record import add_event
 
     remote = SpanContext(
         trace_id=0x1234,
@@ -88,7 +88,7 @@ def test_text_encoding_of_awkward_values_matches_the_protobuf_encoder(spans: InM
             "floats": [0.1, 1e300, -2.5],
             "bools": [True, False],
             "big": 2**62,
-            # Long strings are quoted by orjson rather than json (agenttrace._otlp_json._LONG).
+            # Long strings are quoted by orjson rather than json (agenttrace._format.otlp_json._LONG).
             "long_unicode": "héllo ✓ 日本 \U0001f600 \u2028" * 10,
             "long_quotes": 'say "hi"\\ \t\x00\x1f</script>' * 10,
         },

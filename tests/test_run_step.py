@@ -233,7 +233,7 @@ def test_set_result_on_step_and_run(spans: InMemorySpanExporter) -> None:
 
 def test_set_result_outside_run_warns_once(spans: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]) -> None:
     """set_result outside any run warns once on stderr and does nothing."""
-    from agenttrace import _warn
+    from agenttrace._core import warn as _warn
 
     _warn._reset_for_tests()
     agenttrace.set_result(1)
@@ -353,7 +353,7 @@ def test_distributions_read_from_header_lines_equal_the_email_parser() -> None:
     """The run's distribution list, read from METADATA header lines, is what importlib.metadata parses."""
     from importlib import metadata
 
-    from agenttrace import _metadata
+    from agenttrace._core import metadata as _metadata
 
     expected: dict[str, str] = {}
     for dist in metadata.distributions():

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from agenttrace._traceio import read_spans
+from agenttrace._format.files import read_spans
 
 AGENT = """
 import agenttrace
@@ -265,7 +265,7 @@ def test_metadata_is_cached_not_a_subprocess(run_agent: Any) -> None:
     result = run_agent(
         """
         import subprocess, agenttrace
-        from agenttrace import _metadata
+        from agenttrace._core import metadata as _metadata
         calls = []
         real = subprocess.Popen.__init__
         def spy(self, *a, **k):

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._loopback import LoopbackServer
+from agenttrace._demo._loopback import LoopbackServer
 
 __all__ = ["FakeLLMServer", "main"]
 

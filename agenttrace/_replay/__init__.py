@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._config import Settings
-from .._runtime import runtime
-from .._scope import RunState
+from agenttrace._core.config import Settings
+from agenttrace._core.runtime import runtime
+from agenttrace._core.scope import RunState
 
 __all__ = ["load_events"]
 
@@ -24,43 +24,43 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
     output (JSON Lines or one document) or a JSON array of events. Raises
     :class:`ConfigurationError` naming the file, the line and what was expected.
     """
-    from ._loader import load_events as load
+    from agenttrace._replay.loader import load_events as load
 
     return load(path)
 
 
 def _configure(settings: Settings) -> None:
-    from .._entropy import isolate_span_ids
+    from agenttrace._replay.entropy import isolate_span_ids
 
     isolate_span_ids()
     # Record mode with no session ever built: nothing more to import.
-    if not settings.replaying and "agenttrace._replay._state" not in sys.modules:
+    if not settings.replaying and "agenttrace._replay.state" not in sys.modules:
         return
-    from . import _state
+    from agenttrace._replay import state as _state
 
     _state.configure(settings)
 
 
 def _install() -> None:
-    from . import _state
+    from agenttrace._replay import state as _state
 
     _state.install()
 
 
 def _uninstall() -> None:
-    from . import _state
+    from agenttrace._replay import state as _state
 
     _state.uninstall()
 
 
 def _run_started(run: RunState) -> None:
-    from . import _state
+    from agenttrace._replay import state as _state
 
     _state.run_started(run)
 
 
 def _run_ended(run: RunState) -> None:
-    from . import _state
+    from agenttrace._replay import state as _state
 
     _state.run_ended(run)
 

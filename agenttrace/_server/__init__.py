@@ -1,6 +1,6 @@
 """The self-hosted AgentTrace backend: OTLP/HTTP ingest, a store, a JSON API, a web UI, downloads.
 
-``agenttrace server`` runs it (see :mod:`agenttrace._server_cli` and docs/server.md). The web
+``agenttrace server`` runs it (see :mod:`agenttrace._cli.server` and docs/server.md). The web
 stack is Starlette on uvicorn, from the ``server`` extra, imported only here.
 
 =========================================  ====================================================
@@ -26,10 +26,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigurationError
-from .._warn import warn_once
-from ._ingest import BadRequestError, decode_request, decompress
-from ._store import Store
+from agenttrace._core.errors import ConfigurationError
+from agenttrace._core.warn import warn_once
+from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.store import Store
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -64,8 +64,8 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from .._traceio import exact_loads, spans_of_lines
-    from ._pages import PAGE_SIZE, render_index, render_trace
+    from agenttrace._format.files import exact_loads, spans_of_lines
+    from agenttrace._server.pages import PAGE_SIZE, render_index, render_trace
 
     keys = [key.encode() for key in api_keys]
 

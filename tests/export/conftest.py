@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agenttrace._traceio import read_spans
+from agenttrace._format.files import read_spans
 
 _DROP = ("AGENTTRACE_", "OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
@@ -300,7 +300,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
 REPORT_UPLOADER = """
     import atexit as _atexit, sys as _sys
     _atexit.register(
-        lambda: print("UPLOADER", getattr(_sys.modules.get("agenttrace._export"), "handed_off_to", None), flush=True)
+        lambda: print(
+            "UPLOADER", getattr(_sys.modules.get("agenttrace.exporters.lanes"), "handed_off_to", None), flush=True
+        )
     )
 """
 

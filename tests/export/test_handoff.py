@@ -102,7 +102,7 @@ def test_workers_leave_their_spool_to_the_parent(agents: Agents, method: str) ->
         import multiprocessing as mp
         import sys
 
-        import agenttrace._export as export
+        import agenttrace.exporters.lanes as export
 
         def plan(_):
             return export._exit_plan()

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agenttrace.exporters.backend import count_spans, split_request
+from agenttrace.exporters.lanes import ExportLane, is_exporter_thread
+from agenttrace.exporters.spool import Delivery, Spool, drain, request_bytes
 from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -16,9 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from agenttrace._export import ExportLane, is_exporter_thread
-from agenttrace._otlp_json import traces_data_line
-from agenttrace._spool import Delivery, Spool, drain, request_bytes
+from agenttrace._format.otlp_json import traces_data_line
 
 
 def finished_spans(count: int) -> list[ReadableSpan]:

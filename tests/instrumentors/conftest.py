@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import agenttrace  # noqa: E402
-from agenttrace import _warn  # noqa: E402
+from agenttrace._core import warn as _warn  # noqa: E402
 from agenttrace._demo.llm_server import FakeLLMServer  # noqa: E402
 from tests.instrumentors.recording import Recorder  # noqa: E402
 from tests.servers import TestServer  # noqa: E402

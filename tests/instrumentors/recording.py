@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import agenttrace
-from agenttrace._capture import exchange_from_span
-from agenttrace._model import Exchange
-from agenttrace._otlp_json import decode_attributes
+from agenttrace._capture.model import Exchange
+from agenttrace._capture.record import exchange_from_span
+from agenttrace._format.otlp_json import decode_attributes
 
 __all__ = ["Recorder", "Trace", "read_trace", "replaying"]
 

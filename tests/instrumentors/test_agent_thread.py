@@ -27,11 +27,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
-from agenttrace import _capture, _payload
-from agenttrace import _schema as S  # noqa: N812 - the schema's names read as S.BODY
-from agenttrace._filter import EMPTY, compile_filter
-from agenttrace._model import RequestData
-from agenttrace._otlp_json import decode_attributes, span_text
+from agenttrace._capture import payload as _payload
+from agenttrace._capture import record as _capture
+from agenttrace._capture.filter import EMPTY, compile_filter
+from agenttrace._capture.model import RequestData
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.BODY
+from agenttrace._format.otlp_json import decode_attributes, span_text
 from tests.instrumentors.recording import Recorder
 from tests.servers import TestServer, binary_payload
 
@@ -301,8 +302,7 @@ def test_unredacted_request_is_recorded_as_is() -> None:
 def test_urllib3_header_pairs_are_those_items_gives() -> None:
     """requests' CaseInsensitiveDict, dicts and urllib3's HTTPHeaderDict give the pairs items() gives."""
     import urllib3
-
-    from agenttrace._urllib3_adapter import _request_headers
+    from agenttrace.instrumentors.urllib3.adapter import _request_headers
 
     cases: list[Any] = [
         requests.structures.CaseInsensitiveDict({"User-Agent": "x", "content-type": "a/b"}),

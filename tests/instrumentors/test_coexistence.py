@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 import agenttrace
-from agenttrace import _capture
+from agenttrace._capture import record as _capture
 from tests.instrumentors.recording import Recorder
 from tests.servers import TestServer
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
-from agenttrace import _warn
+from agenttrace._core import warn as _warn
 from tests.instrumentors.recording import Recorder, read_trace, replaying
 from tests.servers import TestServer
 
@@ -219,7 +219,7 @@ def test_variable_keeps_commas_inside_a_pattern(folder: Path, monkeypatch: pytes
     """In the comma form, a comma inside {}, [] or () belongs to the pattern, not between two rules."""
     monkeypatch.setenv("AGENTTRACE_FILTER", r"re:sk-[A-Za-z0-9]{8,}, password, re:(a|b){2,3}, re:[(,]x, token")
     agenttrace.init(trace_dir=str(folder), quiet=True)
-    rules = agenttrace._runtime.runtime.current_settings().filter
+    rules = agenttrace._core.runtime.runtime.current_settings().filter
     assert [p.pattern for p in rules.patterns] == ["sk-[A-Za-z0-9]{8,}", "(a|b){2,3}", "[(,]x"]
     assert rules.names == frozenset({"password", "token"})
     assert rules.text("key sk-ABCDEFGH1234") == "key [FILTERED]"
@@ -342,12 +342,13 @@ def test_zstd_body_of_several_frames_is_filtered_whole() -> None:
     """A zstd body sent as two frames (clients decode them all) is filtered in its second frame too."""
     import zstandard
 
-    from agenttrace._payload import filter_body
+    from agenttrace._capture.filter import compile_filter
+    from agenttrace._capture.payload import filter_body
 
     frames = zstandard.ZstdCompressor().compress(b'{"a": 1, ') + zstandard.ZstdCompressor().compress(
         b'"token": "tok-secret-1"}'
     )
-    out, changed = filter_body(frames, [("Content-Encoding", "zstd")], agenttrace._filter.compile_filter("token"))
+    out, changed = filter_body(frames, [("Content-Encoding", "zstd")], compile_filter("token"))
     assert changed
     reader = zstandard.ZstdDecompressor().decompressobj()
     assert json.loads(reader.decompress(out)) == {"a": 1, "token": "[FILTERED]"}

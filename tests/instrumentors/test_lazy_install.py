@@ -78,8 +78,8 @@ ADAPTERS_AND_INSTRUMENTORS = """
 import sys
 import httpx
 import agenttrace
-from agenttrace._httpx_adapter import httpx_adapter
-from agenttrace._socket_adapter import socket_adapter
+from agenttrace.instrumentors.httpx.adapter import httpx_adapter
+from agenttrace.instrumentors.socket.adapter import socket_adapter
 
 url = sys.argv[1]
 

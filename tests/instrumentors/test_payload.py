@@ -9,7 +9,7 @@ import httpx
 import requests
 
 import agenttrace
-from agenttrace._payload import Redactor, filter_body, placeholder
+from agenttrace._capture.payload import Redactor, filter_body, placeholder
 from tests.instrumentors.recording import Recorder
 from tests.servers import TestServer
 
@@ -169,7 +169,7 @@ def test_filter_gzip_body() -> None:
     """A gzip body is decoded, filtered and encoded again; a body in an unknown encoding is dropped."""
     import gzip
 
-    from agenttrace._filter import compile_filter
+    from agenttrace._capture.filter import compile_filter
 
     rules = compile_filter("token")
     out, changed = filter_body(gzip.compress(b'{"token": "t1", "a": 1}'), [("Content-Encoding", "gzip")], rules)
@@ -183,8 +183,8 @@ def test_query_shortcut_and_header_json_cache_change_nothing() -> None:
     """filter_url's no-secret shortcut and jsonable_headers' cache give what the long ways give."""
     from urllib.parse import parse_qsl, urlencode
 
-    from agenttrace._filter import EMPTY
-    from agenttrace._payload import filter_url, jsonable_headers
+    from agenttrace._capture.filter import EMPTY
+    from agenttrace._capture.payload import filter_url, jsonable_headers
 
     def long_way(url: str) -> str:
         base, sep, query = url.partition("?")
@@ -214,7 +214,7 @@ def test_server_address_shortcut_agrees_with_urlsplit() -> None:
     """The call span's server.address/port, looked up by URL prefix, equal what urlsplit gives."""
     import random
 
-    from agenttrace._capture import _server, _split_server
+    from agenttrace._capture.record import _server, _split_server
 
     rng = random.Random(3)
     alphabet = "aZ09-._~:/?#[]@!$&()*+,;=% "

@@ -15,10 +15,10 @@ import pytest
 import requests
 import urllib3
 
-from agenttrace._capture import set_replay_lookup
+from agenttrace._capture.model import Exchange, RequestData
+from agenttrace._capture.record import set_replay_lookup
+from agenttrace._core.errors import ReplayMismatchError
 from agenttrace._demo.llm_server import FakeLLMServer
-from agenttrace._errors import ReplayMismatchError
-from agenttrace._model import Exchange, RequestData
 from tests.instrumentors.recording import Recorder, Trace
 from tests.servers import TestServer
 
@@ -176,7 +176,7 @@ def test_lookup_error_propagates(recorder: Recorder, server: TestServer, replay:
     assert message.startswith("not recorded: GET")
     assert len(server.requests) == requests_before
     assert trace.exchanges[0].error is not None
-    assert trace.exchanges[0].error.type == "agenttrace._errors.ReplayMismatchError"
+    assert trace.exchanges[0].error.type == "agenttrace._core.errors.ReplayMismatchError"
 
 
 def test_openai_sdk_replay(recorder: Recorder, replay: None) -> None:
@@ -200,7 +200,7 @@ def test_openai_sdk_replay(recorder: Recorder, replay: None) -> None:
 
 def test_truncated_recording_not_served(recorder: Recorder, replay: None) -> None:
     """An exchange cut at the size limit is refused rather than served as if whole."""
-    from agenttrace._model import Body, ResponseData
+    from agenttrace._capture.model import Body, ResponseData
 
     cut = Exchange(
         library="httpx",

@@ -56,8 +56,8 @@ def _child(part: str, path: str) -> dict[str, float]:
         assert parsed
         return {"seconds": seconds}
     import agenttrace
-    from agenttrace._replay._loader import check_events, collector_paused, load_recording
-    from agenttrace._replay._matcher import Matcher
+    from agenttrace._replay.loader import check_events, collector_paused, load_recording
+    from agenttrace._replay.matcher import Matcher
 
     if part == "load_events":
         start = time.perf_counter()

@@ -646,8 +646,9 @@ def _ablate(what: str | None) -> None:
     """
     if not what:
         return
-    from agenttrace._processor import RunFileProcessor
-    from agenttrace._runtime import runtime
+    from agenttrace.exporters.processor import RunFileProcessor
+
+    from agenttrace._core.runtime import runtime
 
     if what == "no-file":
         RunFileProcessor.on_end = lambda self, span: None  # type: ignore[method-assign]

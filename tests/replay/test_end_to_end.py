@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agenttrace._demo.llm_server import FakeLLMServer
-from agenttrace._traceio import read_spans
+from agenttrace._format.files import read_spans
 from tests.servers import TestServer
 
 from .agents import ASYNC_AGENT, HTTPX_AGENT, OPENAI_AGENT, REQUESTS_AGENT

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 
 import agenttrace
-from agenttrace import ConfigurationError, _traceio
-from agenttrace._model import Body, Exchange, RecordedError, RequestData, ResponseData
-from agenttrace._replay import _matcher
-from agenttrace._replay._events import _decode, event_exchange, exchange_of
-from agenttrace._replay._loader import check_events, load_recording
-from agenttrace._replay._matcher import Entry, Matcher, Miss
+from agenttrace import ConfigurationError
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._format import files as _traceio
+from agenttrace._format.events import _decode, event_exchange, exchange_of
+from agenttrace._replay import matcher as _matcher
+from agenttrace._replay.loader import check_events, load_recording
+from agenttrace._replay.matcher import Entry, Matcher, Miss
 from tests.servers import TestServer
 
 from .agents import HTTPX_AGENT, REQUESTS_AGENT
@@ -211,8 +212,8 @@ def test_load_events_without_orjson_installed(recording: Recorded) -> None:
         "import sys, json\n"
         "sys.modules['orjson'] = None  # import orjson now raises ImportError\n"
         "import agenttrace\n"
-        "from agenttrace._replay._loader import load_recording\n"
-        "from agenttrace._replay._matcher import Matcher\n"
+        "from agenttrace._replay.loader import load_recording\n"
+        "from agenttrace._replay.matcher import Matcher\n"
         f"path = {str(recording.path)!r}\n"
         "events = agenttrace.load_events(path)\n"
         "_, exchanges = load_recording(path, 'x')\n"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from agenttrace._model import Body, Exchange, RecordedError, RequestData, ResponseData
-from agenttrace._otlp_json import decode_value
-from agenttrace._replay import _events
-from agenttrace._replay._loader import _attributes
-from agenttrace._replay._matcher import Matcher, _digest
-from agenttrace._traceio import InexactNumberError, exact_int, has_inexact
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._format import events as _events
+from agenttrace._format.files import InexactNumberError, exact_int, has_inexact
+from agenttrace._format.otlp_json import decode_value
+from agenttrace._replay.loader import _attributes
+from agenttrace._replay.matcher import Matcher, _digest
 
 _NO_VALUE: dict[str, Any] = {}
 

@@ -15,12 +15,12 @@ from rich.console import Console
 
 import agenttrace
 from agenttrace import ConfigurationError
-from agenttrace._capture import exchange_from_span
-from agenttrace._otlp_json import decode_attributes
-from agenttrace._replay._events import call_event, event_exchange
-from agenttrace._replay._loader import _fast_call_event, _fast_call_exchange, check_events
-from agenttrace._show import render
-from agenttrace._traceio import read_spans
+from agenttrace._capture.record import exchange_from_span
+from agenttrace._cli.show import render
+from agenttrace._format.events import call_event, event_exchange
+from agenttrace._format.files import read_spans
+from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._replay.loader import _fast_call_event, _fast_call_exchange, check_events
 from tests.servers import TestServer
 
 from .agents import HTTPX_AGENT, REQUESTS_AGENT

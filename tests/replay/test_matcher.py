@@ -7,8 +7,8 @@ import json
 import random
 import threading
 
-from agenttrace._model import Body, Exchange, RequestData, ResponseData
-from agenttrace._replay._matcher import (
+from agenttrace._capture.model import Body, Exchange, RequestData, ResponseData
+from agenttrace._replay.matcher import (
     Entry,
     Matcher,
     Miss,

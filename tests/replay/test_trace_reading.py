@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from agenttrace import ConfigurationError, _traceio
-from agenttrace._traceio import (
+from agenttrace import ConfigurationError
+from agenttrace._format import files as _traceio
+from agenttrace._format.files import (
     SPANS_CUT,
     Documents,
     InexactNumberError,
@@ -283,7 +284,7 @@ def test_without_orjson_installed(tmp_path: Path) -> None:
         "import sys, json\n"
         "sys.modules['orjson'] = None  # import orjson now raises ImportError\n"
         "from pathlib import Path\n"
-        "from agenttrace._traceio import Documents, fast_loads\n"
+        "from agenttrace._format.files import Documents, fast_loads\n"
         "assert fast_loads() is None\n"
         f"print(json.dumps(list(Documents(Path({str(path)!r}), Path({str(path)!r}).read_bytes()))))\n"
     )

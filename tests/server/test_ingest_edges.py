@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from agenttrace._server._ingest import decode_request
-from agenttrace._server._store import open_store
-from agenttrace._traceio import read_spans
+from agenttrace._format.files import read_spans
+from agenttrace._server.ingest import decode_request
+from agenttrace._server.store import open_store
 
 from .conftest import KEY
 from .test_server import _request

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agenttrace._traceio import read_spans
+from agenttrace._format.files import read_spans
 from tests.export.conftest import CLEAN_ENV
 from tests.servers import TestServer
 

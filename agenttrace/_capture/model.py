@@ -1,0 +1,70 @@
+"""The recorded exchange as Python data: what instrumentors capture and replay serves back.
+
+Instrumentors turn a library's request/response into these; :mod:`agenttrace._capture.record` turns
+them into span events (and back, for replay). Keeping one neutral model means httpx, httpx2
+and urllib3 share capture, redaction, matching and reconstruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Body", "Exchange", "RecordedError", "RequestData", "ResponseData"]
+
+
+@dataclass(frozen=True)
+class Body:
+    """Bytes of a body as recorded: possibly cut at the size limit (then ``truncated``)."""
+
+    data: bytes
+    size: int  # full size, even when data was cut
+    sha256: str  # hex digest of the full body
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class RequestData:
+    """One outgoing request, as the transport saw it."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ResponseData:
+    """One response: head, raw (still content-encoded) body, and stream chunk boundaries."""
+
+    status_code: int
+    headers: tuple[tuple[str, str], ...]
+    body: Body
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+    chunk_sizes: tuple[int, ...] = ()
+    chunk_offsets_ns: tuple[int, ...] = ()
+    stream_end: str = "complete"  # "complete" | "closed_early" | "error" | "not_read"
+
+
+@dataclass(frozen=True)
+class RecordedError:
+    """An exception raised by the transport (connect, timeout, TLS, read)."""
+
+    type: str  # qualified class name, e.g. "httpx.ConnectTimeout"
+    message: str
+    phase: str = "request"  # "request" | "stream"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One recorded call: where it happened, what was sent, what came back."""
+
+    library: str
+    ordinal: int
+    step_path: tuple[str, ...]
+    request: RequestData
+    response: ResponseData | None = None
+    error: RecordedError | None = None
+    trace_id: str = ""
+    span_id: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

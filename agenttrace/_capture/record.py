@@ -1,0 +1,878 @@
+"""The one interceptor core every instrumentor shares: call spans, payload events, the replay seam.
+
+An adapter (httpx, httpx2, urllib3) turns its library's request into a :class:`RequestData`
+and calls :func:`begin`. That opens the CLIENT span under the active step, writes the request
+event, and asks the replay lookup (if one is installed) for a recorded exchange. The adapter
+then either serves that exchange without I/O, or does the real call and reports back through
+the :class:`Call`: :meth:`Call.head` when the response head arrives, :meth:`Call.chunk` for
+every piece of body the client receives, and :meth:`Call.finish` (or :meth:`Call.fail`) once.
+
+Each call writes one request event and one response event (plus an error event when the call
+or its stream failed), whatever the number of stream chunks: OTel's 128-events-per-span limit
+can never drop part of a payload. :func:`exchange_from_span` reads such a span back from OTLP
+JSON into an :class:`Exchange`, for replay.
+
+Nothing here may break the agent: adapters wrap their use of this module in ``try`` and fall
+back to the plain call after one warning (:func:`internal_error`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import Event as SdkEvent
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from agenttrace._capture import payload as _payload
+from agenttrace._capture.filter import Filter
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._core.runtime import runtime
+from agenttrace._core.scope import RunState, current_scope
+from agenttrace._core.warn import warn_once
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
+from agenttrace._format.otlp_json import decode_attributes
+
+__all__ = [
+    "Call",
+    "ReplayLookup",
+    "begin",
+    "capturing",
+    "error_class",
+    "exchange_from_span",
+    "in_call",
+    "internal_error",
+    "qualified_name",
+    "replay_lookup",
+    "served_chunks",
+    "served_parts",
+    "set_replay_lookup",
+]
+
+ReplayLookup = Callable[[RequestData, str], "Exchange | None"]
+
+_lookup: ReplayLookup | None = None
+
+# True while an instrumented client performs its own call in this context: the socket
+# instrumentor stays quiet and a nested instrumented call is not recorded twice.
+_in_call: ContextVar[bool] = ContextVar("agenttrace_in_call", default=False)
+
+_SUPPRESS_KEYS: tuple[str, ...] = ()
+
+
+def _suppress_keys() -> tuple[str, ...]:
+    global _SUPPRESS_KEYS  # noqa: PLW0603 - resolved once, lazily (no work at import time)
+    if not _SUPPRESS_KEYS:
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+        _SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation")
+    return _SUPPRESS_KEYS
+
+
+def set_replay_lookup(fn: ReplayLookup | None) -> None:
+    """Install (or remove, with None) the function replay uses to serve calls without I/O.
+
+    ``fn(request, library)`` gets the request as recorded (secrets redacted, step and global filter
+    applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
+    then recorded as usual), or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
+    """
+    global _lookup  # noqa: PLW0603 - process-global mode state, as DESIGN.md asks
+    _lookup = fn
+
+
+def replay_lookup() -> ReplayLookup | None:
+    """The installed replay lookup, if any."""
+    return _lookup
+
+
+def in_call() -> bool:
+    """True inside an instrumented client's own call (its sockets and DNS are part of it)."""
+    return _in_call.get()
+
+
+def capturing() -> bool:
+    """False when OTel instrumentation is suppressed here (exporters) or a call is already open."""
+    if _in_call.get():
+        return False
+    ctx = otel_context.get_current()
+    key, legacy_key = _SUPPRESS_KEYS or _suppress_keys()  # two lookups, no generator per call
+    return not (ctx.get(key) or ctx.get(legacy_key))
+
+
+def enter_call() -> Any:
+    """Mark this context as inside an instrumented call; returns the token for :func:`exit_call`."""
+    return _in_call.set(True)
+
+
+def exit_call(token: Any) -> None:
+    """Undo :func:`enter_call`."""
+    try:
+        _in_call.reset(token)
+    except ValueError:  # reset from another context (a generator resumed elsewhere)
+        _in_call.set(False)
+
+
+def internal_error(library: str, exc: BaseException) -> None:
+    """Report an AgentTrace bug in ``library``'s interceptor once; the agent's call goes on."""
+    warn_once(
+        f"capture:{library}:{type(exc).__name__}",
+        f"could not record a {library} call ({type(exc).__name__}: {exc}); the call itself is unaffected",
+    )
+
+
+def qualified_name(exc: BaseException) -> str:
+    """``module.Class`` of an exception, as recorded in ``agenttrace.error.type``."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def error_class(name: str) -> type[BaseException] | None:
+    """The exception class a recorded ``agenttrace.error.type`` names, if it can be imported."""
+    if "." not in name:
+        import builtins
+
+        cls = getattr(builtins, name, None)
+        return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name, attr_path = ".".join(parts[:cut]), parts[cut:]
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attr in attr_path:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
+    return None
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+
+def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending: bool = False) -> None:
+    """Add one of AgentTrace's own payload events to ``span``, skipping the SDK's re-validation.
+
+    ``Span.add_event`` copies the attributes into a ``BoundedAttributes``, checking every key and
+    value (and every element of every list) one by one, under a lock: about as much time as the
+    rest of the event's work. The values here are AgentTrace's own, built as str, int, bool and
+    tuples of them, so on an SDK span the event is appended as is, behind a read-only view (the
+    same immutability ``add_event`` gives). Two consequences, documented in docs/span-model.md:
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` does not cut AgentTrace's payload events (bodies are
+    bounded by ``max_body_bytes`` instead: a cut body could not be replayed), and any other span
+    (a wrapper provider's, a non-recording span) gets the public ``add_event``.
+
+    ``digest_pending`` (set by :func:`_body_attributes`): the body's SHA-256 is left for whoever
+    first reads it, see :class:`_PendingDigest`.
+    """
+    if isinstance(span, SdkSpan):
+        try:
+            view = _PendingDigest(attributes) if digest_pending else attributes
+            span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
+            return
+        except AttributeError:  # an SDK without the private seam: the public way below
+            pass
+    if digest_pending and span.is_recording():
+        _PendingDigest(attributes).copy()  # fills in the digest: the public way copies every value
+    span.add_event(name, attributes)
+
+
+_digest_lock = threading.Lock()
+
+
+def _new_digest_lock() -> None:
+    # A child forked while another thread computed a digest would inherit the lock held.
+    global _digest_lock  # noqa: PLW0603 - one lock for every pending digest, renewed in a fork
+    _digest_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_digest_lock)
+
+
+class _PendingDigest(Mapping[str, Any]):
+    """A payload event's attributes whose ``agenttrace.body.sha256`` is computed when first read.
+
+    Hashing the bodies was a sixth of AgentTrace's work on the agent's thread per recorded call
+    (SHA-256 of a 1 KB request and a 2 KB response: ~90 k instructions). Nothing on that thread
+    needs the digest: the trace writer, the export lanes and any other processor read the
+    event's attributes later, on threads of their own, while the agent waits on its next
+    response. So the event holds the attributes with the digest's key in its place (the order
+    the trace file writes them in is unchanged) and computes it the first time the value can be
+    seen: a read of that key, ``items()``, ``values()``, ``copy()`` (what the trace writer
+    uses), equality. Reads of other keys, ``len``, ``in`` and ``keys()`` do not compute it, so
+    the writer's size estimate on the agent's thread (``get(agenttrace.body)``) stays cheap.
+
+    The digest is computed once, under a lock, from the body text the event holds (a body is
+    deferred only when it was recorded whole: the text, UTF-8 or base64, gives back its exact
+    bytes), so no second reference to the body's bytes is kept. Every reader, on any thread,
+    sees the same values as if the digest had been there from the start.
+    """
+
+    __slots__ = ("_pending", "_values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self._pending = True
+
+    def _ready(self) -> dict[str, Any]:
+        if self._pending:
+            with _digest_lock:
+                if self._pending:
+                    values = self._values
+                    data = _payload.decode_body(values[S.BODY], values[S.BODY_ENCODING])
+                    values[S.BODY_SHA256] = hashlib.sha256(data).hexdigest()
+                    self._pending = False
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        if key == S.BODY_SHA256:
+            return self._ready()[key]
+        return self._values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (the digest computed first if that is the key asked for)."""
+        if key == S.BODY_SHA256:
+            return self._ready().get(key, default)
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> KeysView[str]:
+        """The attribute names, in the order they are written."""
+        return self._values.keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        """Every attribute, the digest included."""
+        return self._ready().items()
+
+    def values(self) -> ValuesView[Any]:
+        """Every value, the digest included."""
+        return self._ready().values()
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of every attribute (what the trace writer encodes from)."""
+        return dict(self._ready())
+
+    def __repr__(self) -> str:
+        return repr(self._ready())
+
+
+_pending_lock = threading.Lock()
+_pending: dict[int, set[Call]] = {}
+
+
+class Call:
+    """One intercepted exchange being recorded; every method is safe to call at most once."""
+
+    __slots__ = (
+        "__weakref__",
+        "_chunks",
+        "_done",
+        "_hasher",
+        "_head_ns",
+        "_kept",
+        "_lock",
+        "_offsets",
+        "_sizes",
+        "_status_set",
+        "_total",
+        "exchange",
+        "http_version",
+        "library",
+        "max_bytes",
+        "reason",
+        "response_headers",
+        "rules",
+        "run",
+        "span",
+        "status_code",
+    )
+
+    def __init__(self, library: str, span: Span, rules: Filter, run: RunState | None, max_bytes: int) -> None:
+        self.library = library
+        self.span = span
+        self.rules = rules
+        self.run = run
+        self.max_bytes = max_bytes
+        self.exchange: Exchange | None = None
+        self.status_code = 0
+        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.reason = ""
+        self.http_version = "HTTP/1.1"
+        self._chunks: list[bytes] = []
+        self._sizes: list[int] = []
+        self._offsets: list[int] = []
+        self._total = 0
+        self._kept = 0
+        self._hasher: Any = None
+        self._head_ns = 0
+        self._status_set = -1
+        self._done = False
+        self._lock = threading.Lock()
+
+    # The adapters call these.
+
+    def head(
+        self, status_code: int, headers: Sequence[tuple[str, str]], reason: str = "", http_version: str = "HTTP/1.1"
+    ) -> None:
+        """The response head arrived: status, headers (raw, in order) and protocol."""
+        self._head_ns = time.monotonic_ns()
+        self.status_code = status_code
+        self.response_headers = tuple(headers)
+        self.reason = reason
+        self.http_version = http_version
+        if status_code != self._status_set:  # a served call's span started with it
+            self.span.set_attribute("http.response.status_code", status_code)
+        if status_code >= 400:
+            self.span.set_attribute("error.type", str(status_code))
+            self.span.set_status(Status(StatusCode.ERROR))
+
+    def chunk(self, data: bytes) -> None:
+        """The client received ``data`` (raw, still content-encoded) from the body."""
+        if not data or self._done:
+            return
+        size = len(data)
+        self._sizes.append(size)
+        self._offsets.append(time.monotonic_ns() - self._head_ns)
+        self._total += size
+        if self._kept < self.max_bytes:
+            self._chunks.append(data)  # a reference to the client's own bytes, not a copy
+            self._kept += size
+        else:
+            if self._hasher is None:
+                self._hasher = hashlib.sha256()
+                for kept in self._chunks:
+                    self._hasher.update(kept)
+            self._hasher.update(data)
+
+    def finish(self, end: str = "complete", error: BaseException | None = None) -> None:
+        """The body is over (``complete``/``closed_early``/``error``/``not_read``): write and end."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        try:
+            self._write_response(end)
+            if error is not None:
+                self._write_error(error, "stream")
+        except Exception as exc:  # noqa: BLE001 - never raise into the agent's read
+            internal_error(self.library, exc)
+        finally:
+            self._end()
+
+    def fail(self, error: BaseException) -> None:
+        """The call raised before a response head: write the error event and end the span."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        try:
+            self._write_error(error, "request")
+        except Exception as exc:  # noqa: BLE001 - never raise into the agent's call
+            internal_error(self.library, exc)
+        finally:
+            self._end()
+
+    @property
+    def started_body(self) -> bool:
+        """True once any body bytes reached the client."""
+        return bool(self._sizes)
+
+    # Internals.
+
+    def _end(self) -> None:
+        if self.run is not None:
+            with _pending_lock:
+                calls = _pending.get(id(self.run))
+                if calls is not None:
+                    calls.discard(self)
+        self.span.end()
+
+    def _write_response(self, end: str) -> None:
+        served = self.exchange
+        if served is not None and served.response is not None:
+            self._write_served_response(end, served)
+            return
+        headers = self.response_headers
+        chunks: Sequence[bytes] = self._chunks
+        filtered = False
+        if self.rules:
+            chunks, filtered = _payload.filter_chunks(chunks, headers, self.rules)
+        data = b"".join(chunks)
+        sizes: Sequence[int] = self._sizes
+        if filtered:
+            sizes = [len(c) for c in chunks]
+            if len(sizes) != len(self._offsets):  # a compressed body is filtered and re-encoded whole
+                self._offsets = self._offsets[-1:]
+        attributes: dict[str, Any] = {
+            S.HTTP_STATUS: self.status_code,
+            S.HTTP_HEADERS: _payload.jsonable_headers(_payload.redact_headers(headers)),
+            S.HTTP_VERSION: self.http_version,
+            S.STREAM_CHUNK_SIZES: tuple(sizes),
+            S.STREAM_CHUNK_OFFSETS: tuple(self._offsets),
+            S.STREAM_END: end,
+        }
+        if self.reason:
+            attributes[S.HTTP_REASON] = self.reason
+        if self._hasher is not None:
+            body = Body(data=data[: self.max_bytes], size=self._total, sha256=self._hasher.hexdigest(), truncated=True)
+            pending = _cut_body_attributes(attributes, body)
+        else:
+            pending = _body_attributes(attributes, data, self.max_bytes)
+        if filtered:
+            attributes[_payload.BODY_FILTERED] = True
+        self._chunks = []
+        add_event(self.span, S.EVENT_RESPONSE, attributes, pending)
+
+    def _write_served_response(self, end: str, served: Exchange) -> None:
+        """The response event of a call replay served: what the agent got, pointing at the recording.
+
+        The served head and body are the recorded span's (already redacted and filtered when
+        they were recorded), so the event does not repeat the headers or the body: it keeps the
+        status, the size and SHA-256 of what the agent read, the chunk boundaries and timings,
+        how the stream ended, and the ids of the recorded call span that holds the bytes.
+        """
+        recorded = served.response
+        assert recorded is not None
+        size = self._total
+        if self._hasher is None and size == recorded.body.size and not recorded.body.truncated:
+            digest = recorded.body.sha256  # the whole recorded body was read: its digest is known
+        else:
+            hasher = self._hasher
+            if hasher is None:
+                hasher = hashlib.sha256()
+                for kept in self._chunks:
+                    hasher.update(kept)
+            digest = hasher.hexdigest()
+        attributes: dict[str, Any] = {
+            S.HTTP_STATUS: self.status_code,
+            S.HTTP_VERSION: self.http_version,
+            S.BODY_SIZE: size,
+            S.BODY_SHA256: digest,
+            S.STREAM_CHUNK_SIZES: tuple(self._sizes),
+            S.STREAM_CHUNK_OFFSETS: tuple(self._offsets),
+            S.STREAM_END: end,
+            S.SERVED_TRACE_ID: served.trace_id,
+            S.SERVED_SPAN_ID: served.span_id,
+        }
+        if self.reason:
+            attributes[S.HTTP_REASON] = self.reason
+        self._chunks = []
+        add_event(self.span, S.EVENT_RESPONSE, attributes)
+
+    def _write_error(self, error: BaseException, phase: str) -> None:
+        name = qualified_name(error)
+        message = self.rules.text(str(error))
+        add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: message, S.ERROR_PHASE: phase})
+        self.span.set_attribute("error.type", name)
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def _body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) -> bool:
+    """Add the body attributes of ``data``; True when its digest is left pending (see add_event).
+
+    A body kept whole gets its SHA-256 later, off the agent's thread (:class:`_PendingDigest`);
+    one cut at ``max_bytes`` is hashed here, since the event keeps only part of its bytes.
+    """
+    size = len(data)
+    if size > max_bytes:
+        return _cut_body_attributes(attributes, _payload.make_body(data, max_bytes))
+    text, encoding = _payload.encode_body(data)
+    attributes[S.BODY] = text
+    attributes[S.BODY_ENCODING] = encoding
+    attributes[S.BODY_SIZE] = size
+    if not size:
+        attributes[S.BODY_SHA256] = _EMPTY_SHA256
+        return False
+    attributes[S.BODY_SHA256] = ""  # holds the key's place; _PendingDigest fills it in
+    return True
+
+
+def _cut_body_attributes(attributes: dict[str, Any], body: Body) -> bool:
+    text, encoding = _payload.encode_body(body.data)
+    attributes[S.BODY] = text
+    attributes[S.BODY_ENCODING] = encoding
+    attributes[S.BODY_SIZE] = body.size
+    attributes[S.BODY_SHA256] = body.sha256
+    if body.truncated:
+        attributes[S.BODY_TRUNCATED] = True
+    return False
+
+
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
+def _server(url: str) -> tuple[str | None, int | None]:
+    # Host and port depend only on the scheme and the authority: a plain http(s) URL is looked up
+    # by that prefix (an agent calls the same few servers), anything else is split every time.
+    if url.startswith(("http://", "https://")) and url.isascii() and url.isprintable() and " " not in url:
+        start = url.index("//") + 2
+        end = len(url)
+        for delimiter in "/?#":
+            found = url.find(delimiter, start)
+            if 0 <= found < end:
+                end = found
+        prefix = url[:end]
+        known = _servers.get(prefix)
+        if known is None:
+            known = _split_server(prefix)
+            if len(_servers) < 256:
+                _servers[prefix] = known
+        return known
+    return _split_server(url)
+
+
+def _split_server(url: str) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        return parts.hostname, port
+    except ValueError:
+        return None, None
+
+
+def begin(library: str, request: RequestData) -> Call | None:
+    """Open the call span and write the request event; ``call.exchange`` is set when replay serves.
+
+    Returns None (after one warning) when recording itself failed: do the plain call then.
+    Raises whatever the replay lookup raises, after recording it on the span.
+    """
+    start_ns = time.time_ns()
+    try:
+        prepared = _prepare(library, request)
+    except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
+        internal_error(library, exc)
+        return None
+    exchange: Exchange | None = None
+    lookup = _lookup
+    if lookup is not None:
+        # Looked up before the span starts, so a served call's span is born with what replay
+        # knows (agenttrace.call.replayed, the status) instead of paying for set_attribute later.
+        try:
+            exchange = lookup(prepared.recorded, library)
+        except BaseException as exc:
+            call = _open_or_none(prepared, None, start_ns)
+            if call is not None:
+                call.fail(exc)
+            raise
+    call = _open_or_none(prepared, exchange, start_ns)
+    if call is not None:
+        call.exchange = exchange
+    return call
+
+
+class _Prepared(NamedTuple):
+    """What :func:`begin` works out before the span starts."""
+
+    library: str
+    recorded: RequestData
+    filtered: bool
+    rules: Filter
+    run: RunState | None
+    attributes: dict[str, Any]
+    max_bytes: int
+
+
+def _prepare(library: str, request: RequestData) -> _Prepared:
+    scope = current_scope()
+    settings = runtime.current_settings()
+    # A call outside any run or step (a thread without context) is still under the global filter.
+    rules = scope.filter if scope is not None else settings.filter
+    run = scope.run if scope is not None else None
+    recorded, filtered = _payload.redact_request(request, rules)
+    host, port = _server(request.url)
+    attributes: dict[str, Any] = {
+        S.KIND: "call",
+        S.SCHEMA: S.SCHEMA_VERSION,
+        "http.request.method": request.method,
+        "url.full": recorded.url,
+        S.CALL_LIBRARY: library,
+    }
+    if host is not None:
+        attributes["server.address"] = host
+    if port is not None:
+        attributes["server.port"] = port
+    if run is not None:
+        attributes[S.CALL_ORDINAL] = run.next_ordinal()
+    if scope is not None and scope.step_path:
+        attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
+        attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
+    max_bytes = settings.max_body_bytes
+    return _Prepared(library, recorded, filtered, rules, run, attributes, max_bytes)
+
+
+def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call | None:
+    try:
+        return _open(prepared, exchange, start_ns)
+    except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
+        internal_error(prepared.library, exc)
+        return None
+
+
+def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call:
+    attributes = prepared.attributes
+    response = exchange.response if exchange is not None else None
+    if exchange is not None:
+        attributes[S.CALL_REPLAYED] = True
+    if response is not None:
+        attributes["http.response.status_code"] = response.status_code
+    recorded = prepared.recorded
+    span = runtime.tracer.start_span(recorded.method, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns)
+    call = Call(prepared.library, span, prepared.rules, prepared.run, prepared.max_bytes)
+    if response is not None:
+        call._status_set = response.status_code
+    event: dict[str, Any] = {
+        S.HTTP_METHOD: recorded.method,
+        S.HTTP_URL: recorded.url,
+        S.HTTP_HEADERS: _payload.jsonable_headers(recorded.headers),
+    }
+    pending = _body_attributes(event, recorded.body, prepared.max_bytes)
+    if prepared.filtered:
+        event[_payload.BODY_FILTERED] = True
+    add_event(span, S.EVENT_REQUEST, event, pending)
+    run = prepared.run
+    if run is not None:
+        with _pending_lock:
+            _pending.setdefault(id(run), set()).add(call)
+    return call
+
+
+def finish_run(run: RunState) -> None:
+    """A run ends: calls whose body was never fully read nor closed are recorded as they stand."""
+    with _pending_lock:
+        calls = _pending.pop(id(run), set())
+    for call in list(calls):
+        if call.status_code:
+            call.finish("closed_early" if call.started_body else "not_read")
+
+
+# --- serving --------------------------------------------------------------------------------------
+
+
+def served_chunks(exchange: Exchange) -> list[bytes]:
+    """The recorded body split at the recorded chunk boundaries (one chunk when none were kept)."""
+    response = exchange.response
+    if response is None:
+        return []
+    data = response.body.data
+    if not response.chunk_sizes:
+        return [data] if data else []
+    out: list[bytes] = []
+    pos = 0
+    for size in response.chunk_sizes:
+        if pos >= len(data):
+            break
+        out.append(data[pos : pos + size])
+        pos += size
+    if pos < len(data):
+        out.append(data[pos:])
+    return out
+
+
+def pacing_delays(exchange: Exchange) -> list[float]:
+    """Seconds to wait before each served chunk: zeros unless ``replay_pacing="recorded"``."""
+    response = exchange.response
+    if response is None:
+        return []
+    n = len(served_chunks(exchange))
+    if runtime.current_settings().replay_pacing != "recorded" or not response.chunk_offsets_ns:
+        return [0.0] * n
+    offsets = list(response.chunk_offsets_ns[:n])
+    offsets += [offsets[-1] if offsets else 0] * (n - len(offsets))
+    delays: list[float] = []
+    previous = 0
+    for offset in offsets:
+        delays.append(max(0, offset - previous) / 1e9)
+        previous = offset
+    return delays
+
+
+def check_servable(exchange: Exchange) -> None:
+    """Refuse to serve a body cut at the size limit as if it were whole."""
+    response = exchange.response
+    if response is not None and response.body.truncated:
+        from agenttrace._core.errors import ReplayMismatchError
+
+        raise ReplayMismatchError(
+            f"the recorded response to {exchange.request.method} {exchange.request.url} was cut at "
+            f"{len(response.body.data)} of {response.body.size} bytes (max_body_bytes); it cannot be "
+            "served as if whole. Record again with a larger AGENTTRACE_MAX_BODY_BYTES."
+        )
+
+
+def served_parts(
+    call: Call,
+    exchange: Exchange,
+    build: Callable[[type[BaseException], str], BaseException | None] | None,
+    missing: Callable[[], BaseException],
+) -> tuple[ResponseData, BaseException | None]:
+    """The recorded response to serve and the error to raise after its body, if any.
+
+    Raises (and records on ``call``) when the exchange cannot be served as if whole, or when the
+    recorded call failed before a response: the same exception type, built by ``build``, or
+    ``missing()`` for a recording that holds neither.
+    """
+    try:
+        check_servable(exchange)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    stream_error = make_error(exchange.error, build) if exchange.error is not None else None
+    if exchange.response is None:
+        error = stream_error or missing()
+        call.fail(error)
+        raise error
+    response = exchange.response
+    if exchange.extra.get("response_body_filtered") and response.stream_end == "complete":
+        # (A body read only in part is a prefix: its length would make it look whole.)
+        response = _with_served_length(response)
+    return response, stream_error
+
+
+def _with_served_length(response: ResponseData) -> ResponseData:
+    """``response`` whose Content-Length is that of the body served: a filter changed its size.
+
+    The recorded head is the server's, which counted the body before the filter replaced fields
+    in it; a client reading by that length would wait for bytes that never come (urllib3 raises
+    IncompleteRead) or stop short.
+    """
+    served = str(len(response.body.data))
+    headers = tuple(
+        (name, served) if name.lower() == "content-length" else (name, value) for name, value in response.headers
+    )
+    return dataclasses.replace(response, headers=headers) if headers != response.headers else response
+
+
+def make_error(
+    recorded: RecordedError,
+    build: Callable[[type[BaseException], str], BaseException | None] | None = None,
+) -> BaseException:
+    """An exception of the recorded type (built by the adapter's ``build`` when it knows how)."""
+    cls = error_class(recorded.type)
+    message = recorded.message or f"{recorded.type} (replayed)"
+    if cls is None:
+        return ConnectionError(f"{recorded.type}: {message} (replayed; class not importable)")
+    if build is not None:
+        try:
+            built = build(cls, message)
+        except Exception:  # noqa: BLE001 - fall back to the generic construction below
+            built = None
+        if built is not None:
+            return built
+    try:
+        return cls(message)
+    except Exception:  # noqa: BLE001 - constructors with other signatures: bypass __init__
+        exc = cls.__new__(cls)
+        exc.args = (message,)
+        return exc
+
+
+def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:
+    """``(delay, chunk)`` pairs to serve, in order."""
+    response = exchange.response
+    if response is not None and (
+        not response.chunk_offsets_ns or runtime.current_settings().replay_pacing != "recorded"
+    ):
+        # No waits (the default, "instant"): the body split once, each chunk with delay 0.
+        return ((0.0, chunk) for chunk in served_chunks(exchange))
+    return zip(pacing_delays(exchange), served_chunks(exchange))
+
+
+# --- reading spans back --------------------------------------------------------------------------
+
+
+def _body(attrs: Mapping[str, Any]) -> Body:
+    data = _payload.decode_body(attrs.get(S.BODY, "") or "", attrs.get(S.BODY_ENCODING, "utf-8"))
+    return Body(
+        data=data,
+        size=int(attrs.get(S.BODY_SIZE, len(data))),
+        sha256=str(attrs.get(S.BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+        truncated=bool(attrs.get(S.BODY_TRUNCATED, False)),
+    )
+
+
+def exchange_from_span(span_json: Mapping[str, Any]) -> Exchange:
+    """Rebuild the :class:`Exchange` a call span recorded (OTLP JSON, as the local files hold it).
+
+    Raises ``ValueError`` naming what is missing when the span is not an AgentTrace call span.
+    """
+    attrs = decode_attributes(span_json.get("attributes"))
+    if attrs.get(S.KIND) != "call":
+        raise ValueError(
+            f"span {span_json.get('spanId', '?')} is not an AgentTrace call span (agenttrace.kind != 'call')"
+        )
+    events = {e.get("name"): decode_attributes(e.get("attributes")) for e in span_json.get("events", ())}
+    req = events.get(S.EVENT_REQUEST)
+    if req is None:
+        raise ValueError(f"call span {span_json.get('spanId', '?')} has no {S.EVENT_REQUEST} event")
+    request = RequestData(
+        method=str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
+        url=str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
+        headers=_payload.headers_from_json(req.get(S.HTTP_HEADERS)),
+        body=_body(req).data,
+    )
+    response: ResponseData | None = None
+    resp = events.get(S.EVENT_RESPONSE)
+    if resp is not None:
+        response = ResponseData(
+            status_code=int(resp.get(S.HTTP_STATUS, 0)),
+            headers=_payload.headers_from_json(resp.get(S.HTTP_HEADERS)),
+            body=_body(resp),
+            reason=str(resp.get(S.HTTP_REASON, "")),
+            http_version=str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
+            chunk_sizes=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()),
+            chunk_offsets_ns=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()),
+            stream_end=str(resp.get(S.STREAM_END, "complete")),
+        )
+    error: RecordedError | None = None
+    err = events.get(S.EVENT_ERROR)
+    if err is not None:
+        error = RecordedError(
+            type=str(err.get(S.ERROR_TYPE, "")),
+            message=str(err.get(S.ERROR_MESSAGE, "")),
+            phase=str(err.get(S.ERROR_PHASE, "request")),
+        )
+    extra: dict[str, str] = {}
+    if req.get(_payload.BODY_FILTERED):
+        extra["request_body_filtered"] = "true"
+    if resp is not None and resp.get(_payload.BODY_FILTERED):
+        extra["response_body_filtered"] = "true"
+    if resp is not None and resp.get(S.SERVED_SPAN_ID) is not None:
+        # A call a replay served: its body is in the recording it was served from, not here.
+        extra["served_from"] = f"{resp.get(S.SERVED_TRACE_ID, '')}/{resp.get(S.SERVED_SPAN_ID)}"
+    step_path = attrs.get(S.CALL_STEP_PATH) or ()
+    return Exchange(
+        library=str(attrs.get(S.CALL_LIBRARY, "")),
+        ordinal=int(attrs.get(S.CALL_ORDINAL, -1)),
+        step_path=tuple(str(s) for s in step_path),
+        request=request,
+        response=response,
+        error=error,
+        trace_id=str(span_json.get("traceId", "")),
+        span_id=str(span_json.get("spanId", "")),
+        extra=extra,
+    )

@@ -1,0 +1,186 @@
+"""Zero-code activation: ``agenttrace-instrument`` and the ``opentelemetry-instrument`` entry points.
+
+``agenttrace-instrument python agent.py [args]`` works like ``opentelemetry-instrument``: it puts
+a folder holding a ``sitecustomize`` module first on ``PYTHONPATH`` and executes the command, so
+every Python process it starts (the script, and Python subprocesses it runs) calls
+:func:`bootstrap` before any user code: ``agenttrace.init()`` from the environment, then one run
+per process, named after the script, ended (with the uncaught exception, if any) and exported
+at exit. With ``AGENTTRACE_MODE=replay`` the same run replays.
+
+Plain ``opentelemetry-instrument python agent.py`` activates AgentTrace through the
+``opentelemetry_distro`` and ``opentelemetry_configurator`` entry points named ``agenttrace``:
+the configurator sets up the SDK from the ``OTEL_*`` variables as OpenTelemetry's own does,
+with AgentTrace's non-blocking, spooling export lanes in place of ``BatchSpanProcessor``, then
+starts the same process run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+__all__ = [
+    "AgentTraceConfigurator",
+    "AgentTraceDistro",
+    "boot_pythonpath",
+    "bootstrap",
+    "main",
+    "start_process_run",
+]
+
+_PARENT_RUN = "_AGENTTRACE_PROCESS_RUN"  # the run name, for multiprocessing spawn workers
+_lock = threading.Lock()
+_started_in: int | None = None  # pid of the process whose run is open
+
+
+def _run_name() -> str | None:
+    """The process run's name from the command line; None when this process should not have one."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    if "--multiprocessing-fork" in argv:
+        parent = os.environ.get(_PARENT_RUN)
+        return f"{parent} (worker)" if parent else None
+    args = argv[1:]
+    while args and args[0].startswith("-") and args[0] not in ("-m", "-c"):
+        args = args[1:]  # interpreter options such as -u, -X dev (their values are rare here)
+    if not args:
+        return None  # interactive
+    if args[0] == "-m":
+        return args[1] if len(args) > 1 else None
+    if args[0] == "-c":
+        return None  # multiprocessing's resource tracker, one-liners: no run of their own
+    return Path(args[0]).name
+
+
+def start_process_run(name: str | None = None) -> None:
+    """``init()`` from the environment and open one run for this process, ended at exit."""
+    global _started_in  # noqa: PLW0603 - one process run per process
+    import agenttrace
+    from agenttrace._core.run import RunContext
+
+    with _lock:
+        if _started_in == os.getpid():
+            return
+        _started_in = os.getpid()
+    name = name or _run_name()
+    agenttrace.init()
+    if name is None:
+        return
+    os.environ.setdefault(_PARENT_RUN, name)
+    script = _script_path()
+    run = RunContext(_entry_function(name, script), name)
+    run.__enter__()
+    failure: list[BaseException] = []
+    previous_hook = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        failure.append(error)
+        previous_hook(kind, error, tb)
+
+    sys.excepthook = excepthook
+    pid = os.getpid()
+
+    def finish() -> None:
+        if os.getpid() != pid:
+            return  # a forked child that exits normally must not end its parent's run
+        run.finish(error=failure[0] if failure else None)
+
+    # Registered after init(): atexit runs it before the export lanes' own shutdown.
+    atexit.register(finish)
+
+
+def _script_path() -> str | None:
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if argv0 and os.path.isfile(argv0) else None
+
+
+def _entry_function(name: str, script: str | None) -> Any:
+    # The run's metadata (source file and text) comes from the function's code object: one
+    # compiled "in" the script gives the script's source without importing or running it twice.
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile("def main():\n    pass\n", script or "<agenttrace-instrument>", "exec"), namespace)  # noqa: S102
+    function = namespace["main"]
+    function.__qualname__ = name
+    return function
+
+
+def bootstrap() -> None:
+    """Called from the ``sitecustomize`` of ``agenttrace-instrument``; never raises."""
+    try:
+        start_process_run()
+    except Exception as exc:  # noqa: BLE001 - a broken setting must not stop the user's program
+        from agenttrace._core.warn import warn_once
+
+        warn_once("zero-code", f"AgentTrace is off for this process: {exc}")
+
+
+def boot_pythonpath(current: str) -> str:
+    """``PYTHONPATH`` with the folder of AgentTrace's ``sitecustomize`` first (once)."""
+    boot = str(Path(__file__).resolve().parent / "boot")
+    paths = [p for p in current.split(os.pathsep) if p and p != boot]
+    return os.pathsep.join([boot, *paths])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``agenttrace-instrument COMMAND [ARGS...]``: run COMMAND with AgentTrace on."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(
+            "usage: agenttrace-instrument COMMAND [ARGS...]\n\n"
+            "Run COMMAND (for example `python agent.py`) with AgentTrace recording every Python\n"
+            "process it starts: one run per process, named after the script. Settings come from\n"
+            "the AGENTTRACE_* and OTEL_* variables; AGENTTRACE_MODE=replay replays.",
+            file=sys.stderr if not args else sys.stdout,
+        )
+        return 0 if args else 2
+    executable = shutil.which(args[0])
+    if executable is None:
+        print(f"agenttrace-instrument: command not found: {args[0]}", file=sys.stderr)
+        return 127
+    os.environ["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))
+    os.execl(executable, executable, *args[1:])  # noqa: S606 - running the user's command is the point
+    return 0  # not reached
+
+
+class AgentTraceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyped
+    """The ``opentelemetry_distro`` entry point: no defaults forced on the ``OTEL_*`` variables.
+
+    Unlike ``opentelemetry-distro`` it does not default ``OTEL_TRACES_EXPORTER`` to ``otlp``:
+    AgentTrace's own targets (local files, the backend) are on by its settings, and OTLP is added
+    when the user names it.
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        """Nothing to set: the configurator reads the environment."""
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        """Instrument as OpenTelemetry does; one already on is left as it is (instrumenting it again only warns).
+
+        The configurator's process run has usually patched the library already, through the
+        library's adapter: the instrumentor then only takes the patch over (it is idempotent),
+        and the process run's end leaves it on.
+        """
+        instrumentor = entry_point.load()()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return
+        instrumentor.instrument(**kwargs)
+
+
+class AgentTraceConfigurator(_OTelSDKConfigurator):
+    """The ``opentelemetry_configurator`` entry point: the OTel SDK set-up, then AgentTrace's run."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        """Configure the SDK from ``OTEL_*`` with AgentTrace's export lanes, then start the process run."""
+        from agenttrace.exporters.lanes import lane_for
+
+        kwargs.setdefault("export_span_processor", lane_for)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # the SDK's method is untyped
+        bootstrap()

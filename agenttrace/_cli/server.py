@@ -1,0 +1,156 @@
+"""``agenttrace server``: run the self-hosted backend (ingest, store, API, web UI) on uvicorn.
+
+Every option has an ``AGENTTRACE_SERVER_*`` variable; the option wins over the variable, the
+variable over the default (docs/server.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+from typing import Any
+
+from agenttrace._core.config import API_KEY_PREFIXES
+from agenttrace._core.errors import ConfigurationError
+
+__all__ = ["add_arguments", "run", "settings"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4318  # OTLP/HTTP's port: OpenTelemetry's own exporters find the server there too
+DEFAULT_DATABASE = "sqlite:///.agenttrace/server.db"
+DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agenttrace server``."""
+    parser.add_argument("--host", help=f"address to listen on (AGENTTRACE_SERVER_HOST; default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", help=f"port to listen on, 0 for any free one (AGENTTRACE_SERVER_PORT; default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--database",
+        help="sqlite:///path/to/file.db or postgresql://user:password@host/db "
+        f"(AGENTTRACE_SERVER_DATABASE; default {DEFAULT_DATABASE})",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="a key clients must send (repeat for several; AGENTTRACE_SERVER_API_KEYS, comma-separated); "
+        "none: no authentication, allowed on a loopback address only",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        help=f"largest OTLP request accepted, after decompression (AGENTTRACE_SERVER_MAX_REQUEST_BYTES; "
+        f"default {DEFAULT_MAX_REQUEST_BYTES})",
+    )
+
+
+def _pick(arg: Any, variable: str, default: Any) -> tuple[Any, str]:
+    if arg is not None:
+        return arg, "the command line"
+    value = os.environ.get(variable)
+    if value is not None and value.strip():
+        return value, variable
+    return default, "the default"
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The server's settings from ``args`` and the environment; ConfigurationError names a bad one."""
+    host, _ = _pick(args.host, "AGENTTRACE_SERVER_HOST", DEFAULT_HOST)
+    port_text, port_from = _pick(args.port, "AGENTTRACE_SERVER_PORT", DEFAULT_PORT)
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"port {port_text!r} (from {port_from}) is not valid; expected a number from 0 to 65535"
+        ) from None
+    database, _ = _pick(args.database, "AGENTTRACE_SERVER_DATABASE", DEFAULT_DATABASE)
+    limit_text, limit_from = _pick(
+        args.max_request_bytes, "AGENTTRACE_SERVER_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES
+    )
+    try:
+        limit = int(limit_text)
+        if limit < 1024:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"max_request_bytes {limit_text!r} (from {limit_from}) is not valid; "
+            "expected a number of bytes, 1024 or more"
+        ) from None
+    if args.api_keys:
+        keys, keys_from = list(args.api_keys), "--api-key"
+    else:
+        text = os.environ.get("AGENTTRACE_SERVER_API_KEYS", "")
+        keys, keys_from = [k.strip() for k in text.split(",") if k.strip()], "AGENTTRACE_SERVER_API_KEYS"
+    for number, key in enumerate(keys, 1):
+        if not key.startswith(API_KEY_PREFIXES) or len(key) < 16:
+            # Never the key itself in the message: it may be a real secret.
+            raise ConfigurationError(
+                f"API key #{number} (from {keys_from}) is not valid: AgentTrace clients send keys that begin with "
+                f"'at_live_' or 'at_test_', and a key needs at least 16 characters (got {len(key)} characters)"
+            )
+    if not keys and not _loopback(str(host)):
+        raise ConfigurationError(
+            f"host {host!r} is reachable from other machines, and no API key is set: anyone there could read "
+            "and write every trace; give keys with --api-key or AGENTTRACE_SERVER_API_KEYS, or listen on 127.0.0.1"
+        )
+    return {"host": str(host), "port": port, "database": str(database), "api_keys": keys, "max_request_bytes": limit}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted (Ctrl-C, SIGTERM); exit 2 on a bad setting or a port in use."""
+    try:
+        config = settings(args)
+        from agenttrace._server import create_app, web_stack
+        from agenttrace._server.store import open_store
+
+        web_stack()  # before the database is created: a missing extra leaves nothing behind
+        app_store = open_store(config["database"])
+    except ConfigurationError as exc:
+        print(f"agenttrace server: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn
+
+        app = create_app(app_store, config["api_keys"], config["max_request_bytes"])
+        family = socket.AF_INET6 if ":" in config["host"] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((config["host"], config["port"]))
+        except OSError as exc:
+            sock.close()
+            print(
+                f"agenttrace server: cannot listen on {config['host']}:{config['port']} ({exc.strerror}); "
+                "pick another with --port or AGENTTRACE_SERVER_PORT",
+                file=sys.stderr,
+            )
+            return 2
+        sock.listen(2048)  # before the address is printed: a client reading it may connect at once
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        url = f"http://{shown}:{port}"
+        auth = f"{len(config['api_keys'])} API key(s)" if config["api_keys"] else "no authentication (loopback only)"
+        print(f"agenttrace server: listening on {url} ({app_store.description}; {auth})", flush=True)
+        print(f"agenttrace server: send traces with AGENTTRACE_API_URL={url}; open {url}/ in a browser", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        server.run(sockets=[sock])
+        return 0
+    finally:
+        app_store.close()

@@ -1,0 +1,165 @@
+"""``agenttrace show FILE``: a trace as a tree of runs, steps and I/O calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from agenttrace._core.errors import AgentTraceError
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
+from agenttrace._format.files import SpanRecord, read_spans
+
+__all__ = ["add_arguments", "call_summary", "render", "run", "span_tree"]
+
+_RESULT_CHARS = 120
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agenttrace show``."""
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="trace files (.jsonl) written by AgentTrace or downloaded"
+    )
+    parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
+
+
+def _duration(span: SpanRecord) -> str:
+    ms = max(span.end_ns - span.start_ns, 0) / 1e6
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
+
+
+def _body_note(span: SpanRecord) -> str:
+    for name, _, attrs in span.events:
+        if name == S.EVENT_RESPONSE:
+            size = int(attrs.get(S.BODY_SIZE, 0))
+            note = f"  [dim]{size / 1024:.1f} KB[/]" if size >= 1024 else f"  [dim]{size} B[/]"
+            chunks = attrs.get(S.STREAM_CHUNK_SIZES)
+            if chunks and len(chunks) > 1:
+                note += f" [dim]in {len(chunks)} chunks ({attrs.get(S.STREAM_END, 'complete')})[/]"
+            if attrs.get(S.BODY_TRUNCATED):
+                note += " [yellow]truncated[/]"
+            return note
+    return ""
+
+
+def call_summary(span: SpanRecord) -> tuple[str, str, str]:
+    """A call span's method, where it went (its URL, or host:port for a socket-level call) and its
+    outcome: the HTTP status, else the error type if it failed, else ``ok`` (a DNS lookup, a connect)."""
+    attrs = span.attributes
+    method = str(attrs.get("http.request.method", span.name))
+    url: Any = attrs.get("url.full")
+    if url is None:  # a socket-level call: where it went
+        port = attrs.get("server.port")
+        url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
+    status = attrs.get("http.response.status_code")
+    if status is not None:
+        outcome = str(status)
+    elif span.status_code == 2:
+        outcome = str(attrs.get("error.type", "error"))
+    else:
+        outcome = "ok"
+    return method, str(url), outcome
+
+
+def _label(span: SpanRecord) -> str:
+    from rich.markup import escape
+
+    attrs = span.attributes
+    kind = attrs.get(S.KIND)
+    failed = span.status_code == 2
+    parts: list[str] = []
+    if kind == "run":
+        tag = "[bold magenta]run[/]"
+        if attrs.get(S.RUN_MODE) == "replay":
+            tag += " [cyan](replay)[/]"
+        parts.append(f"{tag} [bold]{escape(span.name)}[/]")
+    elif kind == "step":
+        step_type = str(attrs.get(S.STEP_TYPE, ""))
+        colour = "red" if step_type == "error" else "green"
+        parts.append(f"[{colour}]{escape(step_type)}[/] [bold]{escape(span.name)}[/]")
+    elif kind == "call":
+        method, url, ended = call_summary(span)
+        errored = failed and attrs.get("http.response.status_code") is None
+        outcome = f"→ [red]{escape(ended)}[/]" if errored else f"→ {escape(ended)}"
+        replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
+        parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
+    else:
+        parts.append(f"[dim]{escape(span.name)}[/]")
+    parts.append(f"[dim]{_duration(span)}[/]")
+    kwargs = {k[len(S.STEP_KWARG_PREFIX) :]: v for k, v in attrs.items() if k.startswith(S.STEP_KWARG_PREFIX)}
+    if kwargs:
+        parts.append(escape(" ".join(f"{k}={v}" for k, v in kwargs.items())))
+    result = attrs.get(S.STEP_RESULT, attrs.get(S.RUN_RESULT))
+    if result is not None and result != "null":
+        parts.append(f"result={escape(_short(str(result)))}")
+    if failed:
+        parts.append(f"[red]✗ {escape(span.status_message)}[/]")
+    return "  ".join(parts)
+
+
+def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list[SpanRecord]]]:
+    """``(roots, children by parent span id)``, each list in start order (calls by ordinal on a tie).
+
+    A span whose parent is not among ``spans`` is a root: a run inside the user's own span, or a
+    trace of which only part was exported.
+    """
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[SpanRecord]] = {}
+    roots: list[SpanRecord] = []
+
+    def order(span: SpanRecord) -> tuple[int, int]:
+        ordinal = span.attributes.get(S.CALL_ORDINAL, 0)
+        return span.start_ns, ordinal if type(ordinal) is int else 0  # a file from anywhere may hold anything
+
+    for span in sorted(spans, key=order):
+        if span.parent_span_id and span.parent_span_id in ids:
+            children.setdefault(span.parent_span_id, []).append(span)
+        else:
+            roots.append(span)
+    return roots, children
+
+
+def render(spans: list[SpanRecord]) -> Any:
+    """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
+    from rich.console import Group
+    from rich.tree import Tree
+
+    roots, children = span_tree(spans)
+
+    def grow(tree: Tree, span: SpanRecord) -> None:
+        for child in children.get(span.span_id, ()):
+            grow(tree.add(_label(child)), child)
+
+    trees = []
+    for root in roots:
+        tree = Tree(_label(root))
+        grow(tree, root)
+        trees.append(tree)
+    return Group(*trees)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print each trace file as a tree; exit 2 (after the others) if one cannot be read."""
+    from rich.console import Console
+
+    # Piped output (CI logs, `| less`) is not cut at 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    console = Console(no_color=args.no_color, highlight=False, width=width)
+    code = 0
+    for file in args.files:
+        try:
+            spans = read_spans(file)
+        except AgentTraceError as exc:
+            print(f"agenttrace show: {exc}", file=sys.stderr)
+            code = 2
+            continue
+        if not spans:
+            console.print(f"{file}: no spans", markup=False)
+            continue
+        console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)  {file}", markup=False)
+        console.print(render(spans))
+    return code

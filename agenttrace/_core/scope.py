@@ -1,0 +1,76 @@
+"""Which run and step the running code belongs to (contextvars), and per-run state."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from agenttrace._capture.filter import EMPTY, Filter
+
+__all__ = ["RunState", "Scope", "current_scope"]
+
+
+@dataclass
+class RunState:
+    """One ``@run`` invocation: its root span and the counters its calls draw from."""
+
+    span: Span
+    name: str
+    trace_id: int
+    _ordinals: itertools.count[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    result_set: bool = False
+    violations: list[BaseException] = field(default_factory=list)
+
+    def next_ordinal(self) -> int:
+        """The next call ordinal of this run (0, 1, 2, ...), unique across threads."""
+        with self._lock:
+            return next(self._ordinals)
+
+    def add_violation(self, error: BaseException) -> None:
+        """Remember a governance violation so the run can report it even if it was swallowed."""
+        with self._lock:
+            self.violations.append(error)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The innermost AgentTrace span around the running code."""
+
+    span: Span
+    kind: str  # "run" | "step"
+    run: RunState | None
+    step_path: tuple[str, ...] = ()
+    filter: Filter = EMPTY
+
+    @property
+    def step_name(self) -> str | None:
+        """Name of the innermost step, None directly inside the run."""
+        return self.step_path[-1] if self.step_path else None
+
+
+_current: ContextVar[Scope | None] = ContextVar("agenttrace_scope", default=None)
+
+
+def current_scope() -> Scope | None:
+    """The innermost run or step around the caller, if any."""
+    return _current.get()
+
+
+def enter_scope(scope: Scope) -> Any:
+    """Make ``scope`` current; returns the token for :func:`exit_scope`."""
+    return _current.set(scope)
+
+
+def exit_scope(token: Any) -> None:
+    """Restore the scope that was current before ``enter_scope``."""
+    try:
+        _current.reset(token)
+    except ValueError:
+        # Token made in another context (a generator resumed elsewhere): clear instead.
+        _current.set(None)

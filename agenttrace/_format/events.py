@@ -1,0 +1,360 @@
+"""The flattened event form ``replay_events`` takes: one plain JSON-able dict per recorded item.
+
+This is the documented, stable list form (docs/replay.md, "The event list"). Three kinds:
+
+``{"kind": "run", ...}``
+    One recorded ``@run``: ``trace_id``, ``span_id``, ``name``, ``start_ns``, ``parent_span_id``.
+``{"kind": "call", ...}``
+    One recorded I/O exchange: ``library``, ``ordinal``, ``step_path``, ``trace_id``,
+    ``span_id``, ``request`` (``method``, ``url``, ``headers`` as ``[name, value]`` pairs,
+    ``body`` + ``body_encoding``), and ``response`` (``status_code``, ``reason``,
+    ``http_version``, ``headers``, ``body`` + ``body_encoding``, ``body_size``,
+    ``body_sha256``, ``body_truncated``, ``chunk_sizes``, ``chunk_offsets_ns``, ``stream_end``)
+    and/or ``error`` (``type``, ``message``, ``phase``).
+``{"kind": "entropy", ...}``
+    One random draw: ``trace_id``, ``run_span_id``, ``index`` (its place among the run's
+    draws), ``source`` (``urandom``, ``sysrandom``, ``random.seed``) and ``value`` (base64).
+
+Every event carries ``schema_version``; a reader refuses versions it does not know rather than
+guess. Bodies are UTF-8 text when they decode, else base64, exactly as the span events hold them.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._core.errors import ConfigurationError
+from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
+
+__all__ = [
+    "EVENT_KINDS",
+    "call_event",
+    "check_event",
+    "entropy_event",
+    "event_exchange",
+    "exchange_of",
+    "malformed_call",
+    "new_body",
+    "new_exchange",
+    "new_request",
+    "new_response",
+    "run_event",
+]
+
+EVENT_KINDS = ("run", "call", "entropy")
+
+
+def _encode(data: bytes) -> tuple[str, str]:
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def _decode(text: str, encoding: str) -> bytes:
+    if encoding == "base64":
+        return base64.b64decode(text, validate=True)
+    if encoding != "utf-8":
+        raise ValueError(f"body_encoding {encoding!r} is not 'utf-8' or 'base64'")
+    return text.encode("utf-8")
+
+
+def _headers(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
+    return [[k, v] for k, v in pairs]
+
+
+def call_event(exchange: Exchange) -> dict[str, Any]:
+    """The list-form dict of one recorded call."""
+    req = exchange.request
+    body, encoding = _encode(req.body)
+    event: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "call",
+        "library": exchange.library,
+        "ordinal": exchange.ordinal,
+        "step_path": list(exchange.step_path),
+        "trace_id": exchange.trace_id,
+        "span_id": exchange.span_id,
+        "request": {
+            "method": req.method,
+            "url": req.url,
+            "headers": _headers(req.headers),
+            "body": body,
+            "body_encoding": encoding,
+        },
+    }
+    resp = exchange.response
+    if resp is not None:
+        rbody, rencoding = _encode(resp.body.data)
+        event["response"] = {
+            "status_code": resp.status_code,
+            "reason": resp.reason,
+            "http_version": resp.http_version,
+            "headers": _headers(resp.headers),
+            "body": rbody,
+            "body_encoding": rencoding,
+            "body_size": resp.body.size,
+            "body_sha256": resp.body.sha256,
+            "body_truncated": resp.body.truncated,
+            "chunk_sizes": list(resp.chunk_sizes),
+            "chunk_offsets_ns": list(resp.chunk_offsets_ns),
+            "stream_end": resp.stream_end,
+        }
+    if exchange.error is not None:
+        err = exchange.error
+        event["error"] = {"type": err.type, "message": err.message, "phase": err.phase}
+    if exchange.extra:
+        event["extra"] = dict(exchange.extra)
+    return event
+
+
+def run_event(trace_id: str, span_id: str, name: str, start_ns: int, parent_span_id: str = "") -> dict[str, Any]:
+    """The list-form dict of one recorded run."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent_span_id,
+        "name": name,
+        "start_ns": start_ns,
+    }
+
+
+def entropy_event(trace_id: str, run_span_id: str, index: int, source: str, value: bytes) -> dict[str, Any]:
+    """The list-form dict of one recorded random draw."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "entropy",
+        "trace_id": trace_id,
+        "run_span_id": run_span_id,
+        "index": index,
+        "source": source,
+        "value": base64.b64encode(value).decode("ascii"),
+    }
+
+
+def check_event(event: Any, where: str) -> str:
+    """Validate the envelope of one list-form event; return its kind or raise ConfigurationError."""
+    if not isinstance(event, Mapping):
+        raise ConfigurationError(f"{where}: expected an event object (dict), got {type(event).__name__}")
+    version = event.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in sorted(READABLE_SCHEMA_VERSIONS))
+        raise ConfigurationError(
+            f"{where}: schema_version {version!r} is not one this release reads (expected {readable}); "
+            "upgrade agenttrace or re-export the trace"
+        )
+    kind = event.get("kind")
+    if kind not in EVENT_KINDS:
+        raise ConfigurationError(f"{where}: kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+    return str(kind)
+
+
+# --- building the model's frozen dataclasses ------------------------------------------------------
+#
+# A frozen dataclass's __init__ sets each field through object.__setattr__: for the objects of
+# one exchange that is a fifth of building it from its event. These build the same objects by
+# filling the instance's __dict__, one item per field (cheaper than ``update(zip(...))``, which
+# builds a zip and a tuple per object). They are used only for a class that is what they assume
+# (a dataclass with exactly these fields, all set by __init__, nothing else run by it): checked
+# once, on import, by building one object both ways; otherwise the class itself is called.
+
+_new = object.__new__
+
+
+def _build_request(method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> RequestData:
+    obj = _new(RequestData)
+    fields = obj.__dict__
+    fields["method"] = method
+    fields["url"] = url
+    fields["headers"] = headers
+    fields["body"] = body
+    return obj
+
+
+def _build_body(data: bytes, size: int, sha256: str, truncated: bool) -> Body:
+    obj = _new(Body)
+    fields = obj.__dict__
+    fields["data"] = data
+    fields["size"] = size
+    fields["sha256"] = sha256
+    fields["truncated"] = truncated
+    return obj
+
+
+def _build_response(  # noqa: PLR0917 - positional, as ResponseData(...) takes them
+    status_code: int,
+    headers: tuple[tuple[str, str], ...],
+    body: Body,
+    reason: str,
+    http_version: str,
+    chunk_sizes: tuple[int, ...],
+    chunk_offsets_ns: tuple[int, ...],
+    stream_end: str,
+) -> ResponseData:
+    obj = _new(ResponseData)
+    fields = obj.__dict__
+    fields["status_code"] = status_code
+    fields["headers"] = headers
+    fields["body"] = body
+    fields["reason"] = reason
+    fields["http_version"] = http_version
+    fields["chunk_sizes"] = chunk_sizes
+    fields["chunk_offsets_ns"] = chunk_offsets_ns
+    fields["stream_end"] = stream_end
+    return obj
+
+
+def _build_exchange(  # noqa: PLR0917 - positional, as Exchange(...) takes them
+    library: str,
+    ordinal: int,
+    step_path: tuple[str, ...],
+    request: RequestData,
+    response: ResponseData | None,
+    error: RecordedError | None,
+    trace_id: str,
+    span_id: str,
+    extra: dict[str, str],
+) -> Exchange:
+    obj = _new(Exchange)
+    fields = obj.__dict__
+    fields["library"] = library
+    fields["ordinal"] = ordinal
+    fields["step_path"] = step_path
+    fields["request"] = request
+    fields["response"] = response
+    fields["error"] = error
+    fields["trace_id"] = trace_id
+    fields["span_id"] = span_id
+    fields["extra"] = extra
+    return obj
+
+
+def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
+    names = tuple(inspect.signature(build).parameters)
+    if not dataclasses.is_dataclass(cls) or tuple(f.name for f in dataclasses.fields(cls)) != names:
+        return False
+    try:
+        made, built = cls(*values), build(*values)
+    except Exception:  # noqa: BLE001 - any surprise: use the class itself
+        return False
+    return (
+        type(built) is cls
+        and vars(built) == vars(made) == dict(zip(names, values))
+        and list(vars(built)) == list(vars(made))
+        and built == made
+        and repr(built) == repr(made)
+        and _hash(built) == _hash(made)
+    )
+
+
+def _hash(obj: object) -> int | str:
+    try:
+        return hash(obj)
+    except TypeError as exc:  # a dict field (Exchange.extra): unhashable, built either way
+        return str(exc)
+
+
+def _checked_builders() -> tuple[
+    Callable[..., RequestData], Callable[..., Body], Callable[..., ResponseData], Callable[..., Exchange]
+]:
+    body = Body(b"x", 1, "s", False)
+    request = RequestData("GET", "u", (("a", "b"),), b"")
+    response = ResponseData(200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+    plain = (
+        _same_as_init(RequestData, _build_request, "GET", "u", (("a", "b"),), b"")
+        and _same_as_init(Body, _build_body, b"x", 1, "s", False)
+        and _same_as_init(ResponseData, _build_response, 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
+        and _same_as_init(Exchange, _build_exchange, "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
+    )
+    if plain:
+        return _build_request, _build_body, _build_response, _build_exchange
+    return RequestData, Body, ResponseData, Exchange
+
+
+new_request, new_body, new_response, new_exchange = _checked_builders()
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple([(str(k), str(v)) for k, v in (value or ())])
+
+
+def _text_body(text: Any, encoding: Any) -> bytes:
+    # _decode(str(text), str(encoding)), its usual case first.
+    if type(text) is str and type(encoding) is str and encoding == "utf-8":
+        return text.encode("utf-8")
+    return _decode(str(text), str(encoding))
+
+
+def malformed_call(where: str, exc: Exception) -> ConfigurationError:
+    """The ConfigurationError for a call event :func:`event_exchange` cannot build."""
+    detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    return ConfigurationError(
+        f"{where}: malformed call event ({detail}); expected request.method, request.url and a "
+        "response.status_code or an error, as agenttrace.load_events() produces"
+    )
+
+
+def event_exchange(event: Mapping[str, Any], where: str) -> Exchange:
+    """The :class:`Exchange` of a list-form call event; ConfigurationError says what is wrong."""
+    try:
+        return exchange_of(event)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise malformed_call(where, exc) from None
+
+
+def exchange_of(event: Mapping[str, Any]) -> Exchange:
+    """:func:`event_exchange` raising KeyError, TypeError or ValueError (see :func:`malformed_call`)."""
+    req = event["request"]
+    method = str(req["method"]).upper()
+    url = str(req["url"])
+    get = req.get
+    headers = _pairs(get("headers"))
+    request = new_request(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
+    response = None
+    resp = event.get("response")
+    if resp is not None:
+        get = resp.get
+        data = _text_body(get("body", ""), get("body_encoding", "utf-8"))
+        body = new_body(
+            data,
+            int(get("body_size", len(data))),
+            str(get("body_sha256") or hashlib.sha256(data).hexdigest()),
+            bool(get("body_truncated", False)),
+        )
+        response = new_response(
+            int(resp["status_code"]),
+            _pairs(get("headers")),
+            body,
+            str(get("reason", "")),
+            str(get("http_version", "HTTP/1.1")),
+            tuple(map(int, get("chunk_sizes", ()))),
+            tuple(map(int, get("chunk_offsets_ns", ()))),
+            str(get("stream_end", "complete")),
+        )
+    error = None
+    err = event.get("error")
+    if err is not None:
+        error = RecordedError(str(err["type"]), str(err.get("message", "")), str(err.get("phase", "request")))
+    if response is None and error is None:
+        raise ValueError("a call needs a 'response' or an 'error'")
+    get = event.get
+    extra = get("extra")
+    return new_exchange(
+        str(get("library", "")),
+        int(get("ordinal", 0)),
+        tuple(map(str, get("step_path", ()))),
+        request,
+        response,
+        error,
+        str(get("trace_id", "")),
+        str(get("span_id", "")),
+        {str(k): str(v) for k, v in extra.items()} if extra else {},
+    )

@@ -1,0 +1,231 @@
+"""Entropy the agent draws during a run: recorded, then served back in order on replay.
+
+What is covered, and how:
+
+* ``os.urandom`` (and through it ``uuid.uuid4()``, httpx multipart boundaries, ...): the module
+  attribute is wrapped while a run is active.
+* ``secrets`` and ``random.SystemRandom``: they read ``random._urandom``, wrapped the same way.
+* the ``random`` module: its draws happen in C and cannot be seen one by one, so its state is:
+  each run records the global generator's state when it starts (``random.getstate()``, source
+  ``random.state``) and replay restores it, so every later ``random.random()``, ``choice``,
+  ``shuffle`` ... repeats exactly. Every unseeded ``Random.seed()`` (which ``random.Random()``
+  and ``random.seed()`` call) seeds from a recorded 32-byte draw (source ``random.seed``).
+
+OpenTelemetry's ``RandomIdGenerator`` draws span ids from the global ``random`` generator; from
+``init()`` on it uses a private generator instead (:func:`isolate_span_ids`), so creating spans
+neither consumes the agent's sequence nor repeats the recording's ids.
+
+Draws are attributed to the run of the calling context (or, from a thread without context, the
+run that started last) and written when the run ends as one ``agenttrace.entropy`` event on its
+span: ``agenttrace.entropy.sources`` and ``agenttrace.entropy.values`` (base64), in draw order.
+In replay the session's :data:`server` supplies each value; it raises or returns None (relaxed:
+the real value is used) when the recording cannot serve it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from agenttrace._core.scope import RunState, current_scope
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
+
+__all__ = ["exempt", "install", "isolate_span_ids", "run_ended", "run_started", "set_server", "uninstall"]
+
+# (run, source, size) -> bytes to hand the agent, or None to draw for real.
+Server = Callable[[RunState, str, int], "bytes | None"]
+
+_lock = threading.RLock()
+_local = threading.local()
+_real_urandom = os.urandom
+_real_random_urandom: Callable[[int], bytes] = random._urandom  # type: ignore[attr-defined]
+_real_seed = random.Random.seed
+_real_module_seed = random.seed
+_draws: dict[int, list[tuple[str, bytes]]] = {}  # id(RunState) -> draws in order
+_active: list[RunState] = []
+_server: Server | None = None
+_installed = False
+# Span ids come from here while runs are active: seeded from the OS, never from a replayed draw.
+_id_rng = random.Random(int.from_bytes(_real_urandom(32), "big"))  # noqa: S311 - ids, not secrets
+if hasattr(os, "register_at_fork"):  # forked workers must not repeat their parent's (and siblings') ids
+    os.register_at_fork(after_in_child=lambda: _id_rng.seed(int.from_bytes(_real_urandom(32), "big")))
+
+
+@contextmanager
+def exempt() -> Iterator[None]:
+    """Draws made inside this block are AgentTrace's own: neither recorded nor served."""
+    previous = getattr(_local, "exempt", False)
+    _local.exempt = True
+    try:
+        yield
+    finally:
+        _local.exempt = previous
+
+
+def set_server(server: Server | None) -> None:
+    """Serve draws from a recording (replay) with ``server``, or draw for real (None)."""
+    global _server  # noqa: PLW0603 - process-global mode
+    with _lock:
+        _server = server
+
+
+def _current_run() -> RunState | None:
+    scope = current_scope()
+    if scope is not None and scope.run is not None:
+        return scope.run
+    with _lock:
+        return _active[-1] if _active else None
+
+
+def _exempt_thread() -> bool:
+    if getattr(_local, "exempt", False):
+        return True
+    # The export pipeline's own threads: their timing differs between record and replay.
+    return threading.current_thread().name.startswith("OtelBatch")
+
+
+def _draw(source: str, size: int, real: Callable[[int], bytes]) -> bytes:
+    if _exempt_thread():
+        return real(size)
+    run = _current_run()
+    if run is None:
+        return real(size)
+    server = _server
+    value = server(run, source, size) if server is not None else None
+    if value is None:
+        value = real(size)
+    with _lock:
+        log = _draws.get(id(run))
+        if log is not None:
+            log.append((source, value))
+    return value
+
+
+def _urandom(size: int) -> bytes:
+    return _draw("urandom", size, _real_urandom)
+
+
+def _sysrandom(size: int) -> bytes:
+    return _draw("sysrandom", size, _real_random_urandom)
+
+
+def _seed(self: random.Random, a: Any = None, version: int = 2) -> None:
+    if a is None:
+        a = int.from_bytes(_draw("random.seed", 32, _real_urandom), "big")
+    _real_seed(self, a, version)
+
+
+def _span_id(self: Any) -> int:
+    span_id = 0
+    while span_id == 0:
+        span_id = _id_rng.getrandbits(64)
+    return span_id
+
+
+def _trace_id(self: Any) -> int:
+    trace_id = 0
+    while trace_id == 0:
+        trace_id = _id_rng.getrandbits(128)
+    return trace_id
+
+
+def isolate_span_ids() -> None:
+    """Make OTel's ``RandomIdGenerator`` draw from a private generator (idempotent, permanent).
+
+    Done at ``init()``, before any run span exists: the run span's own id must not consume the
+    agent's ``random`` sequence either. Ids stay as random as before (the private generator is
+    seeded from the OS), and no longer repeat when the agent calls ``random.seed(42)``.
+    """
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    with _lock:
+        if RandomIdGenerator.__dict__.get("generate_span_id") is _span_id:
+            return
+        RandomIdGenerator.generate_span_id = _span_id  # type: ignore[method-assign]
+        RandomIdGenerator.generate_trace_id = _trace_id  # type: ignore[method-assign]
+
+
+def install() -> None:
+    """Wrap the entropy sources (the first run starts)."""
+    global _installed  # noqa: PLW0603 - one set of patches per process
+
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+        os.urandom = _urandom
+        random._urandom = _sysrandom  # type: ignore[attr-defined]
+        random.Random.seed = _seed  # type: ignore[method-assign]
+        # random.seed is a method bound at import time to the original; rebind it to the wrapper.
+        random.seed = random._inst.seed
+
+
+def uninstall() -> None:
+    """Restore the entropy sources exactly (the last run ended)."""
+    global _installed  # noqa: PLW0603 - one set of patches per process
+
+    with _lock:
+        if not _installed:
+            return
+        _installed = False
+        os.urandom = _real_urandom
+        random._urandom = _real_random_urandom  # type: ignore[attr-defined]
+        random.Random.seed = _real_seed  # type: ignore[method-assign]
+        random.seed = _real_module_seed
+
+
+def _state_bytes() -> bytes:
+    version, internal, gauss = random.getstate()
+    gauss_bytes = b"\0" * 9 if gauss is None else b"\1" + struct.pack(">d", gauss)
+    return struct.pack(">B625I", version, *internal) + gauss_bytes
+
+
+def _set_state(value: bytes) -> None:
+    version, *internal = struct.unpack(">B625I", value[:2501])
+    gauss = None if value[2501] == 0 else struct.unpack(">d", value[2502:2510])[0]
+    random.setstate((version, tuple(internal), gauss))
+
+
+_STATE_SIZE = len(_state_bytes())
+
+
+def run_started(run: RunState) -> None:
+    """Start the run's draw log and capture (or, in replay, restore) the ``random`` state."""
+    with _lock:
+        _draws[id(run)] = []
+        _active.append(run)
+    if not _installed:
+        return
+    # The global generator's state is recorded rather than reseeded, so an agent that seeded
+    # random itself (random.seed(42)) behaves exactly as without AgentTrace.
+    current = _state_bytes()
+    value = _draw("random.state", _STATE_SIZE, lambda _size: current)
+    if value != current:
+        _set_state(value)
+
+
+def run_ended(run: RunState) -> None:
+    """Write the run's draws as one ``agenttrace.entropy`` event on its span (a run end hook)."""
+    with _lock:
+        log = _draws.pop(id(run), [])
+        for i, active in enumerate(_active):
+            if active is run:  # identity: RunState compares by value
+                del _active[i]
+                break
+    if log and log[0][0] == "random.state" and log[0][1] == _state_bytes():
+        # The run never drew from the global generator: its state is not worth 2.5 kB per run.
+        del log[0]
+    if log:
+        run.span.add_event(
+            S.EVENT_ENTROPY,
+            {
+                S.ENTROPY_SOURCES: [source for source, _ in log],
+                S.ENTROPY_VALUES: [base64.b64encode(value).decode("ascii") for _, value in log],
+            },
+        )

@@ -1,0 +1,86 @@
+"""The end-of-run replay report: on stderr, and as attributes of the replay run's span.
+
+Span attributes (besides ``agenttrace.run.replay_of``, set when the run starts):
+``agenttrace.replay.source``, ``agenttrace.replay.calls_served``, ``agenttrace.replay.calls_missed``,
+``agenttrace.replay.leaks``, ``agenttrace.replay.calls_unused``, ``agenttrace.replay.entropy_served``,
+``agenttrace.replay.violations``.
+"""
+
+from __future__ import annotations
+
+from agenttrace._capture.model import Exchange
+from agenttrace._core.errors import ReplayMismatchError
+from agenttrace._core.warn import say
+from agenttrace._format.schema import (
+    REPLAY_CALLS_MISSED,
+    REPLAY_CALLS_SERVED,
+    REPLAY_CALLS_UNUSED,
+    REPLAY_ENTROPY_SERVED,
+    REPLAY_LEAKS,
+    REPLAY_SOURCE,
+    REPLAY_VIOLATIONS,
+)
+from agenttrace._replay.session import ReplaySession, RunStats
+
+__all__ = [
+    "REPLAY_CALLS_MISSED",
+    "REPLAY_CALLS_SERVED",
+    "REPLAY_CALLS_UNUSED",
+    "REPLAY_ENTROPY_SERVED",
+    "REPLAY_LEAKS",
+    "REPLAY_SOURCE",
+    "REPLAY_VIOLATIONS",
+    "report",
+]
+
+
+_LISTED = 5  # lines per category on stderr; the span holds the counts
+
+
+def _call(exchange: Exchange) -> str:
+    step = "/".join(exchange.step_path) or "(run)"
+    return f"{exchange.request.method} {exchange.request.url} (step {step}, call #{exchange.ordinal})"
+
+
+def report(session: ReplaySession, stats: RunStats) -> None:
+    """Summarise one replay run; in governance with ``fail_on_unused``, unused calls fail it."""
+    run = stats.run
+    unused: list[Exchange] = []
+    if not stats.nested:  # a nested run's outer run accounts for the whole recorded trace
+        unused = session.matcher.unused(stats.replay_of or None)
+    settings = session.settings
+    if unused and session.governance and settings.fail_on_unused:
+        run.add_violation(
+            ReplayMismatchError(
+                f"governance replay: {len(unused)} recorded call(s) were never made by run {run.name!r} "
+                f"(fail_on_unused is on); first: {_call(unused[0])}"
+            )
+        )
+    span = run.span
+    span.set_attribute(REPLAY_SOURCE, session.source)
+    span.set_attribute(REPLAY_CALLS_SERVED, stats.served)
+    span.set_attribute(REPLAY_CALLS_MISSED, len(stats.missed))
+    span.set_attribute(REPLAY_LEAKS, len(stats.leaks))
+    span.set_attribute(REPLAY_CALLS_UNUSED, len(unused))
+    span.set_attribute(REPLAY_ENTROPY_SERVED, stats.entropy_served)
+    span.set_attribute(REPLAY_VIOLATIONS, len(run.violations))
+    clean = not (stats.missed or stats.leaks or unused or run.violations)
+    if clean and settings.quiet:
+        return
+    of = f", replay of trace {stats.replay_of}" if stats.replay_of else ""
+    lines = [
+        f"replay report for run {run.name!r} ({settings.governance_level}{of}): "
+        f"{stats.served} call(s) served, {len(stats.missed)} missed, {len(stats.leaks)} leak(s), "
+        f"{len(unused)} recorded call(s) unused, {stats.entropy_served} entropy draw(s) served"
+        + (f", {len(run.violations)} governance violation(s)" if run.violations else "")
+    ]
+    for label, items in (
+        ("missed", stats.missed),
+        ("leak", stats.leaks),
+        ("unused", [_call(e) for e in unused]),
+    ):
+        lines.extend(f"  {label}: {item}" for item in items[:_LISTED])
+        if len(items) > _LISTED:
+            lines.append(f"  ... and {len(items) - _LISTED} more {label}")
+    for line in lines:
+        say(line)

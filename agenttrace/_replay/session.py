@@ -1,0 +1,343 @@
+"""The replay session: serves recorded calls and entropy, and enforces the governance level.
+
+One session exists per ``init(mode="replay")``; it is built (and the recording validated) while
+``init()`` runs, and switched on while runs are active: the replay lookup of
+:mod:`agenttrace._capture.record`, the sandbox's leak handler and the entropy server.
+
+Decisions (process-global, under the session lock; contextvars only say which run and step):
+
+* call found: the recorded exchange is served, no I/O;
+* call not found, or found but cut at the size limit: ``relaxed`` prints one WARNING naming
+  the call and lets the real call through; ``governance`` raises ``ReplayMismatchError``;
+* a leak (raw DNS, a socket connect no served call accounts for, entropy the recording cannot
+  serve): ``relaxed`` warns, ``governance`` raises ``DeterminismLeakError``.
+
+A governance violation is remembered on the run (``RunState.add_violation``): later calls of
+that run fail at once with the same error (so an SDK's retries cost nothing and its wrapper
+keeps the violation as ``__cause__``), and the run fails at its end even if the agent's code
+caught the error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from agenttrace._capture.model import Exchange, RequestData
+from agenttrace._core.config import Settings
+from agenttrace._core.errors import AgentTraceError, DeterminismLeakError, ReplayMismatchError, SocketLeakError
+from agenttrace._core.scope import RunState, current_scope
+from agenttrace._core.warn import say, warn_once
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.RUN_REPLAY_OF
+from agenttrace._format.events import event_exchange
+from agenttrace._replay import entropy as _entropy
+from agenttrace._replay import sandbox as _sandbox
+from agenttrace._replay.matcher import Entry, Matcher
+
+__all__ = ["ReplaySession", "RunStats", "swallowed_violation"]
+
+
+@dataclass
+class RunStats:
+    """What one replay run did, for the end-of-run report."""
+
+    run: RunState
+    replay_of: str = ""
+    recorded_run_span: str = ""
+    nested: bool = False
+    served: int = 0
+    missed: list[str] = field(default_factory=list)
+    leaks: list[str] = field(default_factory=list)
+    entropy_served: int = 0
+    halted: BaseException | None = None  # the first governance violation: later calls fail with it
+
+
+class ReplaySession:
+    """Serves one recording to the runs of this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: Sequence[Mapping[str, Any]],
+        source: str,
+        exchanges: Sequence[Exchange] | None = None,
+    ) -> None:
+        """``exchanges``, when given, are the recorded calls in order (already built): call events
+        in ``events`` are then not read (they may be absent, see ``_loader.load_recording``)."""
+        self.settings = settings
+        self.source = source
+        self.governance = settings.governance
+        self._lock = threading.RLock()
+        calls: list[Exchange] = list(exchanges) if exchanges is not None else []
+        self._runs: list[Mapping[str, Any]] = []
+        self._entropy: dict[str, deque[tuple[str, bytes]]] = {}
+        import base64
+
+        for index, event in enumerate(events):
+            kind = event.get("kind")
+            if kind == "call":
+                if exchanges is None:
+                    calls.append(event_exchange(event, f"{source}, event #{index}"))
+            elif kind == "run":
+                self._runs.append(event)
+            elif kind == "entropy":
+                key = f"{event.get('trace_id', '')}/{event.get('run_span_id', '')}"
+                value = base64.b64decode(str(event.get("value", "")))
+                self._entropy.setdefault(key, deque()).append((str(event.get("source", "")), value))
+        self.matcher = Matcher(calls)
+        self._first_trace = next((c.trace_id for c in calls if c.trace_id), "")
+        self._claimed: set[int] = set()
+        self._stats: dict[int, RunStats] = {}  # id(RunState) -> stats
+        self._order: list[RunStats] = []  # active runs, oldest first
+        self._run_entropy: dict[int, deque[tuple[str, bytes]]] = {}
+
+    # --- switched on while runs are active -------------------------------------------------------
+
+    def activate(self) -> None:
+        """The first run starts: serve calls and entropy, arm the sandbox."""
+        from agenttrace._capture import record as _capture
+
+        _sandbox.install()
+        _sandbox.set_handler(self._leak)
+        _entropy.set_server(self._serve_entropy)
+        _capture.set_replay_lookup(self.lookup)
+        _patch_sdk_retries()
+
+    def deactivate(self) -> None:
+        """The last run ended: back to plain behaviour."""
+        from agenttrace._capture import record as _capture
+
+        _capture.set_replay_lookup(None)
+        _entropy.set_server(None)
+        _sandbox.set_handler(None)
+
+    def run_started(self, run: RunState) -> None:
+        """Map the new run to the recorded run it replays and mark its span as a replay."""
+        with self._lock:
+            trace_ids = {s.run.trace_id for s in self._order}
+            stats = RunStats(run=run, nested=run.trace_id in trace_ids)
+            recorded = self._claim(run.name)
+            if recorded is not None:
+                stats.replay_of = str(recorded.get("trace_id", ""))
+                stats.recorded_run_span = str(recorded.get("span_id", ""))
+                key = f"{stats.replay_of}/{stats.recorded_run_span}"
+                self._run_entropy[id(run)] = deque(self._entropy.get(key, ()))
+            else:
+                stats.replay_of = self._first_trace
+                self._run_entropy[id(run)] = deque()
+            self._stats[id(run)] = stats
+            self._order.append(stats)
+        if stats.replay_of:
+            run.span.set_attribute(S.RUN_REPLAY_OF, stats.replay_of)
+
+    def _claim(self, name: str) -> Mapping[str, Any] | None:
+        # The n-th run started replays the n-th recorded run (by start time), preferring the
+        # next one with the same name; a recording without run events serves runs anyway.
+        fallback = None
+        for index, event in enumerate(self._runs):
+            if index in self._claimed:
+                continue
+            if event.get("name") == name:
+                self._claimed.add(index)
+                return event
+            if fallback is None:
+                fallback = index
+        if fallback is not None:
+            self._claimed.add(fallback)
+            return self._runs[fallback]
+        return None
+
+    def run_ended(self, run: RunState) -> RunStats | None:
+        """Forget the run; its stats go to the report."""
+        with self._lock:
+            stats = self._stats.pop(id(run), None)
+            self._run_entropy.pop(id(run), None)
+            self._order = [s for s in self._order if s.run is not run]
+        return stats
+
+    def _current(self, scope: Any = None) -> RunStats | None:
+        if scope is None:
+            scope = current_scope()
+        with self._lock:
+            if scope is not None and scope.run is not None:
+                stats = self._stats.get(id(scope.run))
+                if stats is not None:
+                    return stats
+            # A thread without context (an executor): the run that started last.
+            return self._order[-1] if self._order else None
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    def lookup(self, request: RequestData, library: str) -> Exchange | None:
+        """The recorded exchange for ``request``; None lets the real call through (relaxed)."""
+        scope = current_scope()
+        stats = self._current(scope)
+        if stats is not None and stats.halted is not None:
+            raise stats.halted  # the run already failed governance: no waiting, no new lookups
+        step_path = scope.step_path if scope is not None else ()
+        found = self.matcher.match(request, step_path)
+        if isinstance(found, Entry):
+            exchange = found.exchange
+            response = exchange.response
+            if response is not None and response.body.truncated:
+                self._miss(
+                    stats,
+                    request,
+                    library,
+                    f"the recorded response to this call was cut at {len(response.body.data)} of "
+                    f"{response.body.size} bytes (max_body_bytes) and cannot be served as if whole; "
+                    "record again with a larger AGENTTRACE_MAX_BODY_BYTES",
+                )
+                return None
+            if exchange.extra.get("response_body_filtered"):
+                warn_once(
+                    f"replay-filtered:{exchange.span_id}",
+                    f"serving the recorded response to {request.method} {request.url} with the fields a "
+                    "filter removed (the recording never held them)",
+                )
+            if stats is not None:
+                with self._lock:
+                    stats.served += 1
+            return exchange
+        self._miss(stats, request, library, "not in the recording\n" + found.describe())
+        return None
+
+    def _miss(self, stats: RunStats | None, request: RequestData, library: str, why: str) -> None:
+        label = f"{request.method} {request.url}"
+        if stats is not None:
+            with self._lock:
+                stats.missed.append(label)
+        if self.governance:
+            error = ReplayMismatchError(f"governance replay: {library} call {label} {why}")
+            self._violation(stats, error)
+            raise error
+        say(f"WARNING: replay: {library} call {label} {why.splitlines()[0]}; making the real call (relaxed)")
+        host = urlsplit(request.url).hostname
+        if host:
+            _sandbox.allow_host(host, urlsplit(request.url).port)
+
+    def _violation(self, stats: RunStats | None, error: AgentTraceError) -> None:
+        with self._lock:
+            targets = [stats] if stats is not None else list(self._order)
+            for target in targets:
+                target.run.add_violation(error)
+                if target.halted is None:
+                    target.halted = error
+
+    # --- leaks (sandbox) and entropy ------------------------------------------------------------
+
+    def _leak(self, event: str, description: str) -> None:
+        stats = self._current()
+        if stats is not None and stats.halted is not None and self.governance:
+            raise stats.halted
+        if stats is not None:
+            with self._lock:
+                stats.leaks.append(description)
+        if self.governance:
+            # A raw connect or datagram is also a network call the recording lacks (the SDK
+            # reference's ReplayMismatchError); DNS and the rest are leaks only.
+            kind = SocketLeakError if event in _sandbox.SOCKET_EVENTS else DeterminismLeakError
+            error = kind(
+                f"governance replay: the agent attempted {description} ({event}) outside any recorded "
+                "call; raw network access is not part of the recording. Route it through an "
+                "instrumented client (httpx, requests, urllib3) or replay with governance_level='relaxed'"
+            )
+            self._violation(stats, error)
+            raise error
+        warn_once(
+            f"replay-leak:{description}",
+            f"replay: the agent attempted {description} outside any recorded call; allowed (relaxed)",
+        )
+
+    def _serve_entropy(self, run: RunState, source: str, size: int) -> bytes | None:
+        with self._lock:
+            queue = self._run_entropy.get(id(run))
+            stats = self._stats.get(id(run))
+            if queue is None or stats is None:
+                return None
+            if queue and queue[0][0] == source and len(queue[0][1]) == size:
+                stats.entropy_served += 1
+                return queue.popleft()[1]
+            recorded = (
+                f"the next recorded draw is {queue[0][0]}({len(queue[0][1])} bytes)" if queue else "no draws are left"
+            )
+            number = stats.entropy_served + 1
+        if source == "random.state":
+            # No state recorded: the recorded run never drew from the global generator (its state
+            # is only kept when it changed), so there is nothing to restore.
+            return None
+        description = f"entropy {source}({size} bytes), draw #{number} of run {run.name!r}, but {recorded}"
+        with self._lock:
+            stats.leaks.append(description)
+        if self.governance:
+            if stats.halted is not None:
+                raise stats.halted
+            error = DeterminismLeakError(
+                f"governance replay: the agent drew {description}; the recording cannot serve it "
+                "(did the code change what it draws, or was it recorded without AgentTrace?)"
+            )
+            self._violation(stats, error)
+            raise error
+        warn_once(
+            f"replay-entropy:{id(run)}", f"replay: the agent drew {description}; using a fresh random value (relaxed)"
+        )
+        return None
+
+
+def swallowed_violation(run: RunState) -> AgentTraceError | None:
+    """The error to end a run with whose governance violations the agent's code caught."""
+    if not run.violations:
+        return None
+    first = run.violations[0]
+    if len(run.violations) == 1 and first.__traceback__ is None and isinstance(first, AgentTraceError):
+        return first  # found at run end (unused calls), never raised: it is its own report
+    cls = type(first) if isinstance(first, AgentTraceError) else ReplayMismatchError
+    count = len(run.violations)
+    error = cls(
+        f"governance replay: {count} violation(s) happened during run {run.name!r} and were caught by "
+        f"the agent's code; the first: {first}"
+    )
+    error.__cause__ = first
+    return error
+
+
+_sdk_patched = False
+
+
+def _patch_sdk_retries() -> None:
+    """Make the openai/anthropic SDKs' retry waits zero while replaying (the delays are not I/O)."""
+    global _sdk_patched  # noqa: PLW0603 - patched once per process; the wrapper checks the mode
+    if _sdk_patched:
+        return
+    _sdk_patched = True
+    import wrapt
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # The original still runs: its jitter draws from random, as it did when recorded.
+        delay = wrapped(*args, **kwargs)
+        session = current_session()
+        if session is not None and session.settings.replay_pacing == "instant" and _runs_active():
+            return 0.0
+        return delay
+
+    for module in ("openai._base_client", "anthropic._base_client"):
+        wrapt.register_post_import_hook(
+            lambda mod: wrapt.wrap_function_wrapper(mod, "BaseClient._calculate_retry_timeout", wrapper), module
+        )
+
+
+def current_session() -> ReplaySession | None:
+    """The session in force, if replay is configured."""
+    from agenttrace._replay import state as _state
+
+    return _state.session
+
+
+def _runs_active() -> bool:
+    from agenttrace._replay import state as _state
+
+    return _state.active

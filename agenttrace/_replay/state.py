@@ -1,0 +1,93 @@
+"""The replay session in force and the hooks that connect it to the run lifecycle.
+
+Everything here is reached through the cheap registrations in ``agenttrace._replay``; nothing
+is imported or loaded until ``init()`` runs or a run starts.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from agenttrace._core.config import Settings
+from agenttrace._core.errors import ConfigurationError
+from agenttrace._core.scope import RunState
+from agenttrace._replay import entropy as _entropy
+from agenttrace._replay.session import ReplaySession
+
+__all__ = ["active", "configure", "install", "run_ended", "run_started", "session", "uninstall"]
+
+_lock = threading.RLock()
+session: ReplaySession | None = None
+active = False  # True while at least one run is active
+
+
+def configure(settings: Settings) -> None:
+    """Build the session for ``settings`` (validating the recording now) or drop it."""
+    global session
+    new: ReplaySession | None = None
+    if settings.replaying:
+        from agenttrace._replay.loader import check_events, collector_paused, load_recording
+
+        with collector_paused():
+            if settings.replay_events is not None:
+                source = "init(replay_events=...)"
+                # Checking each call event builds its exchange: the session takes those.
+                events, exchanges = check_events(settings.replay_events, source, keep_calls=False)
+            elif settings.replay_events_file:
+                source = settings.replay_events_file
+                # A trace file's call spans become exchanges directly, with no call events between.
+                events, exchanges = load_recording(source, source)
+            else:
+                raise ConfigurationError(
+                    "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "
+                    "or set AGENTTRACE_REPLAY_EVENTS_FILE to a trace file"
+                )
+            new = ReplaySession(settings, events, source, exchanges)
+    with _lock:
+        old, session = session, new
+        if active:
+            if old is not None:
+                old.deactivate()
+            if new is not None:
+                new.activate()
+
+
+def install() -> None:
+    """The first run starts: entropy capture always, serving when replaying."""
+    global active  # noqa: PLW0603 - process-global mode
+    with _lock:
+        active = True
+        _entropy.install()
+        if session is not None:
+            session.activate()
+
+
+def uninstall() -> None:
+    """The last run ended: undo :func:`install`."""
+    global active  # noqa: PLW0603 - process-global mode
+    with _lock:
+        active = False
+        if session is not None:
+            session.deactivate()
+        _entropy.uninstall()
+
+
+def run_started(run: RunState) -> None:
+    """A run starts: map it to the recorded run (replay), then start its entropy log."""
+    current = session
+    if current is not None:
+        current.run_started(run)
+    _entropy.run_started(run)
+
+
+def run_ended(run: RunState) -> None:
+    """A run ends: write its entropy, and in replay report what was served and what was not."""
+    _entropy.run_ended(run)
+    current = session
+    if current is None:
+        return
+    stats = current.run_ended(run)
+    if stats is not None:
+        from agenttrace._replay.report import report
+
+        report(current, stats)

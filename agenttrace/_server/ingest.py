@@ -1,0 +1,268 @@
+"""OTLP/HTTP trace requests into the rows the store keeps: one row per span.
+
+Both encodings OTLP/HTTP defines are read: protobuf (``application/x-protobuf``, what
+AgentTrace's backend exporter and OpenTelemetry's OTLP exporters send) and JSON
+(``application/json``), each optionally gzip- or deflate-compressed. Every span is kept as one
+OTLP JSON ``TracesData`` line holding its resource, its scope and the span itself, exactly the
+line the local trace store would write, so a trace downloaded from the server is a file that
+``agenttrace show``, ``load_events`` and ``agenttrace replay`` read as they read a local one.
+
+Anything that makes a request unusable raises :class:`BadRequestError`, whose message names the
+resource, scope and span index and what was expected; the request is then refused whole
+(nothing of it stored), with status 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
+from agenttrace._format.files import exact_loads
+from agenttrace._format.files import record_of_span as record
+from agenttrace._format.otlp_json import decode_attributes
+
+__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "SpanRow", "decode_request", "decompress"]
+
+# Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
+# memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
+MAX_SPANS_PER_REQUEST = 10_000
+MAX_GZIP_MEMBERS = 1_000
+
+_HEX_TRACE = re.compile(r"[0-9a-f]{32}")
+_HEX_SPAN = re.compile(r"[0-9a-f]{16}")
+
+
+class BadRequestError(ValueError):
+    """A request the server cannot store; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SpanRow:
+    """One span as stored: the columns the listing and the run page query, and its OTLP JSON line."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str  # agenttrace.kind: "run", "step", "call", or "" for spans that are not AgentTrace's
+    start_ns: int
+    end_ns: int
+    status_code: int  # OTLP status code: 0 unset, 1 ok, 2 error
+    run_name: str  # agenttrace.run.name on run spans, else ""
+    run_mode: str  # agenttrace.run.mode on run spans ("record", "replay"), else ""
+    line: str  # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` undone from its Content-Encoding (gzip, deflate or none), at most ``limit`` bytes.
+
+    Inflated up to the limit and no further, so a small gzip bomb cannot take the server's memory;
+    every member of a multi-member gzip body is read (as ``gzip.decompress`` reads them).
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate", "x-gzip"):
+        raise BadRequestError(f"Content-Encoding {encoding!r} is not supported; expected gzip, deflate or none", 415)
+    gzipped = encoding in ("gzip", "x-gzip")
+    out = bytearray()
+    data = body
+    members = 0
+    try:
+        while True:
+            members += 1
+            if members > MAX_GZIP_MEMBERS:  # each member copies the rest of the body: bounded
+                raise BadRequestError(f"the {encoding} request body has more than {MAX_GZIP_MEMBERS} members")
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if gzipped else zlib.MAX_WBITS)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise BadRequestError(
+                    f"the request body decompresses to more than {limit} bytes (the server's limit)", 413
+                )
+            if not inflater.eof:
+                raise BadRequestError(f"the {encoding} request body is truncated")
+            data = inflater.unused_data
+            if not data:
+                return bytes(out)
+            if not gzipped:
+                raise BadRequestError(f"the {encoding} request body has {len(data)} bytes after its end")
+    except zlib.error as exc:
+        raise BadRequestError(f"the request body is not valid {encoding} ({exc})") from None
+
+
+def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
+    """The spans of an OTLP ``ExportTraceServiceRequest`` in ``content_type``'s encoding."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in ("application/x-protobuf", "application/protobuf"):
+        document = _protobuf_document(body)
+    elif media == "application/json":
+        try:
+            document = exact_loads(body)
+            _drop_nulls(document)
+        except ValueError as exc:
+            raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
+    else:
+        raise BadRequestError(
+            f"Content-Type {content_type or '(none)'!r} is not supported; "
+            "expected application/x-protobuf or application/json (OTLP/HTTP)",
+            415,
+        )
+    return list(_rows(document))
+
+
+def _drop_nulls(document: Any) -> None:
+    """Remove the null members of every object: protobuf's JSON mapping reads null as the default."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            for key in [k for k, v in item.items() if v is None]:
+                del item[key]
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+
+
+def _protobuf_document(body: bytes) -> dict[str, Any]:
+    """The OTLP JSON form of a protobuf request: ``MessageToDict`` with OTLP JSON's ids and enums."""
+    from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type stubs
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except DecodeError as exc:
+        raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
+    # Counted before the conversion, which costs far more memory per span than the wire form.
+    _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
+    # OTLP JSON differs from protobuf's JSON mapping in two ways: ids are hex, not base64, and
+    # enums are integers, not names (OTLP specification, "JSON Protobuf Encoding").
+    document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                _hex_ids(span)
+                for link in span.get("links", ()):
+                    _hex_ids(link)
+    return document
+
+
+def _hex_ids(item: dict[str, Any]) -> None:
+    for key in ("traceId", "spanId", "parentSpanId"):
+        value = item.get(key)
+        if value:
+            item[key] = base64.b64decode(value).hex()
+
+
+def _check_count(spans: int) -> None:
+    if spans > MAX_SPANS_PER_REQUEST:
+        raise BadRequestError(
+            f"the request holds {spans} spans, more than the server's limit of {MAX_SPANS_PER_REQUEST} per request",
+            413,
+        )
+
+
+def _rows(document: Any) -> Iterable[SpanRow]:
+    if not isinstance(document, Mapping):
+        raise BadRequestError(f"expected an ExportTraceServiceRequest object, got {type(document).__name__}")
+    resource_list = document.get("resourceSpans", [])
+    if not isinstance(resource_list, list):
+        raise BadRequestError("resourceSpans: expected a list")
+    checked: list[tuple[str, Any, Any, list[Any]]] = []
+    for r, resource_spans in enumerate(resource_list):
+        if not isinstance(resource_spans, Mapping):
+            raise BadRequestError(f"resourceSpans[{r}]: expected an object")
+        resource = resource_spans.get("resource", {})
+        if not isinstance(resource, Mapping):
+            raise BadRequestError(f"resourceSpans[{r}].resource: expected an object")
+        scope_list = resource_spans.get("scopeSpans", [])
+        if not isinstance(scope_list, list):
+            raise BadRequestError(f"resourceSpans[{r}].scopeSpans: expected a list")
+        for s, scope_spans in enumerate(scope_list):
+            if not isinstance(scope_spans, Mapping) or not isinstance(scope_spans.get("spans", []), list):
+                raise BadRequestError(f"resourceSpans[{r}].scopeSpans[{s}]: expected an object with a list of spans")
+            scope = scope_spans.get("scope", {})
+            if not isinstance(scope, Mapping):
+                raise BadRequestError(f"resourceSpans[{r}].scopeSpans[{s}].scope: expected an object")
+            checked.append((f"resourceSpans[{r}].scopeSpans[{s}]", resource, scope, scope_spans.get("spans", [])))
+    _check_count(sum(len(spans) for *_, spans in checked))
+    for where, resource, scope, spans in checked:
+        for i, span in enumerate(spans):
+            yield _row(f"{where}.spans[{i}]", resource, scope, span)
+
+
+def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
+    if not isinstance(span, Mapping):
+        raise BadRequestError(f"{where}: expected a span object, got {type(span).__name__}")
+    trace_id = str(span.get("traceId", "")).lower()
+    span_id = str(span.get("spanId", "")).lower()
+    parent = str(span.get("parentSpanId", "") or "").lower()
+    if not _HEX_TRACE.fullmatch(trace_id) or trace_id == "0" * 32:
+        raise BadRequestError(f"{where}.traceId {span.get('traceId')!r}: expected 32 hex digits, not all zero")
+    if not _HEX_SPAN.fullmatch(span_id) or span_id == "0" * 16:
+        raise BadRequestError(f"{where}.spanId {span.get('spanId')!r}: expected 16 hex digits, not all zero")
+    if parent and not _HEX_SPAN.fullmatch(parent):
+        raise BadRequestError(f"{where}.parentSpanId {span.get('parentSpanId')!r}: expected 16 hex digits")
+    try:
+        start = int(span.get("startTimeUnixNano", 0))
+        end = int(span.get("endTimeUnixNano", 0))
+    except (TypeError, ValueError):
+        raise BadRequestError(f"{where}: startTimeUnixNano and endTimeUnixNano must be integers") from None
+    if not (0 <= start < 2**63 and 0 <= end < 2**63):
+        raise BadRequestError(f"{where}: start or end time out of range (expected nanoseconds since 1970 in 64 bits)")
+    try:
+        attributes = decode_attributes(span.get("attributes"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequestError(f"{where}.attributes: malformed ({type(exc).__name__}: {exc})") from None
+    status = span.get("status", {})
+    if not isinstance(status, Mapping):
+        raise BadRequestError(f"{where}.status: expected an object")
+    status_code = status.get("code", 0)
+    if status_code not in (0, 1, 2) or isinstance(status_code, bool):
+        raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
+    kind = attributes.get(S.KIND, "")
+    normalized = dict(span)
+    normalized["traceId"], normalized["spanId"] = trace_id, span_id
+    if parent:
+        normalized["parentSpanId"] = parent
+    try:
+        # What every reader of the download does with the span (agenttrace show, the trace page,
+        # the replay loader's first pass): a span it cannot read is refused here, not stored.
+        record(normalized, str(scope.get("name", "")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequestError(f"{where}: malformed span ({type(exc).__name__}: {exc})") from None
+    document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
+    try:
+        line = orjson.dumps(document).decode()
+    except TypeError:  # an integer beyond 64 bits (OTLP JSON allows any): the standard library writes it exactly
+        line = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return SpanRow(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=_column(span.get("name", "")),
+        kind=_column(kind) if isinstance(kind, str) else "",
+        start_ns=start,
+        end_ns=end,
+        status_code=status_code,
+        run_name=_column(attributes.get(S.RUN_NAME, span.get("name", ""))) if kind == "run" else "",
+        run_mode=_column(attributes.get(S.RUN_MODE, "")) if kind == "run" else "",
+        line=line,
+    )
+
+
+def _column(value: Any) -> str:
+    """A text column's value: PostgreSQL's text holds no NUL (the span's line keeps it, escaped)."""
+    return str(value).replace("\x00", "\ufffd")

@@ -1,0 +1,132 @@
+"""The span processor AgentTrace adds to the tracer provider: routes a run's spans to its file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from agenttrace._core.warn import say, warn_once
+
+if TYPE_CHECKING:
+    from agenttrace.exporters.local import SpanWriter, TraceFile
+
+__all__ = ["RunFileProcessor"]
+
+
+class RunFileProcessor(SpanProcessor):
+    """Writes every span of a trace that holds an open ``@run`` to that trace's local file.
+
+    Runs register their trace with :meth:`open_trace` and release it with :meth:`close_trace`;
+    the file is committed when the last run of the trace ends (nested and concurrent runs in
+    one trace share a file). Spans of traces with no open run are not this processor's business.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[TraceFile, int]] = {}
+        self.enabled = True
+        self.folder = Path(".agenttrace/traces")
+        self.quiet = False
+        self._checked: set[Path] = set()  # folders already searched for interrupted runs
+        self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # A forked child (a multiprocessing worker) writes its own partial file, named by its pid,
+        # for the traces it inherited; the parent's runs are not its to end, so the count starts
+        # at zero and the child's own runs in that trace commit their spans when they end,
+        # merged into the same <trace_id>.jsonl.
+        from agenttrace.exporters.local import TraceFile
+
+        self._lock = threading.Lock()
+        for trace_id, (inherited, _) in list(self._open.items()):
+            inherited.forget_after_fork()
+            self._open[trace_id] = (TraceFile(self.folder, trace_id), 0)
+
+    def open_trace(self, trace_id: int) -> None:
+        """Start (or join) the file of ``trace_id``."""
+        from agenttrace.exporters.local import TraceFile
+
+        with self._lock:
+            if not self.enabled:
+                return
+            if self.folder not in self._checked:
+                self._checked.add(self.folder)
+                self._recover()
+            if self._writer is None:
+                from agenttrace.exporters.local import SpanWriter
+
+                self._writer = SpanWriter()
+            entry = self._open.get(trace_id)
+            if entry is None:
+                self._open[trace_id] = (TraceFile(self.folder, trace_id), 1)
+            else:
+                self._open[trace_id] = (entry[0], entry[1] + 1)
+
+    def _recover(self) -> None:
+        from agenttrace.exporters.local import recover_interrupted
+
+        for path in recover_interrupted(self.folder):
+            say(f"kept the spans of an interrupted run (its process died mid-run) in {_display(path)}")
+
+    def close_trace(self, trace_id: int) -> Path | None:
+        """Release ``trace_id``; the last release commits its file and says where it went."""
+        with self._lock:
+            entry = self._open.get(trace_id)
+            if entry is None:
+                return None
+            if entry[1] > 1:
+                self._open[trace_id] = (entry[0], entry[1] - 1)
+                return None
+            del self._open[trace_id]
+        if self._writer is not None:
+            self._writer.flush(entry[0])
+        path = entry[0].commit()
+        if path is not None and not self.quiet:
+            say(f"trace written to {_display(path)} ({entry[0].spans} spans)")
+        return path
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do until a span ends."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Append ``span`` to its trace's file when that trace has an open run."""
+        ctx = span.context
+        if ctx is None:
+            return
+        entry = self._open.get(ctx.trace_id)
+        if entry is None:
+            return
+        try:
+            if self._writer is not None:
+                self._writer.submit(entry[0], span)
+            else:
+                entry[0].add(span)
+        except Exception as exc:  # noqa: BLE001 - never raise into the span's owner
+            warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+
+    def shutdown(self) -> None:
+        """Commit every trace still open (the process is ending mid-run)."""
+        with self._lock:
+            open_ids = list(self._open)
+        for trace_id in open_ids:
+            with self._lock:
+                if trace_id in self._open:
+                    self._open[trace_id] = (self._open[trace_id][0], 1)
+            self.close_trace(trace_id)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Files are committed at run end; nothing is buffered for a flush."""
+        return True
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,38 @@
+"""Record every urllib3 exchange (and so every ``requests`` and botocore call) with its full payload.
+
+Usage::
+
+    from agenttrace.instrumentors.urllib3 import Urllib3Instrumentor
+
+    Urllib3Instrumentor().instrument()     # every PoolManager / requests.Session is now recorded
+    Urllib3Instrumentor().uninstrument()
+
+The patch sits on ``HTTPConnectionPool._make_request``: one HTTP exchange on one connection,
+below urllib3's retries and redirects (each attempt is its own call span, as each is its own
+exchange) and below OpenTelemetry's own urllib3/requests instrumentations. Install the
+library with ``pip install 'agenttrace[requests]'``. See docs/instrumentors.md.
+
+Response bodies are teed where urllib3 reads raw (still content-encoded) bytes: with
+``preload_content=False`` each ``stream()`` chunk reaches the caller the moment it arrives.
+The patch itself is ``agenttrace.instrumentors.urllib3.adapter``, which ``@run`` installs directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agenttrace.instrumentors.urllib3.instrumentor import Urllib3Instrumentor
+
+__all__ = ["Urllib3Instrumentor"]
+
+
+def __getattr__(name: str) -> Any:
+    # The instrumentor derives from BaseInstrumentor, whose import (opentelemetry.instrumentation)
+    # costs tens of milliseconds; ``@run`` imports only the adapter beside it, so the class is
+    # loaded on first use (PEP 562).
+    if name in __all__:
+        from agenttrace.instrumentors.urllib3 import instrumentor
+
+        return getattr(instrumentor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
