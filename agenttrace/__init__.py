@@ -14,7 +14,6 @@ The public API is exactly what ``__all__`` lists; every other module is private.
 
 from __future__ import annotations
 
-from agenttrace._capture import activation as _interceptors  # noqa: F401 - registers the run hooks that install the instrumentors
 from agenttrace._capture.filter import FILTERED
 from agenttrace._core.errors import (
     AgentTraceError,
@@ -23,12 +22,11 @@ from agenttrace._core.errors import (
     ReplayMismatchError,
     SocketLeakError,
 )
+from agenttrace._core.lifecycle import init
 from agenttrace._core.run import run
-from agenttrace._core.runtime import init
 from agenttrace._core.step import set_result, step
 from agenttrace._replay import load_events
 from agenttrace._version import __version__
-from agenttrace.exporters import lanes as _export  # noqa: F401 - wires the exporters into every init()
 
 trace = run  # `@agenttrace.trace` is the spec's other name for `@agenttrace.run`
 

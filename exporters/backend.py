@@ -31,8 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from agenttrace.exporters.lanes import BACKEND_TARGET, backend_destination, backend_uploader_env, exporting
+from agenttrace.exporters.deferred import BACKEND_TARGET, backend_destination, backend_uploader_env
 from agenttrace.exporters.spool import Delivery, Spool, report_failure
+from agenttrace.exporters.traffic import exporting, suppress_instrumentation
 from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -222,7 +223,7 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
         spans = count_spans(request)
         if 0 < self._max_request_size < len(data):
             return self._split(request, data, spans, f"{len(data)} bytes, over max_request_size")
-        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        token = suppress_instrumentation()
         ident = threading.get_ident()
         _transient.last.pop(ident, None)
         try:
@@ -371,7 +372,7 @@ def grpc_deliverer(exporter: Any) -> Callable[[bytes], Delivery]:
         client = getattr(exporter, "_client", None)
         if client is None:
             return Delivery(kept=[(data, spans)], reason="the OTLP/gRPC exporter has no channel")
-        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        token = suppress_instrumentation()
         try:
             with exporting():
                 headers, timeout = getattr(exporter, "_headers", None), getattr(exporter, "_timeout", 10)

@@ -1,69 +1,47 @@
-"""Export wiring: which exporters a process uses, and the lanes that feed them without blocking.
+"""Export lanes: one per exporter, feeding it without ever blocking the agent.
 
-On every ``init()`` (through ``runtime.on_configure``) this module decides the export targets:
+:class:`ExportLane`'s ``on_end`` appends the span to a queue and returns (no I/O, no encoding on
+the agent's thread); a daemon thread named ``agenttrace-export-*`` sends batches with
+OpenTelemetry's suppress-instrumentation flag set, so the exporter's own HTTP traffic is never
+recorded. What cannot be delivered goes to the spool. At exit every lane of the process is closed
+at once (:func:`shutdown_all`), as :mod:`agenttrace.exporters.exit` decides.
 
-* the AgentTrace backend, when an API key is set and ``backend`` is on (record mode);
-* the exporters named by ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, any entry point),
-  configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables, but only when AgentTrace
-  created the tracer provider: a provider the user built is theirs, with their exporters, and
-  AgentTrace only adds its backend next to them.
-
-Each exporter gets an :class:`ExportLane`: ``on_end`` appends the span to a queue and returns
-(no I/O, no encoding on the agent's thread); a daemon thread named ``agenttrace-export-*``
-sends batches with OpenTelemetry's suppress-instrumentation flag set, so the exporter's own HTTP
-traffic is never recorded. What cannot be delivered goes to the spool.
-
-At process exit (``exit_upload``):
-
-* ``"background"`` (the default): nothing waits on the network. Whatever is still queued or in
-  flight is written to the spool at once, and when a lane's spool then holds something to send,
-  the process starts one detached uploader (``python -I -c ...`` calling
-  :func:`agenttrace._cli.upload.run_detached`) that sends those folders after the process is gone.
-  A multiprocessing worker spools but starts nothing: its files are its parent's to hand off.
-* ``"wait"``: the lanes get ``exit_timeout`` seconds in total; whatever is still queued or in
-  flight then is spooled and the process goes on exiting. Also used where an uploader cannot
-  be started (a frozen or embedded interpreter, the uploader itself, a container's PID 1,
-  whose children die with it).
-
-Nothing heavy is imported here: the OTLP exporter is loaded only when a target needs it.
+Nothing heavy is imported here: the OTLP exporter is loaded only when a lane needs it.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import os
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from agenttrace.exporters.exit import close_lanes, exit_timeout
+from agenttrace.exporters.traffic import exporting, mark_exporter_thread, suppress_instrumentation
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agenttrace._core.warn import warn_once
-from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 
 if TYPE_CHECKING:
     from agenttrace.exporters.spool import Delivery, Spool
 
-    from agenttrace._core.config import Settings
-
 __all__ = [
-    "ExportHub",
     "ExportLane",
-    "exporting",
-    "handed_off_to",
-    "is_exporter_thread",
+    "after_fork_in_child",
+    "after_fork_in_parent",
+    "before_fork",
+    "every_lane",
     "lane_for",
-    "register",
     "shutdown_all",
 ]
+
 
 _MAX_BATCH = 512
 # Spans held in memory per lane before the oldest are moved to the spool. Large enough that a
@@ -96,35 +74,45 @@ def _schedule_delay() -> float:
     return _SCHEDULE_DELAY_DEFAULT_MS / 1000
 
 
-_marker = threading.local()
+# -- the lanes of this process -------------------------------------------------------------------
+
+_LANES: weakref.WeakSet[ExportLane] = weakref.WeakSet()
 
 
-@contextlib.contextmanager
-def exporting() -> Iterator[None]:
-    """Mark the current thread as doing export work while the block runs."""
-    depth = getattr(_marker, "depth", 0)
-    _marker.depth = depth + 1
-    try:
-        yield
-    finally:
-        _marker.depth = depth
+def every_lane() -> list[ExportLane]:
+    """Every lane of this process that is still referenced (closed ones included)."""
+    return list(_LANES)
 
 
-def is_exporter_thread() -> bool:
-    """True on AgentTrace's export threads and while an AgentTrace exporter sends on any thread.
+def shutdown_all() -> None:
+    """Close every lane of this process at exit, sharing one exit bound between them.
 
-    The replay sandbox uses it to exempt the exporter's own traffic from leak detection.
+    All at once, so that one exit starts at most one background uploader; what each lane does is
+    :func:`agenttrace.exporters.exit.close_lanes`'s decision.
     """
-    return bool(getattr(threading.current_thread(), "_agenttrace_exporter", False) or getattr(_marker, "depth", 0))
+    close_lanes(every_lane())
 
 
-def _suppressed() -> object:
-    return otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+def before_fork() -> None:
+    """Hold every lane's lock across ``fork()``, so that no lane is forked in the middle of a change."""
+    for lane in every_lane():
+        lane._lock.acquire()
+
+
+def after_fork_in_parent() -> None:
+    """Release what :func:`before_fork` held."""
+    for lane in every_lane():
+        with contextlib.suppress(RuntimeError):
+            lane._lock.release()
+
+
+def after_fork_in_child() -> None:
+    """Give every lane of a forked child its own empty state (see :meth:`ExportLane._after_fork_in_child`)."""
+    for lane in every_lane():
+        lane._after_fork_in_child()
 
 
 # -- one lane per exporter ---------------------------------------------------------------------
-
-_LANES: weakref.WeakSet[ExportLane] = weakref.WeakSet()
 
 
 class ExportLane(SpanProcessor):
@@ -241,7 +229,7 @@ class ExportLane(SpanProcessor):
                 left = self._inflight + left
                 self._abandoned = True
         if left:
-            reason = failing or f"no answer within the exit bound of {_exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)"
+            reason = failing or f"no answer within the exit bound of {exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)"
             self._keep(left, reason)
         if exiting and self._spool is not None:
             self._spool.release_mine()
@@ -306,6 +294,11 @@ class ExportLane(SpanProcessor):
             return {}  # OpenTelemetry's gRPC exporter, made from the OTEL_EXPORTER_OTLP_* variables
         return None
 
+    @property
+    def spool(self) -> Spool | None:
+        """Where this lane keeps what it could not deliver (None: it drops it, with a warning)."""
+        return self._spool
+
     def destination(self) -> str:
         """Where this lane sends, for messages."""
         return str(getattr(self.exporter, "destination", self.name))
@@ -334,7 +327,7 @@ class ExportLane(SpanProcessor):
             left = list(self._queue)
             self._queue.clear()
         if left:
-            self._keep(left, failing or f"no answer within {_exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)")
+            self._keep(left, failing or f"no answer within {exit_timeout():g} s (AGENTTRACE_EXIT_TIMEOUT)")
 
     def _failing(self, deadline: float) -> str | None:
         """Why the lane's receiver is known to be failing right now, if it is."""
@@ -350,7 +343,7 @@ class ExportLane(SpanProcessor):
 
     def _start_thread(self) -> None:
         thread = threading.Thread(target=self._run, name=f"agenttrace-export-{self.name}", daemon=True)
-        thread._agenttrace_exporter = True  # type: ignore[attr-defined]  # read by is_exporter_thread()
+        mark_exporter_thread(thread)
         self._thread = thread
         thread.start()
 
@@ -369,7 +362,7 @@ class ExportLane(SpanProcessor):
     # -- the export thread --
 
     def _run(self) -> None:
-        _suppressed()  # this thread's context: everything it does is export traffic
+        suppress_instrumentation()  # this thread's context: everything it does is export traffic
         while True:
             with self._lock:
                 while not self._queue and not self._closed and not self._backlog_due():
@@ -478,7 +471,7 @@ class ExportLane(SpanProcessor):
         """Write ``spans`` to the spool as OTLP JSON; warn only if the receiver fails or the spool cannot keep them.
 
         OTLP JSON, not protobuf: on the exiting agent's thread it costs about a third of the
-        OTLP protobuf encoder (readers convert it before sending, see ``_spool.request_bytes``).
+        OTLP protobuf encoder (readers convert it before sending, see :func:`agenttrace.exporters.spool.request_bytes`).
         """
         from agenttrace.exporters.spool import Delivery, report_failure
 
@@ -517,94 +510,6 @@ class ExportLane(SpanProcessor):
         )
 
 
-BACKEND_TARGET = "agenttrace"  # the backend's spool folder (AgentTraceSpanExporter.target)
-
-
-def backend_destination(api_url: str) -> str:
-    """How messages name the AgentTrace backend at ``api_url``."""
-    return f"the AgentTrace backend at {api_url}/v1/traces"
-
-
-def backend_uploader_env(api_key: str, api_url: str, timeout: float) -> dict[str, str]:
-    """The variables with which the background uploader sends to that backend (never a command line)."""
-    return {
-        "AGENTTRACE_API_KEY": api_key,
-        "AGENTTRACE_API_URL": api_url,
-        "AGENTTRACE_EXPORT_TIMEOUT": repr(float(timeout)),
-    }
-
-
-class DeferredExporter(SpanExporter):
-    """Stands for the backend exporter until its lane first needs it.
-
-    Building ``AgentTraceSpanExporter`` imports OpenTelemetry's OTLP/HTTP exporter, protobuf and
-    ``requests``: about 0.15 s, which a short agent paid in ``init()`` only to hand its spans to
-    the background uploader at exit. The lane builds it on its own thread when it first sends;
-    what exit needs (the spool, the destination's name, the uploader's variables) is known
-    without it.
-    """
-
-    def __init__(
-        self,
-        build: Callable[[], SpanExporter],
-        *,
-        target: str,
-        spool: Spool,
-        destination: str,
-        uploader_env: dict[str, str] | None,
-    ) -> None:
-        self._build = build
-        self._real: SpanExporter | None = None
-        self._real_lock = threading.Lock()
-        self.target = target
-        self.spool = spool
-        self.destination = destination
-        self._uploader_env = uploader_env
-
-    def real(self) -> SpanExporter:
-        """The exporter, built on first use."""
-        with self._real_lock:
-            if self._real is None:
-                self._real = self._build()
-            return self._real
-
-    def __getattr__(self, name: str) -> Any:
-        # deliver, deliver_serialized, keep, keep_outcome, ...: the real exporter's.
-        if name.startswith("__") or name in ("_build", "_real", "_real_lock"):
-            raise AttributeError(name)
-        return getattr(self.real(), name)
-
-    def uploader_env(self) -> dict[str, str] | None:
-        """The background uploader's variables for this destination."""
-        return None if self._uploader_env is None else dict(self._uploader_env)
-
-    def deliver_serialized(self, data: bytes) -> Delivery:
-        """Send one spool file through the real exporter (defined here: asking whether it exists builds nothing)."""
-        deliver: Callable[[bytes], Delivery] = self.real().deliver_serialized  # type: ignore[attr-defined]
-        return deliver(data)
-
-    def clone(self) -> DeferredExporter:
-        """Another stand-in with the same settings, for a forked child (nothing built, nothing shared)."""
-        return DeferredExporter(
-            self._build,
-            target=self.target,
-            spool=self.spool,
-            destination=self.destination,
-            uploader_env=self._uploader_env,
-        )
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Send through the real exporter."""
-        return self.real().export(spans)
-
-    def shutdown(self) -> None:
-        """Shut the real exporter down, if it was ever built."""
-        with self._real_lock:
-            real = self._real
-        if real is not None:
-            real.shutdown()
-
-
 def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:
     """An :class:`ExportLane` for ``exporter``: the SDK configurator's ``export_span_processor``.
 
@@ -632,370 +537,3 @@ def _spool_for(target: str) -> Spool:
 
     settings = resolve_settings({})
     return Spool(settings.spool_dir, target, settings.spool_max_bytes)
-
-
-# -- the processor AgentTrace adds to the provider ------------------------------------------------
-
-
-class ExportHub(SpanProcessor):
-    """Added once to the tracer provider; fans spans out to the current lanes.
-
-    A provider's processors cannot be removed, so ``init()`` changing the targets swaps lanes
-    here instead.
-    """
-
-    def __init__(self) -> None:
-        self.lanes: dict[tuple[Any, ...], ExportLane] = {}
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        """Nothing to do until a span ends."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Hand ``span`` to every lane; in a multiprocessing worker, wait for them at each run's end."""
-        lanes = tuple(self.lanes.values())
-        for lane in lanes:
-            lane.on_end(span)
-        if span.attributes and span.attributes.get(S.KIND) == "run" and _in_worker_process():
-            deadline = time.monotonic() + _exit_timeout()
-            for lane in lanes:
-                lane.settle(deadline)
-
-    def set_lanes(self, wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
-        """Keep lanes whose key is still wanted, create the new ones, close the others."""
-        current = dict(self.lanes)
-        new = {key: current.get(key) or make() for key, make in wanted.items()}
-        self.lanes = new
-        for key, lane in current.items():
-            if key not in new:
-                lane.close(time.monotonic() + _exit_timeout(), exiting=False)
-
-    def shutdown(self) -> None:
-        """Close every lane of this process within the exit bound."""
-        shutdown_all()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush every lane."""
-        return all(lane.force_flush(timeout_millis) for lane in tuple(self.lanes.values()))
-
-
-_hub = ExportHub()
-_hub_provider: Any = None
-_settings: Settings | None = None
-
-
-def _in_worker_process() -> bool:
-    multiprocessing = sys.modules.get("multiprocessing")
-    return multiprocessing is not None and multiprocessing.parent_process() is not None
-
-
-def _exit_timeout() -> float:
-    if _settings is not None:
-        return _settings.exit_timeout
-    return 0.5
-
-
-# Set in the environment of the background uploader: a process that is the uploader never starts another.
-_UPLOADER_ENV = "_AGENTTRACE_UPLOADER"
-# Run as `python -I -c _UPLOADER_CODE '<json>'`. -I keeps PYTHONPATH's sitecustomize (agenttrace-instrument,
-# opentelemetry-instrument) out, so the uploader is not itself recorded; the parent's sys.path is
-# put back in front so it imports the same agenttrace and libraries. Before that (its imports
-# are its main cost) it lowers its CPU priority (Windows: a creation flag) and, on POSIX, waits
-# until the agent is gone (it is then re-parented), for up to 2 s: started at exit, it would
-# otherwise compete with the agent's own interpreter teardown and slow the agent's exit.
-_UPLOADER_CODE = """\
-import json, os, sys, time
-a = json.loads(sys.argv[1])
-if hasattr(os, "nice"):
-    os.nice(10)
-until = time.monotonic() + 2.0
-while os.name == "posix" and os.getppid() == a["parent"] and time.monotonic() < until:
-    time.sleep(0.01)
-sys.path[:0] = [p for p in a["path"] if p not in sys.path]
-from agenttrace._cli.upload import run_detached
-run_detached(a)
-"""
-_PYTHONS = ("python", "pypy", "graalpy")
-
-handed_off_to: int | None = None  # pid of the background uploader this process started at exit
-
-
-def _exit_plan() -> str | None:
-    """How exit treats what is not delivered yet.
-
-    ``"spawn"``: spool it at once and start the background uploader. ``"leave"``: spool it at once
-    and start nothing (a multiprocessing worker: its parent hands the spool off). None: wait up to
-    ``exit_timeout``, then spool (``exit_upload="wait"``, or no uploader can be started here).
-    """
-    if _settings is not None and _settings.exit_upload == "wait":
-        return None
-    if _in_worker_process():
-        return "leave"
-    if os.getpid() == 1 or _uploader_argv() is None:
-        return None  # PID 1: a container's main process, whose children are killed with it
-    return "spawn"
-
-
-def _uploader_argv() -> list[str] | None:
-    """The uploader's command line without its argument; None where it cannot be started."""
-    if os.environ.get(_UPLOADER_ENV) or getattr(sys, "frozen", False):
-        return None
-    executable = sys.executable
-    if not executable or not os.path.basename(executable).lower().startswith(_PYTHONS):
-        return None  # an embedding application (uwsgi, ...): its binary is not a Python to run -c with
-    return [executable, "-I", "-c", _UPLOADER_CODE]
-
-
-def shutdown_all() -> None:
-    """Close every lane of this process at exit, sharing one exit bound between them.
-
-    With ``exit_upload="background"`` the lanes that can hand off spool their undelivered spans at
-    once and one uploader is started for all of them; the others (and every lane in ``"wait"``
-    mode) wait for the network until the bound, then spool.
-    """
-    deadline = time.monotonic() + _exit_timeout()
-    plan = _exit_plan()
-    spawn = plan == "spawn"
-    waiting: list[ExportLane] = []
-    jobs: list[tuple[ExportLane, dict[str, str]]] = []
-    for lane in list(_LANES):
-        if plan is None or not lane.can_hand_off(spawn):
-            waiting.append(lane)
-            continue
-        env = lane.hand_off(spawn)
-        if env is not None:
-            jobs.append((lane, env))
-    if jobs:
-        _start_uploader(jobs)
-    for lane in waiting:
-        lane.close(deadline)
-    spool = sys.modules.get("agenttrace.exporters.spool")
-    if spool is not None:
-        spool.DROPS.report()
-
-
-def _start_uploader(jobs: list[tuple[ExportLane, dict[str, str]]]) -> None:
-    """Start the one detached process that sends the spool folders of ``jobs``; never raises.
-
-    If it cannot start, the data is already in the spool: the usual warning says so.
-    """
-    global handed_off_to  # noqa: PLW0603 - one uploader per process
-    # Only the variables the lanes need: an AGENTTRACE_* value that init() arguments overrode
-    # here must not stop the uploader's own settings from resolving.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENTTRACE_")}
-    env[_UPLOADER_ENV] = "1"
-    folders: list[dict[str, Any]] = []
-    started: list[ExportLane] = []
-    for lane, extra in jobs:
-        spool = lane._spool
-        if spool is None or any(env.get(key, value) != value for key, value in extra.items()):
-            continue  # another lane needs other values of the same variables: these files wait for the next run
-        env.update(extra)
-        folder = {"target": spool.target, "spool_dir": os.path.abspath(spool.root), "spool_max_bytes": spool.max_bytes}
-        if folder not in folders:
-            folders.append(folder)
-        started.append(lane)
-    if not folders:
-        return
-    timeout = _settings.export_timeout if _settings is not None else 10.0
-    payload = {
-        "parent": os.getpid(),
-        "path": [p for p in sys.path if isinstance(p, str)],
-        "folders": folders,
-        "lifetime": max(3 * timeout, 1.0),  # no new file is started after it
-        "timeout": timeout,
-    }
-    argv = _uploader_argv()
-    try:
-        if argv is None:
-            raise RuntimeError("no Python interpreter to run it with")
-        handed_off_to = _spawn_detached([*argv, json.dumps(payload)], env)
-    except Exception as exc:  # noqa: BLE001 - no fork allowed, exec failed, ...: the spool keeps the data
-        from agenttrace.exporters.spool import Delivery, report_failure
-
-        for lane in started:
-            reason = f"not delivered before exit, and the background upload could not start: {exc}"
-            report_failure(lane.destination(), Delivery(reason=reason), lane._spool)
-
-
-def _spawn_detached(argv: list[str], env: dict[str, str]) -> int:
-    """Start ``argv`` detached from this process (its own session, no terminal, no inherited files)."""
-    import subprocess
-    import warnings
-
-    devnull = subprocess.DEVNULL
-    if sys.platform == "win32":
-        flags = (
-            subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.BELOW_NORMAL_PRIORITY_CLASS
-        )
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            argv, stdin=devnull, stdout=devnull, stderr=devnull, close_fds=True, env=env, creationflags=flags
-        )
-    else:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            argv, stdin=devnull, stdout=devnull, stderr=devnull, close_fds=True, env=env, start_new_session=True
-        )
-    pid = process.pid
-    with warnings.catch_warnings():
-        # Never waited for: it outlives this process. Popen's "still running" ResourceWarning
-        # would only be noise on stderr (or an error under -W error).
-        warnings.simplefilter("ignore", ResourceWarning)
-        del process
-    return pid
-
-
-def _configure(settings: Settings) -> None:
-    global _hub_provider, _settings  # noqa: PLW0603 - the process's one export setup
-    from agenttrace._core.runtime import runtime
-
-    _settings = settings
-    provider = runtime.provider
-    if provider is None or not hasattr(provider, "add_span_processor"):
-        return
-    wanted: dict[tuple[Any, ...], Callable[[], ExportLane]] = {}
-    if settings.backend and settings.mode == "record":
-        _want_backend(settings, wanted)
-    if runtime.owns_provider:
-        _want_otel_env(wanted)
-    if not wanted and not _hub.lanes:
-        return  # nothing to export (local files only): no thread, no import
-    if _hub_provider is not provider:
-        provider.add_span_processor(_hub)
-        _hub_provider = provider
-    _hub.set_lanes(wanted)
-
-
-def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
-    if settings.api_key is None:
-        warn_once(
-            "backend-no-key",
-            "the backend is on (AGENTTRACE_BACKEND) but no API key is set (AGENTTRACE_API_KEY): nothing is sent",
-        )
-        return
-    if "agenttrace.exporters.backend" in sys.modules:
-        from agenttrace.exporters.backend import standalone_backend_exporters
-
-        if standalone_backend_exporters():
-            return  # OTEL_TRACES_EXPORTER=agenttrace or the user's code already sends to the backend
-    key = (
-        "agenttrace",
-        settings.api_url,
-        settings.api_key,
-        settings.export_timeout,
-        str(settings.spool_dir),
-        settings.spool_max_bytes,
-    )
-
-    api_key = settings.api_key
-
-    def make() -> ExportLane:
-        from agenttrace.exporters.spool import Spool
-
-        spool = Spool(settings.spool_dir, BACKEND_TARGET, settings.spool_max_bytes)
-
-        def build() -> SpanExporter:
-            from agenttrace.exporters.backend import AgentTraceSpanExporter
-
-            return AgentTraceSpanExporter(
-                api_key, settings.api_url, settings.export_timeout, spool=spool, _managed=True
-            )
-
-        return ExportLane(
-            DeferredExporter(
-                build,
-                target=BACKEND_TARGET,
-                spool=spool,
-                destination=backend_destination(settings.api_url),
-                uploader_env=backend_uploader_env(api_key, settings.api_url, settings.export_timeout),
-            )
-        )
-
-    wanted[key] = make
-
-
-def _want_otel_env(wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
-    names_text = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
-    if not names_text or names_text.lower() == "none":
-        return
-    # The SDK's own reading of OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL,
-    # so `otlp` means what it means in OpenTelemetry Python.
-    from opentelemetry.sdk._configuration import _get_exporter_names
-    from opentelemetry.util._importlib_metadata import entry_points
-
-    env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OTEL_EXPORTER_OTLP")))
-    for name in dict.fromkeys(_get_exporter_names("traces")):
-        if name == "agenttrace":
-            continue  # the backend lane, already decided by the settings
-
-        def make(name: str = name) -> ExportLane:
-            if name == "otlp_proto_http":
-                from agenttrace.exporters.backend import SpoolingOTLPSpanExporter
-
-                return ExportLane(SpoolingOTLPSpanExporter())
-            found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
-            if not found:
-                raise RuntimeError(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides")
-            return lane_for(found[0].load()())
-
-        wanted[("otel", name, env_key)] = make
-
-
-def _on_configure(settings: Settings) -> None:
-    try:
-        _configure(settings)
-    except Exception as exc:  # noqa: BLE001 - export set-up must never stop the agent
-        warn_once("export-setup", f"could not set up trace export: {exc}; the agent runs unaffected")
-
-
-# -- process events ------------------------------------------------------------------------------
-
-
-def _before_fork() -> None:
-    for lane in list(_LANES):
-        lane._lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    for lane in list(_LANES):
-        with contextlib.suppress(RuntimeError):
-            lane._lock.release()
-
-
-def _after_fork_in_child() -> None:
-    for lane in list(_LANES):
-        lane._after_fork_in_child()
-    # multiprocessing's fork children end with os._exit(): atexit never runs there, but
-    # multiprocessing's own finalizers do. Register ours through its after-fork hook (its
-    # finalizer registry is cleared in the child before the hooks run).
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None and _LANES:
-        mp_util.register_after_fork(_hub, _install_mp_finalizer)
-
-
-def _install_mp_finalizer(_: object) -> None:
-    import multiprocessing.util
-
-    multiprocessing.util.Finalize(None, shutdown_all, exitpriority=100)
-
-
-_registered = False
-
-
-def register() -> None:
-    """Attach export to every ``init()`` of this process (called once from ``agenttrace``)."""
-    global _registered  # noqa: PLW0603
-    if _registered:
-        return
-    _registered = True
-    from agenttrace._core.runtime import runtime
-
-    runtime.on_configure(_on_configure)
-    # atexit runs last-registered first: this runs before the provider's own shutdown (and
-    # after a zero-code run registered later has ended), within the exit bound either way.
-    atexit.register(shutdown_all)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-        )
-
-
-register()

@@ -23,7 +23,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
+from agenttrace._core import warn as _warn
+from agenttrace._demo.llm_server import FakeLLMServer
 from agenttrace._format.files import SpanRecord, read_spans
+from tests.recording import Recorder
+from tests.servers import TestServer
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()
@@ -95,3 +99,35 @@ class AgentRunner:
 def run_agent(tmp_path: Path) -> AgentRunner:
     """Run an agent script (source text) in a subprocess; returns its AgentResult."""
     return AgentRunner(tmp_path)
+
+
+# --- loopback servers and a recorder (the instrumentor and capture tests) --------------------------
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[Recorder]:
+    """A recorder writing trace files under tmp_path."""
+    agenttrace.init(trace_dir=str(tmp_path), quiet=True, local_files=True)
+    _warn._reset_for_tests()
+    return Recorder(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[TestServer]:
+    """The shared loopback HTTP server (tests/servers.py)."""
+    with TestServer() as s:
+        yield s
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[TestServer]:
+    """A loopback server of this test only (its request and connection counts start at 0)."""
+    with TestServer() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[FakeLLMServer]:
+    """The bundled fake LLM server."""
+    with FakeLLMServer() as s:
+        yield s

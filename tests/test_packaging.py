@@ -52,8 +52,9 @@ def test_wheel_maps_instrumentors_and_exporters_under_agenttrace(tmp_path: Path)
         ("instrumentors", "agenttrace/instrumentors"),
         ("exporters", "agenttrace/exporters"),
     ):
-        for module in (ROOT / folder).rglob("*.py"):
-            if "__pycache__" not in module.parts:
+        for module in (ROOT / folder).rglob("*"):
+            # Every module and every file the server reads (its templates and style sheet).
+            if module.suffix in (".py", ".html", ".css") and "__pycache__" not in module.parts:
                 assert f"{prefix}/{module.relative_to(ROOT / folder).as_posix()}" in names, module
     top_levels = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_levels == {"agenttrace"}

@@ -13,8 +13,8 @@ import sys
 import threading
 from typing import Any, NamedTuple
 
-from agenttrace._core.runtime import runtime
-from agenttrace._core.scope import RunState, current_scope
+from agenttrace._core.config import Settings
+from agenttrace._core.scope import current_scope
 from agenttrace._core.warn import warn_once
 
 __all__ = ["INSTRUMENTORS", "install", "uninstall"]
@@ -29,8 +29,9 @@ class Library(NamedTuple):
     adapter: str  # "module:function" returning the patch both share (install, uninstall, installed)
 
 
-# @run installs each library's adapter directly: the instrumentor classes derive from
-# BaseInstrumentor, and importing opentelemetry.instrumentation costs a first run about 60 ms.
+# @run installs each library's adapter directly, not through the instrumentor classes: they
+# derive from BaseInstrumentor, and importing opentelemetry.instrumentation (with packaging and
+# the semantic-convention helpers) would slow every process's first run.
 INSTRUMENTORS: tuple[Library, ...] = (
     Library(
         "agenttrace_httpx",
@@ -220,18 +221,8 @@ def _unpatch_executor() -> None:
     unwrap_ours(ThreadPoolExecutor, "submit", _submit)
 
 
-def _finish_run(state: RunState) -> None:
-    from agenttrace._capture.record import finish_run
-
-    finish_run(state)
-
-
-def _configure(settings: Any) -> None:
+def configure(settings: Settings) -> None:
+    """Apply the settings capture reads at every call: the extra headers to redact."""
     from agenttrace._capture.payload import set_extra_redacted_headers
 
-    set_extra_redacted_headers(getattr(settings, "redact_headers", ()))
-
-
-runtime.on_runs(install, uninstall)
-runtime.run_end_hooks.append(_finish_run)
-runtime.on_configure(_configure)
+    set_extra_redacted_headers(settings.redact_headers)

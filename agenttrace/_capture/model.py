@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 __all__ = ["Body", "Exchange", "RecordedError", "RequestData", "ResponseData"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Body:
     """Bytes of a body as recorded: possibly cut at the size limit (then ``truncated``)."""
 
@@ -22,7 +22,7 @@ class Body:
     truncated: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestData:
     """One outgoing request, as the transport saw it."""
 
@@ -32,7 +32,7 @@ class RequestData:
     body: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResponseData:
     """One response: head, raw (still content-encoded) body, and stream chunk boundaries."""
 
@@ -46,7 +46,7 @@ class ResponseData:
     stream_end: str = "complete"  # "complete" | "closed_early" | "error" | "not_read"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordedError:
     """An exception raised by the transport (connect, timeout, TLS, read)."""
 
@@ -55,7 +55,7 @@ class RecordedError:
     phase: str = "request"  # "request" | "stream"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """One recorded call: where it happened, what was sent, what came back."""
 

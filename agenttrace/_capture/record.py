@@ -9,8 +9,8 @@ every piece of body the client receives, and :meth:`Call.finish` (or :meth:`Call
 
 Each call writes one request event and one response event (plus an error event when the call
 or its stream failed), whatever the number of stream chunks: OTel's 128-events-per-span limit
-can never drop part of a payload. :func:`exchange_from_span` reads such a span back from OTLP
-JSON into an :class:`Exchange`, for replay.
+can never drop part of a payload. :func:`agenttrace._format.exchange.exchange_from_span` reads such a span back into an
+:class:`Exchange`, and :mod:`agenttrace._replay.serve` serves one in place of the real I/O.
 
 Nothing here may break the agent: adapters wrap their use of this module in ``try`` and fall
 back to the plain call after one warning (:func:`internal_error`).
@@ -18,9 +18,7 @@ back to the plain call after one warning (:func:`internal_error`).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import importlib
 import os
 import threading
 import time
@@ -37,26 +35,22 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agenttrace._capture import payload as _payload
 from agenttrace._capture.filter import Filter
-from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._capture.model import Body, Exchange, RequestData
+from agenttrace._core.config import Settings
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState, current_scope
 from agenttrace._core.warn import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
-from agenttrace._format.otlp_json import decode_attributes
 
 __all__ = [
     "Call",
     "ReplayLookup",
     "begin",
     "capturing",
-    "error_class",
-    "exchange_from_span",
     "in_call",
     "internal_error",
     "qualified_name",
     "replay_lookup",
-    "served_chunks",
-    "served_parts",
     "set_replay_lookup",
 ]
 
@@ -78,6 +72,18 @@ def _suppress_keys() -> tuple[str, ...]:
 
         _SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation")
     return _SUPPRESS_KEYS
+
+
+# A call can reach capture outside any run, through an instrumentor turned on (by the user, or
+# by opentelemetry-instrument) before any init(): the instrumentor hands capture the function
+# that configures AgentTrace, and the first such call runs it, as a run would.
+_configure_first: Callable[[], Settings] | None = None
+
+
+def configure_first_with(fn: Callable[[], Settings]) -> None:
+    """Have the first call captured before any ``init()`` configure AgentTrace with ``fn()``."""
+    global _configure_first  # noqa: PLW0603 - process-global, set by the instrumentors
+    _configure_first = fn
 
 
 def set_replay_lookup(fn: ReplayLookup | None) -> None:
@@ -138,29 +144,6 @@ def qualified_name(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def error_class(name: str) -> type[BaseException] | None:
-    """The exception class a recorded ``agenttrace.error.type`` names, if it can be imported."""
-    if "." not in name:
-        import builtins
-
-        cls = getattr(builtins, name, None)
-        return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        module_name, attr_path = ".".join(parts[:cut]), parts[cut:]
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        try:
-            for attr in attr_path:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            return None
-        return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
-    return None
-
-
 # --- recording ----------------------------------------------------------------------------------
 
 
@@ -206,15 +189,15 @@ os.register_at_fork(after_in_child=_new_digest_lock)
 class _PendingDigest(Mapping[str, Any]):
     """A payload event's attributes whose ``agenttrace.body.sha256`` is computed when first read.
 
-    Hashing the bodies was a sixth of AgentTrace's work on the agent's thread per recorded call
-    (SHA-256 of a 1 KB request and a 2 KB response: ~90 k instructions). Nothing on that thread
-    needs the digest: the trace writer, the export lanes and any other processor read the
-    event's attributes later, on threads of their own, while the agent waits on its next
-    response. So the event holds the attributes with the digest's key in its place (the order
-    the trace file writes them in is unchanged) and computes it the first time the value can be
-    seen: a read of that key, ``items()``, ``values()``, ``copy()`` (what the trace writer
-    uses), equality. Reads of other keys, ``len``, ``in`` and ``keys()`` do not compute it, so
-    the writer's size estimate on the agent's thread (``get(agenttrace.body)``) stays cheap.
+    Hashing the bodies (a SHA-256 of every request and response body) is a large part of
+    recording a call, and nothing on the agent's thread needs the digest: the trace writer, the
+    export lanes and any other processor read the event's attributes later, on threads of their
+    own, while the agent waits on its next response. So the event holds the attributes with the
+    digest's key in its place (the order the trace file writes them in is unchanged) and
+    computes it the first time the value can be seen: a read of that key, ``items()``,
+    ``values()``, ``copy()`` (what the trace writer uses), equality. Reads of other keys,
+    ``len``, ``in`` and ``keys()`` do not compute it, so the writer's size estimate on the
+    agent's thread (``get(agenttrace.body)``) stays cheap.
 
     The digest is computed once, under a lock, from the body text the event holds (a body is
     deferred only when it was recorded whole: the text, UTF-8 or base64, gives back its exact
@@ -599,7 +582,9 @@ class _Prepared(NamedTuple):
 
 def _prepare(library: str, request: RequestData) -> _Prepared:
     scope = current_scope()
-    settings = runtime.current_settings()
+    settings = runtime.settings
+    if settings is None:
+        settings = _configure_first() if _configure_first is not None else runtime.current_settings()
     # A call outside any run or step (a thread without context) is still under the global filter.
     rules = scope.filter if scope is not None else settings.filter
     run = scope.run if scope is not None else None
@@ -668,211 +653,3 @@ def finish_run(run: RunState) -> None:
     for call in list(calls):
         if call.status_code:
             call.finish("closed_early" if call.started_body else "not_read")
-
-
-# --- serving --------------------------------------------------------------------------------------
-
-
-def served_chunks(exchange: Exchange) -> list[bytes]:
-    """The recorded body split at the recorded chunk boundaries (one chunk when none were kept)."""
-    response = exchange.response
-    if response is None:
-        return []
-    data = response.body.data
-    if not response.chunk_sizes:
-        return [data] if data else []
-    out: list[bytes] = []
-    pos = 0
-    for size in response.chunk_sizes:
-        if pos >= len(data):
-            break
-        out.append(data[pos : pos + size])
-        pos += size
-    if pos < len(data):
-        out.append(data[pos:])
-    return out
-
-
-def pacing_delays(exchange: Exchange) -> list[float]:
-    """Seconds to wait before each served chunk: zeros unless ``replay_pacing="recorded"``."""
-    response = exchange.response
-    if response is None:
-        return []
-    n = len(served_chunks(exchange))
-    if runtime.current_settings().replay_pacing != "recorded" or not response.chunk_offsets_ns:
-        return [0.0] * n
-    offsets = list(response.chunk_offsets_ns[:n])
-    offsets += [offsets[-1] if offsets else 0] * (n - len(offsets))
-    delays: list[float] = []
-    previous = 0
-    for offset in offsets:
-        delays.append(max(0, offset - previous) / 1e9)
-        previous = offset
-    return delays
-
-
-def check_servable(exchange: Exchange) -> None:
-    """Refuse to serve a body cut at the size limit as if it were whole."""
-    response = exchange.response
-    if response is not None and response.body.truncated:
-        from agenttrace._core.errors import ReplayMismatchError
-
-        raise ReplayMismatchError(
-            f"the recorded response to {exchange.request.method} {exchange.request.url} was cut at "
-            f"{len(response.body.data)} of {response.body.size} bytes (max_body_bytes); it cannot be "
-            "served as if whole. Record again with a larger AGENTTRACE_MAX_BODY_BYTES."
-        )
-
-
-def served_parts(
-    call: Call,
-    exchange: Exchange,
-    build: Callable[[type[BaseException], str], BaseException | None] | None,
-    missing: Callable[[], BaseException],
-) -> tuple[ResponseData, BaseException | None]:
-    """The recorded response to serve and the error to raise after its body, if any.
-
-    Raises (and records on ``call``) when the exchange cannot be served as if whole, or when the
-    recorded call failed before a response: the same exception type, built by ``build``, or
-    ``missing()`` for a recording that holds neither.
-    """
-    try:
-        check_servable(exchange)
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    stream_error = make_error(exchange.error, build) if exchange.error is not None else None
-    if exchange.response is None:
-        error = stream_error or missing()
-        call.fail(error)
-        raise error
-    response = exchange.response
-    if exchange.extra.get("response_body_filtered") and response.stream_end == "complete":
-        # (A body read only in part is a prefix: its length would make it look whole.)
-        response = _with_served_length(response)
-    return response, stream_error
-
-
-def _with_served_length(response: ResponseData) -> ResponseData:
-    """``response`` whose Content-Length is that of the body served: a filter changed its size.
-
-    The recorded head is the server's, which counted the body before the filter replaced fields
-    in it; a client reading by that length would wait for bytes that never come (urllib3 raises
-    IncompleteRead) or stop short.
-    """
-    served = str(len(response.body.data))
-    headers = tuple(
-        (name, served) if name.lower() == "content-length" else (name, value) for name, value in response.headers
-    )
-    return dataclasses.replace(response, headers=headers) if headers != response.headers else response
-
-
-def make_error(
-    recorded: RecordedError,
-    build: Callable[[type[BaseException], str], BaseException | None] | None = None,
-) -> BaseException:
-    """An exception of the recorded type (built by the adapter's ``build`` when it knows how)."""
-    cls = error_class(recorded.type)
-    message = recorded.message or f"{recorded.type} (replayed)"
-    if cls is None:
-        return ConnectionError(f"{recorded.type}: {message} (replayed; class not importable)")
-    if build is not None:
-        try:
-            built = build(cls, message)
-        except Exception:  # noqa: BLE001 - fall back to the generic construction below
-            built = None
-        if built is not None:
-            return built
-    try:
-        return cls(message)
-    except Exception:  # noqa: BLE001 - constructors with other signatures: bypass __init__
-        exc = cls.__new__(cls)
-        exc.args = (message,)
-        return exc
-
-
-def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:
-    """``(delay, chunk)`` pairs to serve, in order."""
-    response = exchange.response
-    if response is not None and (
-        not response.chunk_offsets_ns or runtime.current_settings().replay_pacing != "recorded"
-    ):
-        # No waits (the default, "instant"): the body split once, each chunk with delay 0.
-        return ((0.0, chunk) for chunk in served_chunks(exchange))
-    return zip(pacing_delays(exchange), served_chunks(exchange))
-
-
-# --- reading spans back --------------------------------------------------------------------------
-
-
-def _body(attrs: Mapping[str, Any]) -> Body:
-    data = _payload.decode_body(attrs.get(S.BODY, "") or "", attrs.get(S.BODY_ENCODING, "utf-8"))
-    return Body(
-        data=data,
-        size=int(attrs.get(S.BODY_SIZE, len(data))),
-        sha256=str(attrs.get(S.BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
-        truncated=bool(attrs.get(S.BODY_TRUNCATED, False)),
-    )
-
-
-def exchange_from_span(span_json: Mapping[str, Any]) -> Exchange:
-    """Rebuild the :class:`Exchange` a call span recorded (OTLP JSON, as the local files hold it).
-
-    Raises ``ValueError`` naming what is missing when the span is not an AgentTrace call span.
-    """
-    attrs = decode_attributes(span_json.get("attributes"))
-    if attrs.get(S.KIND) != "call":
-        raise ValueError(
-            f"span {span_json.get('spanId', '?')} is not an AgentTrace call span (agenttrace.kind != 'call')"
-        )
-    events = {e.get("name"): decode_attributes(e.get("attributes")) for e in span_json.get("events", ())}
-    req = events.get(S.EVENT_REQUEST)
-    if req is None:
-        raise ValueError(f"call span {span_json.get('spanId', '?')} has no {S.EVENT_REQUEST} event")
-    request = RequestData(
-        method=str(req.get(S.HTTP_METHOD, attrs.get("http.request.method", ""))),
-        url=str(req.get(S.HTTP_URL, attrs.get("url.full", ""))),
-        headers=_payload.headers_from_json(req.get(S.HTTP_HEADERS)),
-        body=_body(req).data,
-    )
-    response: ResponseData | None = None
-    resp = events.get(S.EVENT_RESPONSE)
-    if resp is not None:
-        response = ResponseData(
-            status_code=int(resp.get(S.HTTP_STATUS, 0)),
-            headers=_payload.headers_from_json(resp.get(S.HTTP_HEADERS)),
-            body=_body(resp),
-            reason=str(resp.get(S.HTTP_REASON, "")),
-            http_version=str(resp.get(S.HTTP_VERSION, "HTTP/1.1")),
-            chunk_sizes=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_SIZES, ()) or ()),
-            chunk_offsets_ns=tuple(int(x) for x in resp.get(S.STREAM_CHUNK_OFFSETS, ()) or ()),
-            stream_end=str(resp.get(S.STREAM_END, "complete")),
-        )
-    error: RecordedError | None = None
-    err = events.get(S.EVENT_ERROR)
-    if err is not None:
-        error = RecordedError(
-            type=str(err.get(S.ERROR_TYPE, "")),
-            message=str(err.get(S.ERROR_MESSAGE, "")),
-            phase=str(err.get(S.ERROR_PHASE, "request")),
-        )
-    extra: dict[str, str] = {}
-    if req.get(_payload.BODY_FILTERED):
-        extra["request_body_filtered"] = "true"
-    if resp is not None and resp.get(_payload.BODY_FILTERED):
-        extra["response_body_filtered"] = "true"
-    if resp is not None and resp.get(S.SERVED_SPAN_ID) is not None:
-        # A call a replay served: its body is in the recording it was served from, not here.
-        extra["served_from"] = f"{resp.get(S.SERVED_TRACE_ID, '')}/{resp.get(S.SERVED_SPAN_ID)}"
-    step_path = attrs.get(S.CALL_STEP_PATH) or ()
-    return Exchange(
-        library=str(attrs.get(S.CALL_LIBRARY, "")),
-        ordinal=int(attrs.get(S.CALL_ORDINAL, -1)),
-        step_path=tuple(str(s) for s in step_path),
-        request=request,
-        response=response,
-        error=error,
-        trace_id=str(span_json.get("traceId", "")),
-        span_id=str(span_json.get("spanId", "")),
-        extra=extra,
-    )

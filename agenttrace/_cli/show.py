@@ -9,8 +9,9 @@ from typing import Any
 from agenttrace._core.errors import AgentTraceError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord, read_spans
+from agenttrace._format.tree import call_summary, span_tree
 
-__all__ = ["add_arguments", "call_summary", "render", "run", "span_tree"]
+__all__ = ["add_arguments", "render", "run"]
 
 _RESULT_CHARS = 120
 
@@ -44,25 +45,6 @@ def _body_note(span: SpanRecord) -> str:
                 note += " [yellow]truncated[/]"
             return note
     return ""
-
-
-def call_summary(span: SpanRecord) -> tuple[str, str, str]:
-    """A call span's method, where it went (its URL, or host:port for a socket-level call) and its
-    outcome: the HTTP status, else the error type if it failed, else ``ok`` (a DNS lookup, a connect)."""
-    attrs = span.attributes
-    method = str(attrs.get("http.request.method", span.name))
-    url: Any = attrs.get("url.full")
-    if url is None:  # a socket-level call: where it went
-        port = attrs.get("server.port")
-        url = f"{attrs.get('server.address', '')}{f':{port}' if port else ''}"
-    status = attrs.get("http.response.status_code")
-    if status is not None:
-        outcome = str(status)
-    elif span.status_code == 2:
-        outcome = str(attrs.get("error.type", "error"))
-    else:
-        outcome = "ok"
-    return method, str(url), outcome
 
 
 def _label(span: SpanRecord) -> str:
@@ -99,28 +81,6 @@ def _label(span: SpanRecord) -> str:
     if failed:
         parts.append(f"[red]✗ {escape(span.status_message)}[/]")
     return "  ".join(parts)
-
-
-def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list[SpanRecord]]]:
-    """``(roots, children by parent span id)``, each list in start order (calls by ordinal on a tie).
-
-    A span whose parent is not among ``spans`` is a root: a run inside the user's own span, or a
-    trace of which only part was exported.
-    """
-    ids = {s.span_id for s in spans}
-    children: dict[str, list[SpanRecord]] = {}
-    roots: list[SpanRecord] = []
-
-    def order(span: SpanRecord) -> tuple[int, int]:
-        ordinal = span.attributes.get(S.CALL_ORDINAL, 0)
-        return span.start_ns, ordinal if type(ordinal) is int else 0  # a file from anywhere may hold anything
-
-    for span in sorted(spans, key=order):
-        if span.parent_span_id and span.parent_span_id in ids:
-            children.setdefault(span.parent_span_id, []).append(span)
-        else:
-            roots.append(span)
-    return roots, children
 
 
 def render(spans: list[SpanRecord]) -> Any:

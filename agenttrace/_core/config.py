@@ -172,7 +172,7 @@ def _file_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
         except OSError:
             return None
         if b"agenttrace" not in raw:
-            return None  # no [tool.agenttrace] in any spelling: skip the TOML parser's 15 ms import
+            return None  # no [tool.agenttrace] in any spelling: do not import the TOML parser (a slow import)
         try:
             data, label = _tool_table(_toml(Path("pyproject.toml"), "pyproject.toml", raw), "pyproject.toml")
         except ConfigurationError as exc:

@@ -1,9 +1,14 @@
-"""``@agenttrace.run`` / ``@agenttrace.trace``: one run, one root span (or a child of the caller's)."""
+"""``@agenttrace.run`` / ``@agenttrace.trace``: one run, one root span (or a child of the caller's).
+
+The run's span also carries its metadata: the entry file's source and the installed
+distributions (read once per process).
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -11,11 +16,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from agenttrace._core import metadata as _metadata
+from agenttrace._core import lifecycle
+from agenttrace._core.outcome import record_failure, rendered_result
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState, Scope, current_scope, enter_scope, exit_scope
-from agenttrace._core.step import record_failure, rendered_result
-from agenttrace._core.warn import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.RUN_NAME
 
 __all__ = ["RunContext", "run"]
@@ -35,16 +39,16 @@ class RunContext:
         self.file = file
 
     def __enter__(self) -> RunState:
-        settings = runtime.current_settings()
+        settings = lifecycle.current_settings()
         func = self.func
-        source_file, source = _metadata.source_of(func) if func is not None else _metadata.source_of_file(self.file)
+        source_file, source = source_of(func) if func is not None else source_of_file(self.file)
         attributes: dict[str, Any] = {
             S.KIND: "run",
             S.SCHEMA: S.SCHEMA_VERSION,
             S.RUN_NAME: self.name,
             S.RUN_FUNCTION: f"{func.__module__}.{func.__qualname__}" if func is not None else "agenttrace.step",
-            S.RUN_DISTRIBUTIONS: list(_metadata.distributions()),
-            S.RUN_PYTHON: _metadata.python_version(),
+            S.RUN_DISTRIBUTIONS: list(distributions()),
+            S.RUN_PYTHON: python_version(),
             S.RUN_MODE: settings.mode,
             S.RUN_GOVERNANCE_LEVEL: settings.governance_level,
         }
@@ -62,14 +66,13 @@ class RunContext:
         runtime.files.open_trace(trace_id)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
         self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=self._rules))
-        runtime.enter_run()
-        _call_hooks(runtime.run_start_hooks, self.state)
+        lifecycle.run_entered(self.state)
         return self.state
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         """Record the outcome, end the span and hand the trace to the exporters."""
         span = self.state.span
-        _call_hooks(runtime.run_end_hooks, self.state)
+        lifecycle.run_ended(self.state)
         swallowed: BaseException | None = None
         if error is None and self.state.violations:
             # Governance violations the agent's code caught (or found at run end) still fail the run.
@@ -77,7 +80,7 @@ class RunContext:
 
             swallowed = error = swallowed_violation(self.state)
         try:
-            runtime.exit_run()
+            lifecycle.run_exited()
         finally:
             exit_scope(self._scope_token)
             otel_context.detach(self._otel_token)
@@ -93,14 +96,6 @@ class RunContext:
             runtime.files.close_trace(self.state.trace_id)
         if swallowed is not None:
             raise swallowed
-
-
-def _call_hooks(hooks: list[Callable[[RunState], None]], state: RunState) -> None:
-    for hook in list(hooks):
-        try:
-            hook(state)
-        except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent
-            warn_once(f"run-hook:{getattr(hook, '__qualname__', hook)}", f"internal error in a run hook: {exc!r}")
 
 
 def _wrap(func: F, name: str | None) -> F:
@@ -162,3 +157,87 @@ def run(name: str | F | None = None) -> F | Callable[[F], F]:
         return _wrap(func, name)
 
     return decorate
+
+
+# --- the run's metadata -------------------------------------------------------------------------
+
+_MAX_SOURCE_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def distributions() -> tuple[str, ...]:
+    """Installed distributions as sorted ``name==version`` (read once, never via a subprocess)."""
+    from importlib import metadata  # imported here: its cost falls on the first run, not on `import agenttrace`
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        try:
+            name, version = _name_version(dist)
+        except Exception:  # noqa: BLE001, S112 - a broken METADATA file must not fail a run
+            continue
+        if name:
+            found.setdefault(name, version)
+    return tuple(f"{n}=={v}" for n, v in sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+def _name_version(dist: Any) -> tuple[str | None, str]:
+    """``(Name, Version)`` from the header block of the distribution's METADATA (or PKG-INFO).
+
+    ``dist.metadata`` runs the whole file, long description included, through the email parser,
+    and ``dist.version`` does it again, for every installed distribution at the first run. The
+    two fields are single header lines before the first blank line; a file
+    without them plainly there goes the email parser's way.
+    """
+    for file in ("METADATA", "PKG-INFO"):
+        text = dist.read_text(file)
+        if not text:
+            continue
+        name = version = None
+        for line in text.partition("\n\n")[0].splitlines():
+            if line.startswith("Name:"):
+                name = line[5:].strip()
+            elif line.startswith("Version:"):
+                version = line[8:].strip()
+        if name and version:
+            return name, version
+        break
+    return dist.metadata["Name"], dist.version
+
+
+@functools.lru_cache(maxsize=64)
+def _read_source(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_SOURCE_BYTES + 1)
+    except OSError:
+        return None
+    text = raw[:_MAX_SOURCE_BYTES].decode("utf-8", errors="replace")
+    if len(raw) > _MAX_SOURCE_BYTES:
+        text += f"\n# [agenttrace: source cut at {_MAX_SOURCE_BYTES} bytes]\n"
+    return text
+
+
+def source_of(func: Callable[..., Any]) -> tuple[str | None, str | None]:
+    """``(path, source)`` of the file that defines ``func``; ``(None, None)`` if unknown."""
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(inspect.unwrap(func))
+    except (TypeError, OSError):
+        return None, None
+    if path is None:
+        return None, None
+    return path, _read_source(path)
+
+
+def source_of_file(path: str | None) -> tuple[str | None, str | None]:
+    """``(path, source)`` of the file at ``path``; ``(None, None)`` without one."""
+    if path is None or path.startswith("<"):  # <stdin>, <string>: no file to read
+        return None, None
+    return path, _read_source(path)
+
+
+def python_version() -> str:
+    """``implementation major.minor.micro`` of this interpreter."""
+    info = sys.version_info
+    return f"{sys.implementation.name} {info.major}.{info.minor}.{info.micro}"

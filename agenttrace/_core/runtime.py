@@ -1,4 +1,4 @@
-"""Process-global state: settings, the tracer provider AgentTrace joins, and run lifecycle hooks.
+"""Process-global state: the settings in force, the tracer provider AgentTrace joins, the runs active.
 
 Mode decisions live here, under one lock, not in contextvars: asyncio's DNS executor and
 thread pools do not carry contextvars, but they must still obey the mode.
@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from agenttrace._core.config import Settings, resolve_settings
-from agenttrace._core.scope import RunState
+from agenttrace._core.config import Settings
 from agenttrace._format.schema import INSTRUMENTATION_SCOPE
 from agenttrace._version import __version__
 from agenttrace.exporters.processor import RunFileProcessor
 
-__all__ = ["init", "runtime"]
+__all__ = ["Runtime", "runtime"]
 
 
 class Runtime:
@@ -35,34 +33,26 @@ class Runtime:
         self.owns_provider = False  # True when AgentTrace created the global provider
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.files = RunFileProcessor()
-        self._active_runs = 0
-        # (install, uninstall) pairs run when the first run starts and the last one ends.
-        self._run_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
-        # Called with the new settings on every init().
-        self._configure_hooks: list[Callable[[Settings], None]] = []
-        # Called with each run's state as it starts and just before its span ends.
-        self.run_start_hooks: list[Callable[[RunState], None]] = []
-        self.run_end_hooks: list[Callable[[RunState], None]] = []
+        self.active_runs = 0  # changed under ``lock`` by agenttrace._core.lifecycle
 
-    def configure(self, settings: Settings) -> None:
-        """Apply ``settings``: join or create the tracer provider, update the processors."""
+    def apply(self, settings: Settings) -> None:
+        """Make ``settings`` the settings in force: join or create the tracer provider, set the trace files."""
         with self.lock:
             self._join_provider()
             self.files.enabled = settings.local_files
             self.files.folder = settings.trace_dir
             self.files.quiet = settings.quiet
             self.settings = settings
-            try:
-                for hook in list(self._configure_hooks):
-                    hook(settings)
-            except BaseException as exc:
-                # A half-applied configuration must not let runs go on (a replay whose recording
-                # failed to load would reach the real network): every run fails the same way
-                # until an init() succeeds.
-                self.settings = None
-                self.failed = exc
-                raise
-            self.failed = None
+
+    def fail(self, exc: BaseException) -> None:
+        """A configuration failed half-way: every run fails the same way until one succeeds.
+
+        A half-applied configuration must not let runs go on (a replay whose recording failed to
+        load would reach the real network).
+        """
+        with self.lock:
+            self.settings = None
+            self.failed = exc
 
     def _join_provider(self) -> None:
         current = trace.get_tracer_provider()
@@ -84,78 +74,23 @@ class Runtime:
         self.tracer = provider.get_tracer(INSTRUMENTATION_SCOPE, __version__)
 
     def current_settings(self) -> Settings:
-        """The settings in force, running ``init()`` with no arguments the first time."""
+        """The settings in force; the error of the last failed ``init()`` if it failed.
+
+        Raises RuntimeError before any configuration: callers above capture and replay
+        (``@run``, ``step``, the instrumentors) configure first, through
+        :func:`agenttrace._core.lifecycle.current_settings`.
+        """
         settings = self.settings
-        if settings is None and self.failed is not None:
-            raise self.failed
         if settings is None:
-            init()
-            settings = self.settings
-            assert settings is not None
+            if self.failed is not None:
+                raise self.failed
+            raise RuntimeError("AgentTrace is not configured yet (agenttrace.init() was not called)")
         return settings
-
-    def on_configure(self, hook: Callable[[Settings], None]) -> None:
-        """Call ``hook(settings)`` now (if configured) and on every later ``init()``."""
-        with self.lock:
-            self._configure_hooks.append(hook)
-            if self.settings is not None:
-                hook(self.settings)
-
-    def on_runs(self, install: Callable[[], None], uninstall: Callable[[], None]) -> None:
-        """Run ``install`` when the first run starts and ``uninstall`` when the last one ends."""
-        with self.lock:
-            self._run_hooks.append((install, uninstall))
-            if self._active_runs:
-                install()
 
     @property
     def runs_active(self) -> bool:
         """True while at least one run is active in the process (any thread)."""
-        return self._active_runs > 0
-
-    def enter_run(self) -> None:
-        """A run starts: the first one in installs the run hooks."""
-        with self.lock:
-            self._active_runs += 1
-            if self._active_runs == 1:
-                for install, _ in self._run_hooks:
-                    install()
-
-    def exit_run(self) -> None:
-        """A run ends: the last one out uninstalls the run hooks."""
-        with self.lock:
-            self._active_runs -= 1
-            if self._active_runs == 0:
-                for _, uninstall in reversed(self._run_hooks):
-                    uninstall()
+        return self.active_runs > 0
 
 
 runtime = Runtime()
-
-
-def init(
-    api_key: str | None = None,
-    api_url: str | None = None,
-    mode: str | None = None,
-    replay_events: list[dict[str, Any]] | None = None,
-    governance_level: str | None = None,
-    **settings: Any,
-) -> None:
-    """Configure AgentTrace; an argument left as None falls back to its variable, the file, the default.
-
-    ``mode`` defaults to ``"record"`` and ``governance_level`` to ``"relaxed"``; every other
-    setting of docs/configuration.md (``trace_dir``, ``quiet``, ...) is accepted by keyword.
-    Calling ``init()`` again reconfigures cleanly. Raises :class:`ConfigurationError` (a
-    ``ValueError``) naming the setting, where it came from and the valid values.
-    """
-    resolved = resolve_settings(
-        {
-            "api_key": api_key,
-            "api_url": api_url,
-            "mode": mode,
-            "replay_events": replay_events,
-            "governance_level": governance_level,
-            **settings,
-        }
-    )
-    runtime.configure(resolved)

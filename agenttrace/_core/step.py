@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
 
-from agenttrace._capture.filter import FILTERED, Filter, FilterSpec, compile_filter
-from agenttrace._core.jsonable import dumps, to_jsonable
+from agenttrace._capture.filter import FilterSpec, compile_filter
+from agenttrace._core import lifecycle
+from agenttrace._core.outcome import dumps, record_failure, rendered_result, to_jsonable
+from agenttrace._core.run import RunContext
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import Scope, current_scope, enter_scope, exit_scope
 from agenttrace._core.warn import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.STEP_NAME
 
-__all__ = ["record_failure", "rendered_result", "set_result", "step"]
+__all__ = ["set_result", "step"]
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -44,15 +44,13 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         self._implicit: Any = None
 
     def __enter__(self) -> step:
-        settings = runtime.current_settings()
+        settings = lifecycle.current_settings()
         parent = current_scope()
         if parent is None and not runtime.runs_active:
             # A step outside any run is a run of its own, named after it: its I/O is recorded
             # (and served, and sandboxed, in replay) as the spec promises for a step's block.
             # While a run is active elsewhere (a worker thread that did not copy the context),
             # the step stays a step: its calls and violations belong to the runs in progress.
-            from agenttrace._core.run import RunContext  # here: _run imports this module
-
             self._implicit = RunContext(None, self.name, file=_caller_file())
             self._implicit.__enter__()
             parent = current_scope()
@@ -116,36 +114,6 @@ def _attribute_value(value: Any) -> Any:
     if isinstance(value, _PRIMITIVES):
         return value
     return dumps(value)
-
-
-def record_failure(span: Span, exc: BaseException, rules: Filter) -> None:
-    """Record ``exc`` on a run's or step's span and mark it failed, ``rules``' patterns applied.
-
-    Name and path rules need fields; an exception's text has none, but a pattern (an API key's
-    shape) finds a secret an SDK put in its message, and in the stack trace that repeats it.
-    """
-    description = f"{type(exc).__name__}: {exc}"
-    if rules.patterns:
-        span.record_exception(
-            exc,
-            attributes={
-                "exception.message": rules.text(str(exc)),
-                "exception.stacktrace": rules.text("".join(traceback.format_exception(exc))),
-            },
-            escaped=True,
-        )
-        description = rules.text(description)
-    else:
-        span.record_exception(exc, escaped=True)
-    span.set_status(Status(StatusCode.ERROR, description))
-
-
-def rendered_result(value: Any, rules: Filter) -> str:
-    """The JSON text a step's or a run's result is recorded as, ``rules`` applied; never raises."""
-    try:
-        return dumps(rules.apply(to_jsonable(value)) if rules else value)
-    except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
-        return dumps(FILTERED)
 
 
 def set_result(result_data: Any) -> None:

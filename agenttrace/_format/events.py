@@ -22,10 +22,8 @@ guess. Bodies are UTF-8 text when they decode, else base64, exactly as the span 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
@@ -40,10 +38,6 @@ __all__ = [
     "event_exchange",
     "exchange_of",
     "malformed_call",
-    "new_body",
-    "new_exchange",
-    "new_request",
-    "new_response",
     "run_event",
 ]
 
@@ -157,131 +151,6 @@ def check_event(event: Any, where: str) -> str:
     return str(kind)
 
 
-# --- building the model's frozen dataclasses ------------------------------------------------------
-#
-# A frozen dataclass's __init__ sets each field through object.__setattr__: for the objects of
-# one exchange that is a fifth of building it from its event. These build the same objects by
-# filling the instance's __dict__, one item per field (cheaper than ``update(zip(...))``, which
-# builds a zip and a tuple per object). They are used only for a class that is what they assume
-# (a dataclass with exactly these fields, all set by __init__, nothing else run by it): checked
-# once, on import, by building one object both ways; otherwise the class itself is called.
-
-_new = object.__new__
-
-
-def _build_request(method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes) -> RequestData:
-    obj = _new(RequestData)
-    fields = obj.__dict__
-    fields["method"] = method
-    fields["url"] = url
-    fields["headers"] = headers
-    fields["body"] = body
-    return obj
-
-
-def _build_body(data: bytes, size: int, sha256: str, truncated: bool) -> Body:
-    obj = _new(Body)
-    fields = obj.__dict__
-    fields["data"] = data
-    fields["size"] = size
-    fields["sha256"] = sha256
-    fields["truncated"] = truncated
-    return obj
-
-
-def _build_response(  # noqa: PLR0917 - positional, as ResponseData(...) takes them
-    status_code: int,
-    headers: tuple[tuple[str, str], ...],
-    body: Body,
-    reason: str,
-    http_version: str,
-    chunk_sizes: tuple[int, ...],
-    chunk_offsets_ns: tuple[int, ...],
-    stream_end: str,
-) -> ResponseData:
-    obj = _new(ResponseData)
-    fields = obj.__dict__
-    fields["status_code"] = status_code
-    fields["headers"] = headers
-    fields["body"] = body
-    fields["reason"] = reason
-    fields["http_version"] = http_version
-    fields["chunk_sizes"] = chunk_sizes
-    fields["chunk_offsets_ns"] = chunk_offsets_ns
-    fields["stream_end"] = stream_end
-    return obj
-
-
-def _build_exchange(  # noqa: PLR0917 - positional, as Exchange(...) takes them
-    library: str,
-    ordinal: int,
-    step_path: tuple[str, ...],
-    request: RequestData,
-    response: ResponseData | None,
-    error: RecordedError | None,
-    trace_id: str,
-    span_id: str,
-    extra: dict[str, str],
-) -> Exchange:
-    obj = _new(Exchange)
-    fields = obj.__dict__
-    fields["library"] = library
-    fields["ordinal"] = ordinal
-    fields["step_path"] = step_path
-    fields["request"] = request
-    fields["response"] = response
-    fields["error"] = error
-    fields["trace_id"] = trace_id
-    fields["span_id"] = span_id
-    fields["extra"] = extra
-    return obj
-
-
-def _same_as_init(cls: type, build: Callable[..., Any], *values: Any) -> bool:
-    names = tuple(inspect.signature(build).parameters)
-    if not dataclasses.is_dataclass(cls) or tuple(f.name for f in dataclasses.fields(cls)) != names:
-        return False
-    try:
-        made, built = cls(*values), build(*values)
-    except Exception:  # noqa: BLE001 - any surprise: use the class itself
-        return False
-    return (
-        type(built) is cls
-        and vars(built) == vars(made) == dict(zip(names, values))
-        and list(vars(built)) == list(vars(made))
-        and built == made
-        and repr(built) == repr(made)
-        and _hash(built) == _hash(made)
-    )
-
-
-def _hash(obj: object) -> int | str:
-    try:
-        return hash(obj)
-    except TypeError as exc:  # a dict field (Exchange.extra): unhashable, built either way
-        return str(exc)
-
-
-def _checked_builders() -> tuple[
-    Callable[..., RequestData], Callable[..., Body], Callable[..., ResponseData], Callable[..., Exchange]
-]:
-    body = Body(b"x", 1, "s", False)
-    request = RequestData("GET", "u", (("a", "b"),), b"")
-    response = ResponseData(200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
-    plain = (
-        _same_as_init(RequestData, _build_request, "GET", "u", (("a", "b"),), b"")
-        and _same_as_init(Body, _build_body, b"x", 1, "s", False)
-        and _same_as_init(ResponseData, _build_response, 200, (), body, "OK", "HTTP/1.1", (1,), (0,), "complete")
-        and _same_as_init(Exchange, _build_exchange, "l", 0, ("s",), request, response, None, "t", "p", {"k": "v"})
-    )
-    if plain:
-        return _build_request, _build_body, _build_response, _build_exchange
-    return RequestData, Body, ResponseData, Exchange
-
-
-new_request, new_body, new_response, new_exchange = _checked_builders()
-
-
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple([(str(k), str(v)) for k, v in (value or ())])
 
@@ -317,19 +186,19 @@ def exchange_of(event: Mapping[str, Any]) -> Exchange:
     url = str(req["url"])
     get = req.get
     headers = _pairs(get("headers"))
-    request = new_request(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
+    request = RequestData(method, url, headers, _text_body(get("body", ""), get("body_encoding", "utf-8")))
     response = None
     resp = event.get("response")
     if resp is not None:
         get = resp.get
         data = _text_body(get("body", ""), get("body_encoding", "utf-8"))
-        body = new_body(
+        body = Body(
             data,
             int(get("body_size", len(data))),
             str(get("body_sha256") or hashlib.sha256(data).hexdigest()),
             bool(get("body_truncated", False)),
         )
-        response = new_response(
+        response = ResponseData(
             int(resp["status_code"]),
             _pairs(get("headers")),
             body,
@@ -347,7 +216,7 @@ def exchange_of(event: Mapping[str, Any]) -> Exchange:
         raise ValueError("a call needs a 'response' or an 'error'")
     get = event.get
     extra = get("extra")
-    return new_exchange(
+    return Exchange(
         str(get("library", "")),
         int(get("ordinal", 0)),
         tuple(map(str, get("step_path", ()))),

@@ -23,19 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
+from agenttrace._format.exactjson import (
+    InexactNumberError,
+    exact_loads,
+    fast_loads,
+    has_inexact,
+)
 from agenttrace._format.otlp_json import decode_attributes
 
 __all__ = [
     "SPANS_CUT",
     "Documents",
-    "InexactNumberError",
     "SpanRecord",
     "SplitError",
     "collector_paused",
-    "exact_int",
     "exact_loads",
-    "fast_loads",
-    "has_inexact",
     "iter_documents",
     "read_spans",
     "record_of_span",
@@ -68,10 +70,10 @@ def collector_paused() -> Iterator[None]:
 
     Loading builds hundreds of thousands of small dicts, lists and tuples, none of them garbage;
     with the collector on, CPython runs a collection every 700 of them and the full ones re-walk
-    everything loaded so far (more than half of the load time on a 10,000-call trace). On the
+    everything loaded so far (most of a large recording's load time). On the
     way out the objects are moved to the permanent generation (``gc.freeze()``): a recording
     lives as long as the replay, and without it the next collections would walk all of it
-    again (a quarter of a second at 10,000 calls). The previous state is restored, so a program
+    again. The previous state is restored, so a program
     that disabled the collector keeps it disabled.
     """
     enabled = gc.isenabled()
@@ -82,77 +84,6 @@ def collector_paused() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-# --- parsing ------------------------------------------------------------------------------------
-
-_UNSET: Any = object()
-_orjson: Any = _UNSET
-
-
-def orjson_module() -> Any:
-    """The ``orjson`` module (imported on first use), or None when it is not installed."""
-    global _orjson  # noqa: PLW0603 - imported once, on first use
-    if _orjson is _UNSET:
-        try:
-            import orjson
-        except ImportError:
-            _orjson = None
-        else:
-            _orjson = orjson
-    return _orjson
-
-
-def fast_loads() -> Callable[[Any], Any] | None:
-    """``orjson.loads``, or None when orjson is not installed."""
-    module = orjson_module()
-    return None if module is None else module.loads
-
-
-class InexactNumberError(ValueError):
-    """A number orjson may have rounded: the document must be parsed again by ``json``."""
-
-
-# orjson returns exact ints from -2**63 to 2**64 - 1 and a float beyond; a float of that size in
-# place of an integer may have been rounded (or was written as a float: parsing again is harmless).
-_INEXACT = 2.0**63
-
-
-def exact_int(value: Any) -> int:
-    """``int(value)`` for a value of a parsed document; InexactNumberError when orjson may have rounded it."""
-    if type(value) is float and not -_INEXACT < value < _INEXACT:
-        raise InexactNumberError(f"{value!r} may be a rounded integer")
-    return int(value)
-
-
-def leaves(value: Any) -> Iterator[Any]:
-    """Every value of a parsed JSON document that is not a dict or a list (no recursion)."""
-    stack = [value]
-    pop, push = stack.pop, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is dict:
-            push(item.values())
-        elif kind is list:
-            push(item)
-        else:
-            yield item
-
-
-def has_inexact(value: Any) -> bool:
-    """True if ``value`` (a parsed JSON document) holds a float orjson may have made of an integer."""
-    return any(type(item) is float and not -_INEXACT < item < _INEXACT for item in leaves(value))
-
-
-def exact_loads(text: str | bytes) -> Any:
-    """``text`` parsed by orjson, or by json where orjson may have rounded an integer; ValueError if not JSON."""
-    fast = fast_loads()
-    if fast is not None:
-        document = fast(text)
-        if not has_inexact(document):
-            return document
-    return json.loads(text)
 
 
 class SplitError(ValueError):
@@ -187,13 +118,13 @@ _JSON_SPACE_CODES = frozenset(_JSON_SPACE)
 
 
 def _translate_newlines(text: str) -> str:
-    # What Path.read_text (universal newlines) does; the old reader saw the file this way.
+    # What Path.read_text (universal newlines) does: the text reader sees the file this way.
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _breaks_elsewhere(line: str) -> bool:
     # str.splitlines() also breaks at \r, \v, \f, \x1c-\x1e, \x85, \u2028, \u2029: a line holding
-    # one was several lines to the text reader, which numbered lines that way.
+    # one is several lines to the text reader, which numbers lines that way.
     return len((line + "x").splitlines()) > 1
 
 

@@ -12,7 +12,7 @@ import base64
 import contextlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -53,16 +53,16 @@ def _flags(context: SpanContext | None) -> int:
 _quote = json.encoder.encode_basestring  # C-accelerated; keeps non-ASCII as is (UTF-8 files)
 _key_prefixes: dict[str, str] = {}
 
-# From this length on a string is quoted by orjson: json's encoder escapes character by character
-# (about 30 instructions each: the 1 KB body and the header list of a call span were a fifth of
-# its encoding), orjson a vector at a time; below it, the call and the decode cost more than they save.
+# From this length on a string is quoted by orjson, which escapes a vector at a time where json's
+# encoder goes character by character (a call span's bodies and header list are long strings);
+# below it, the call and the decode cost more than they save.
 _LONG = 48
 
 
 def _quote_long(value: str) -> str:
     dumps = _dumps[0]
     if dumps is None:
-        from agenttrace._format.files import orjson_module  # here: _traceio imports this module
+        from agenttrace._format.exactjson import orjson_module
 
         orjson = orjson_module()
         dumps = _dumps[0] = orjson.dumps if orjson is not None else False
@@ -295,25 +295,49 @@ def group_parts(items: Sequence[tuple[Any, Any, str]]) -> list[str]:
     return out
 
 
-def decode_value(value: Mapping[str, Any]) -> Any:
-    """Python value of one OTLP JSON ``AnyValue`` (the inverse of :func:`value_text`)."""
+def decode_value(value: Mapping[str, Any], to_int: Callable[[Any], int] = int) -> Any:
+    """Python value of one OTLP JSON ``AnyValue`` (the inverse of :func:`value_text`).
+
+    Integers go through ``to_int``: :func:`agenttrace._format.exactjson.exact_int` for a document
+    orjson parsed, so an integer it may have rounded raises ``InexactNumberError``. Integers
+    written as strings (as OTLP JSON writes them) are exact whatever parsed them.
+    """
     if "stringValue" in value:
         return value["stringValue"]
     if "intValue" in value:
-        return int(value["intValue"])
+        number = value["intValue"]
+        return int(number) if type(number) is str else to_int(number)
     if "boolValue" in value:
         return bool(value["boolValue"])
     if "doubleValue" in value:
         return float(value["doubleValue"])
     if "arrayValue" in value:
-        return [decode_value(v) for v in value["arrayValue"].get("values", ())]
+        return [decode_value(v, to_int) for v in value["arrayValue"].get("values", ())]
     if "kvlistValue" in value:
-        return decode_attributes(value["kvlistValue"].get("values", ()))
+        return decode_attributes(value["kvlistValue"].get("values", ()), to_int)
     if "bytesValue" in value:
         return base64.b64decode(value["bytesValue"])
     return None
 
 
-def decode_attributes(attributes: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
-    """``{key: value}`` of an OTLP JSON ``KeyValue`` list."""
-    return {kv["key"]: decode_value(kv.get("value", {})) for kv in attributes or ()}
+_NO_VALUE: Mapping[str, Any] = {}
+
+
+def decode_attributes(
+    attributes: Iterable[Mapping[str, Any]] | None, to_int: Callable[[Any], int] = int
+) -> dict[str, Any]:
+    """``{key: value}`` of an OTLP JSON ``KeyValue`` list (integers through ``to_int``, see :func:`decode_value`)."""
+    out: dict[str, Any] = {}
+    # A plain loop with strings and integers first: a trace's attributes are mostly those, and
+    # loading a large recording decodes hundreds of thousands of them.
+    for kv in attributes or ():
+        value = kv.get("value", _NO_VALUE)
+        key = kv["key"]
+        if "stringValue" in value:
+            out[key] = value["stringValue"]
+        elif "intValue" in value:
+            number = value["intValue"]
+            out[key] = int(number) if type(number) is str else to_int(number)
+        else:
+            out[key] = decode_value(value, to_int)
+    return out

@@ -1,7 +1,7 @@
 """Replay: re-run a recorded agent with no real I/O (see docs/replay.md).
 
-Importing this package only registers hooks with the runtime; the recording is read when
-``init()`` configures replay, and the machinery is imported when a run starts.
+:mod:`agenttrace._core.lifecycle` calls these: the recording is read when ``init()``
+configures replay, and the machinery is imported when a run starts.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from agenttrace._core.config import Settings
-from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState
 
-__all__ = ["load_events"]
+__all__ = ["configure", "install", "load_events", "run_ended", "run_started", "uninstall"]
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
@@ -29,7 +28,7 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
     return load(path)
 
 
-def _configure(settings: Settings) -> None:
+def configure(settings: Settings) -> None:
     from agenttrace._replay.entropy import isolate_span_ids
 
     isolate_span_ids()
@@ -41,31 +40,25 @@ def _configure(settings: Settings) -> None:
     _state.configure(settings)
 
 
-def _install() -> None:
+def install() -> None:
     from agenttrace._replay import state as _state
 
     _state.install()
 
 
-def _uninstall() -> None:
+def uninstall() -> None:
     from agenttrace._replay import state as _state
 
     _state.uninstall()
 
 
-def _run_started(run: RunState) -> None:
+def run_started(run: RunState) -> None:
     from agenttrace._replay import state as _state
 
     _state.run_started(run)
 
 
-def _run_ended(run: RunState) -> None:
+def run_ended(run: RunState) -> None:
     from agenttrace._replay import state as _state
 
     _state.run_ended(run)
-
-
-runtime.on_configure(_configure)
-runtime.on_runs(_install, _uninstall)
-runtime.run_start_hooks.append(_run_started)
-runtime.run_end_hooks.append(_run_ended)

@@ -139,8 +139,8 @@ def isolate_span_ids() -> None:
     """Make OTel's ``RandomIdGenerator`` draw from a private generator (idempotent, permanent).
 
     Done at ``init()``, before any run span exists: the run span's own id must not consume the
-    agent's ``random`` sequence either. Ids stay as random as before (the private generator is
-    seeded from the OS), and no longer repeat when the agent calls ``random.seed(42)``.
+    agent's ``random`` sequence either. Ids are as random as OpenTelemetry's own (the private
+    generator is seeded from the OS), and do not repeat when the agent calls ``random.seed(42)``.
     """
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agenttrace._capture.model import Exchange, RecordedError
+from agenttrace._capture.model import Exchange
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.events import (
@@ -38,23 +37,12 @@ from agenttrace._format.events import (
     event_exchange,
     exchange_of,
     malformed_call,
-    new_body,
-    new_exchange,
-    new_request,
-    new_response,
     run_event,
 )
-from agenttrace._format.files import (
-    SPANS_CUT,
-    Documents,
-    InexactNumberError,
-    SplitError,
-    collector_paused,
-    exact_int,
-    fast_loads,
-    has_inexact,
-)
-from agenttrace._format.otlp_json import decode_value
+from agenttrace._format.exactjson import InexactNumberError, exact_int, fast_loads, has_inexact
+from agenttrace._format.exchange import HeaderCache, exchange_from_span
+from agenttrace._format.files import SPANS_CUT, Documents, SplitError, collector_paused
+from agenttrace._format.otlp_json import decode_attributes
 from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
 __all__ = ["check_events", "collector_paused", "load_events", "load_recording", "validate_events"]
@@ -164,14 +152,6 @@ def _event_array(file: Path, data: bytes) -> Any:
         ) from None
 
 
-def _exchange_from_span() -> Any:
-    try:
-        from agenttrace._capture.record import exchange_from_span
-    except ImportError as exc:  # the capture side is not installed: say so instead of guessing
-        raise ConfigurationError(f"this agenttrace install cannot decode recorded calls ({exc})") from None
-    return exchange_from_span
-
-
 class _Recording:
     """The run and call spans and entropy draws read so far, and what reading them shares."""
 
@@ -180,8 +160,7 @@ class _Recording:
         self.runs: list[tuple[int, dict[str, Any]]] = []  # (start, event)
         self.entropy: list[dict[str, Any]] = []
         self.calls: list[tuple[str, int, Any]] = []  # (trace id, ordinal, event or exchange)
-        self.headers: dict[str, tuple[tuple[str, str], ...]] = {}  # header lists seen, parsed
-        self.decode: Any = None  # the long way, imported when first needed
+        self.headers: HeaderCache = {}  # header lists seen, parsed
 
     def mark(self) -> tuple[int, int, int]:
         return len(self.runs), len(self.entropy), len(self.calls)
@@ -193,23 +172,7 @@ class _Recording:
         self, where: str, span: Mapping[str, Any], attributes: Mapping[str, Any], to_int: Callable[[Any], int]
     ) -> None:
         """Add the call's exchange (when exchanges are built) or its list-form event."""
-        if self.exchanges:
-            exchange = _fast_call_exchange(span, attributes, self.headers, to_int)
-            if exchange is not None:
-                self.calls.append((exchange.trace_id, exchange.ordinal, exchange))
-                return
-        # Else the event load_events would return (its exchange is built from it, as init() does).
-        event = _fast_call_event(span, attributes, self.headers, to_int)
-        if event is not None:
-            self.calls.append((event["trace_id"], event["ordinal"], event))
-            return
-        # Anything the fast path does not handle (base64 bodies, malformed spans) goes the long
-        # way, which also says precisely what is wrong.
-        if to_int is exact_int and has_inexact(span):
-            raise InexactNumberError("a number orjson may have rounded")
-        if self.decode is None:
-            self.decode = _exchange_from_span()
-        exchange = self.decode(span)
+        exchange = exchange_from_span(span, attributes, to_int=to_int, headers=self.headers)
         served_from = exchange.extra.get("served_from")
         if served_from is not None:
             raise ConfigurationError(
@@ -217,8 +180,12 @@ class _Recording:
                 f"call span {served_from}); a replay's trace does not repeat the bodies it served, "
                 "so it cannot be replayed: replay the recording it was served from"
             )
-        # An exchange is always built from the event, as init() builds it from load_events().
-        self.calls.append((exchange.trace_id, exchange.ordinal, call_event(exchange)))
+        item: Any = exchange
+        if not self.exchanges or (exchange.response is None and exchange.error is None):
+            # load_events' event; a call with neither response nor error is kept as its event so
+            # that the error names the event, as init() names it for load_events' list.
+            item = call_event(exchange)
+        self.calls.append((exchange.trace_id, exchange.ordinal, item))
 
 
 def _from_documents(
@@ -296,11 +263,11 @@ def _read_document(
     exact = to_int is exact_int
     for span in _expanded(spans, cut):
         try:
-            attributes = _attributes(span.get("attributes"), to_int)
-            kind = attributes.get(_KIND)
+            attributes = decode_attributes(span.get("attributes"), to_int)
+            kind = attributes.get(S.KIND)
             if kind not in ("run", "call"):
                 continue  # the user's own spans, steps, other instrumentations: not ours to replay
-            version = attributes.get(_SCHEMA, SCHEMA_VERSION)
+            version = attributes.get(S.SCHEMA, SCHEMA_VERSION)
             if version not in READABLE_SCHEMA_VERSIONS:
                 readable = ", ".join(str(v) for v in sorted(READABLE_SCHEMA_VERSIONS))
                 raise ConfigurationError(
@@ -357,7 +324,7 @@ def _run_and_entropy(
     for event in span.get("events", ()):
         if event.get("name") != S.EVENT_ENTROPY:
             continue
-        values = _attributes(event.get("attributes"), to_int)
+        values = decode_attributes(event.get("attributes"), to_int)
         sources = list(values.get(S.ENTROPY_SOURCES) or ())
         draws = list(values.get(S.ENTROPY_VALUES) or ())
         if len(sources) != len(draws):
@@ -407,310 +374,3 @@ def check_events(events: Any, where: str, *, keep_calls: bool = True) -> tuple[l
             "expected events from a trace in which the agent made at least one call"
         )
     return out, exchanges
-
-
-# --- the fast path from a call span to its event or exchange -------------------------------------
-#
-# ``call_event(exchange_from_span(span))`` decodes every body into bytes and every header list
-# into tuples, only for ``call_event`` to encode them back into the same text and lists. For the
-# spans AgentTrace writes (UTF-8 bodies, well-formed attributes) the event can be built from the
-# span's strings directly, and so can the exchange ``event_exchange`` would build from that event;
-# tests/replay/test_loader.py checks that the ways give equal events and exchanges. Any other
-# span (a base64 body, a missing or malformed field) returns None and takes the long way.
-
-
-def _attributes(items: Any, to_int: Callable[[Any], int] = exact_int) -> dict[str, Any]:
-    """``decode_attributes(items)``, its three commonest cases (strings, integers, arrays of those)
-    inlined in its order; integers as strings (as OTLP JSON writes them) are exact whatever parsed them.
-
-    A plain loop over well-formed items (each a dict with a "value"): anything else, and any
-    failure, is decoded again by :func:`_attributes_exactly`, which gives the result or raises
-    the exception ``decode_attributes`` would.
-    """
-    out: dict[str, Any] = {}
-    try:
-        for kv in items:
-            value = kv["value"]
-            if "stringValue" in value:
-                out[kv["key"]] = value["stringValue"]
-            elif "intValue" in value:
-                number = value["intValue"]
-                out[kv["key"]] = int(number) if type(number) is str else to_int(number)
-            else:
-                out[kv["key"]] = _value(value, to_int)
-    except Exception:  # noqa: BLE001 - the exact way decides, and raises what it raised
-        return _attributes_exactly(items, to_int)
-    return out
-
-
-def _attributes_exactly(items: Any, to_int: Callable[[Any], int]) -> dict[str, Any]:
-    """:func:`_attributes` of any items, each read in ``decode_attributes``' order (its value,
-    then its key, then the value decoded), so a malformed one fails as it does there.
-
-    A plain loop, not a comprehension: an assignment expression in a comprehension makes its
-    variable a cell of the enclosing function, which ran twice as slowly.
-    """
-    out: dict[str, Any] = {}
-    for kv in items or ():
-        value = kv.get("value", _NO_VALUE)
-        key = kv["key"]
-        if "stringValue" in value:
-            out[key] = value["stringValue"]
-        elif "intValue" in value:
-            number = value["intValue"]
-            out[key] = int(number) if type(number) is str else to_int(number)
-        else:
-            out[key] = _value(value, to_int)
-    return out
-
-
-_NO_VALUE: Mapping[str, Any] = {}
-
-
-def _value(value: Any, to_int: Callable[[Any], int]) -> Any:
-    """decode_value of what is not a string or an integer; integers checked with ``to_int``."""
-    if "arrayValue" in value and "boolValue" not in value and "doubleValue" not in value:
-        out: list[Any] = []
-        for item in value["arrayValue"].get("values", ()):
-            if "stringValue" in item:
-                out.append(item["stringValue"])
-            elif "intValue" in item:
-                number = item["intValue"]
-                out.append(int(number) if type(number) is str else to_int(number))
-            else:
-                out.append(_value(item, to_int))
-        return out
-    if to_int is exact_int and has_inexact(value):
-        raise InexactNumberError("a number orjson may have rounded")
-    return decode_value(value)
-
-
-def _fast_text(attrs: Mapping[str, Any]) -> str | None:
-    """The text of a UTF-8 body, as ``exchange_from_span`` reads it; None for any other body."""
-    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
-        return None
-    text = attrs.get(_BODY, "") or ""
-    if type(text) is not str:
-        return None
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: let the long way report it
-            return None
-    return text
-
-
-def _fast_data(attrs: Mapping[str, Any]) -> bytes | None:
-    """:func:`_fast_text`'s body as bytes, encoded once; a lone surrogate raises UnicodeEncodeError."""
-    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
-        return None
-    text = attrs.get(_BODY, "") or ""
-    return text.encode("utf-8") if type(text) is str else None
-
-
-def _header_pairs(text: Any) -> tuple[tuple[str, str], ...]:
-    """``headers_from_json``: orjson when every name and value it reads is a string, else ``json``."""
-    fast = fast_loads()
-    if fast is not None and type(text) is str:
-        try:
-            raw = fast(text)
-        except ValueError:
-            raw = None
-        if type(raw) is list:
-            pairs = tuple([tuple(pair) for pair in raw if type(pair) is list])
-            if len(pairs) == len(raw) and all(
-                len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in pairs
-            ):
-                return pairs
-    return tuple([(str(k), str(v)) for k, v in json.loads(text)])
-
-
-def _fast_headers(text: Any, seen: dict[str, tuple[tuple[str, str], ...]]) -> tuple[tuple[str, str], ...]:
-    if not text:
-        return ()
-    pairs = seen.get(text)  # the same header lists repeat call after call: parse each once
-    if pairs is None:
-        pairs = _header_pairs(text)
-        if len(seen) < 4096:
-            seen[text] = pairs
-    return pairs  # shared: never modified
-
-
-def _call_span(span: Mapping[str, Any], to_int: Callable[[Any], int]) -> dict[Any, dict[str, Any]]:
-    return {e.get("name"): _attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
-
-
-# The names the fast paths read, as globals (one lookup each instead of two).
-_KIND, _SCHEMA = S.KIND, S.SCHEMA
-_EVENT_REQUEST, _EVENT_RESPONSE, _EVENT_ERROR = S.EVENT_REQUEST, S.EVENT_RESPONSE, S.EVENT_ERROR
-_BODY, _BODY_ENCODING, _BODY_SIZE = S.BODY, S.BODY_ENCODING, S.BODY_SIZE
-_BODY_SHA256, _BODY_TRUNCATED, _BODY_FILTERED = S.BODY_SHA256, S.BODY_TRUNCATED, S.BODY_FILTERED
-_HTTP_METHOD, _HTTP_URL, _HTTP_HEADERS = S.HTTP_METHOD, S.HTTP_URL, S.HTTP_HEADERS
-_HTTP_STATUS, _HTTP_REASON, _HTTP_VERSION = S.HTTP_STATUS, S.HTTP_REASON, S.HTTP_VERSION
-_CHUNK_SIZES, _CHUNK_OFFSETS, _STREAM_END = S.STREAM_CHUNK_SIZES, S.STREAM_CHUNK_OFFSETS, S.STREAM_END
-_SERVED_SPAN_ID = S.SERVED_SPAN_ID
-_CALL_LIBRARY, _CALL_ORDINAL, _CALL_STEP_PATH = S.CALL_LIBRARY, S.CALL_ORDINAL, S.CALL_STEP_PATH
-
-
-def _fast_call_event(
-    span: Mapping[str, Any],
-    attrs: Mapping[str, Any],
-    seen: dict[str, tuple[tuple[str, str], ...]],
-    to_int: Callable[[Any], int] = exact_int,
-) -> dict[str, Any] | None:
-    """The list-form event of an AgentTrace call span, equal to the long way's; None if unsure."""
-    try:
-        events = _call_span(span, to_int)
-        req = events.get(_EVENT_REQUEST)
-        if req is None:
-            return None
-        req_text = _fast_text(req)
-        if req_text is None:
-            return None
-        get = req.get
-        int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
-        pairs = _fast_headers(get(_HTTP_HEADERS), seen)
-        event: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "call",
-            "library": str(attrs.get(_CALL_LIBRARY, "")),
-            "ordinal": int(attrs.get(_CALL_ORDINAL, -1)),
-            "step_path": [str(s) for s in attrs.get(_CALL_STEP_PATH) or ()],
-            "trace_id": str(span.get("traceId", "")),
-            "span_id": str(span.get("spanId", "")),
-            "request": {
-                "method": str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))),
-                "url": str(get(_HTTP_URL, attrs.get("url.full", ""))),
-                "headers": [[k, v] for k, v in pairs],
-                "body": req_text,
-                "body_encoding": "utf-8",
-            },
-        }
-        resp = events.get(_EVENT_RESPONSE)
-        if resp is not None:
-            text = _fast_text(resp)
-            if text is None or _SERVED_SPAN_ID in resp:
-                return None
-            get = resp.get
-            data = text.encode("utf-8")
-            pairs = _fast_headers(get(_HTTP_HEADERS), seen)
-            event["response"] = {
-                "status_code": int(get(_HTTP_STATUS, 0)),
-                "reason": str(get(_HTTP_REASON, "")),
-                "http_version": str(get(_HTTP_VERSION, "HTTP/1.1")),
-                "headers": [[k, v] for k, v in pairs],
-                "body": text,
-                "body_encoding": "utf-8",
-                "body_size": int(get(_BODY_SIZE, len(data))),
-                "body_sha256": str(get(_BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
-                "body_truncated": bool(get(_BODY_TRUNCATED, False)),
-                "chunk_sizes": [int(x) for x in get(_CHUNK_SIZES, ()) or ()],
-                "chunk_offsets_ns": [int(x) for x in get(_CHUNK_OFFSETS, ()) or ()],
-                "stream_end": str(get(_STREAM_END, "complete")),
-            }
-        err = events.get(_EVENT_ERROR)
-        if err is not None:
-            get = err.get
-            event["error"] = {
-                "type": str(get(S.ERROR_TYPE, "")),
-                "message": str(get(S.ERROR_MESSAGE, "")),
-                "phase": str(get(S.ERROR_PHASE, "request")),
-            }
-        extra: dict[str, str] = {}
-        if req.get(_BODY_FILTERED):
-            extra["request_body_filtered"] = "true"
-        if resp is not None and resp.get(_BODY_FILTERED):
-            extra["response_body_filtered"] = "true"
-        if extra:
-            event["extra"] = extra
-        return event
-    except InexactNumberError:
-        raise
-    except Exception:  # noqa: BLE001 - the long way decides, and names what is wrong
-        return None
-
-
-def _fast_call_exchange(
-    span: Mapping[str, Any],
-    attrs: Mapping[str, Any],
-    seen: dict[str, tuple[tuple[str, str], ...]],
-    to_int: Callable[[Any], int] = exact_int,
-) -> Exchange | None:
-    """``event_exchange(_fast_call_event(...))``, without the event; None if unsure (or no response nor error).
-
-    Every check of ``_fast_call_event`` is made (in another order: any of them failing gives None);
-    a body that is not UTF-8 text fails when encoded.
-    """
-    try:
-        events = _call_span(span, to_int)
-        req = events.get(_EVENT_REQUEST)
-        if req is None:
-            return None
-        sent = _fast_data(req)
-        if sent is None:
-            return None
-        get = req.get
-        int(get(_BODY_SIZE, 0))  # the long way reads it (and refuses what is not a number)
-        request = new_request(
-            str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
-            str(get(_HTTP_URL, attrs.get("url.full", ""))),
-            _fast_headers(get(_HTTP_HEADERS), seen),
-            sent,
-        )
-        response = None
-        resp = events.get(_EVENT_RESPONSE)
-        if resp is not None:
-            data = _fast_data(resp)
-            if data is None or _SERVED_SPAN_ID in resp:
-                return None
-            get = resp.get
-            pairs = _fast_headers(get(_HTTP_HEADERS), seen)
-            sizes = get(_CHUNK_SIZES, ()) or ()
-            offsets = get(_CHUNK_OFFSETS, ()) or ()
-            response = new_response(
-                int(get(_HTTP_STATUS, 0)),
-                pairs,
-                new_body(
-                    data,
-                    int(get(_BODY_SIZE, len(data))),
-                    str(get(_BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
-                    bool(get(_BODY_TRUNCATED, False)),
-                ),
-                str(get(_HTTP_REASON, "")),
-                str(get(_HTTP_VERSION, "HTTP/1.1")),
-                tuple(map(int, sizes)) if sizes else (),
-                tuple(map(int, offsets)) if offsets else (),
-                str(get(_STREAM_END, "complete")),
-            )
-        error = None
-        err = events.get(_EVENT_ERROR)
-        if err is not None:
-            get = err.get
-            error = RecordedError(
-                str(get(S.ERROR_TYPE, "")),
-                str(get(S.ERROR_MESSAGE, "")),
-                str(get(S.ERROR_PHASE, "request")),
-            )
-        elif response is None:
-            return None  # the event's exchange says what is wrong, naming the event
-        extra: dict[str, str] = {}
-        if req.get(_BODY_FILTERED):
-            extra["request_body_filtered"] = "true"
-        if resp is not None and resp.get(_BODY_FILTERED):
-            extra["response_body_filtered"] = "true"
-        step_path = attrs.get(_CALL_STEP_PATH)
-        return new_exchange(
-            str(attrs.get(_CALL_LIBRARY, "")),
-            int(attrs.get(_CALL_ORDINAL, -1)),
-            tuple(map(str, step_path)) if step_path else (),
-            request,
-            response,
-            error,
-            str(span.get("traceId", "")),
-            str(span.get("spanId", "")),
-            extra,
-        )
-    except InexactNumberError:
-        raise
-    except Exception:  # noqa: BLE001 - the long way decides, and names what is wrong
-        return None

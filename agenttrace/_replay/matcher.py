@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from agenttrace._capture.model import Exchange, RequestData
 from agenttrace._capture.payload import redactor
-from agenttrace._format.files import fast_loads, has_inexact, leaves, orjson_module
+from agenttrace._format.exactjson import fast_loads, has_inexact, leaves, orjson_module
 
 __all__ = ["VOLATILE_HEADERS", "VOLATILE_PREFIXES", "Entry", "Matcher", "Miss", "normalize_url"]
 

@@ -105,6 +105,7 @@ class ReplaySession:
         _sandbox.set_handler(self._leak)
         _entropy.set_server(self._serve_entropy)
         _capture.set_replay_lookup(self.lookup)
+        _serving[0] = self
         _patch_sdk_retries()
 
     def deactivate(self) -> None:
@@ -112,6 +113,8 @@ class ReplaySession:
         from agenttrace._capture import record as _capture
 
         _capture.set_replay_lookup(None)
+        if _serving[0] is self:
+            _serving[0] = None
         _entropy.set_server(None)
         _sandbox.set_handler(None)
 
@@ -305,6 +308,8 @@ def swallowed_violation(run: RunState) -> AgentTraceError | None:
     return error
 
 
+# The session serving while runs are active (set by activate, cleared by deactivate).
+_serving: list[ReplaySession | None] = [None]
 _sdk_patched = False
 
 
@@ -319,8 +324,8 @@ def _patch_sdk_retries() -> None:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The original still runs: its jitter draws from random, as it did when recorded.
         delay = wrapped(*args, **kwargs)
-        session = current_session()
-        if session is not None and session.settings.replay_pacing == "instant" and _runs_active():
+        session = _serving[0]
+        if session is not None and session.settings.replay_pacing == "instant":
             return 0.0
         return delay
 
@@ -328,16 +333,3 @@ def _patch_sdk_retries() -> None:
         wrapt.register_post_import_hook(
             lambda mod: wrapt.wrap_function_wrapper(mod, "BaseClient._calculate_retry_timeout", wrapper), module
         )
-
-
-def current_session() -> ReplaySession | None:
-    """The session in force, if replay is configured."""
-    from agenttrace._replay import state as _state
-
-    return _state.session
-
-
-def _runs_active() -> bool:
-    from agenttrace._replay import state as _state
-
-    return _state.active

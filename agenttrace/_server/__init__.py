@@ -15,31 +15,35 @@ stack is Starlette on uvicorn, from the ``server`` extra, imported only here.
 With API keys configured, every route but ``/healthz`` needs one: ``Authorization: Bearer KEY``
 (what AgentTrace's exporter sends), or HTTP Basic with the key as the password (what a browser
 asks for).
+
+=================  ===========================================================================
+:mod:`.api`        the ingest route and the JSON API; :mod:`.ingest` decodes OTLP requests
+:mod:`.web`        the pages' routes and ``/healthz``; :mod:`.pages` renders ``templates/``
+:mod:`.auth`       the key check every guarded route goes through
+:mod:`.context`    the state the routes reach through ``request.app.state``
+:mod:`.store`      the store's interface and :func:`~.store.open_store`, which opens a
+                   :mod:`.sqlite` or :mod:`.postgres` store; their SQL is :mod:`.sql`, the rows
+                   they take and give :mod:`.records`
+=================  ===========================================================================
+
+The server reads traces through :mod:`agenttrace._format` alone (and takes ``ConfigurationError``
+and ``warn_once`` from :mod:`agenttrace._core`): nothing of the SDK that records them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._core.warn import warn_once
-from agenttrace._server.ingest import BadRequestError, decode_request, decompress
-from agenttrace._server.store import Store
 
 if TYPE_CHECKING:
-    from starlette.responses import Response
+    from agenttrace._server.store import Store
 
 __all__ = ["SERVER_HINT", "create_app", "web_stack"]
 
 SERVER_HINT = "pip install 'agenttrace[server]'"
 INGEST_CONCURRENCY = 2  # OTLP requests decoded and stored at once
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-_MAX_OFFSET = 2**62  # rows skipped by a listing: beyond any store, within every database's integers
 
 
 def web_stack() -> None:
@@ -56,220 +60,31 @@ def web_stack() -> None:
 
 def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20) -> Any:
     """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication."""
-    web_stack()
+    web_stack()  # the modules below import the web stack
     import anyio
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from agenttrace._format.files import exact_loads, spans_of_lines
-    from agenttrace._server.pages import PAGE_SIZE, render_index, render_trace
-
-    keys = [key.encode() for key in api_keys]
-
-    def allowed(request: Request) -> bool:
-        if not keys:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        given = b""
-        if scheme.lower() == "bearer":
-            given = value.strip().encode()
-        elif scheme.lower() == "basic":
-            try:
-                given = base64.b64decode(value.strip(), validate=True).partition(b":")[2]
-            except (binascii.Error, ValueError):
-                given = b""
-        # Compared in constant time, against every key (no early exit on the first match).
-        found = False
-        for key in keys:
-            found |= hmac.compare_digest(given, key)
-        return found
-
-    def refused(request: Request) -> Response:
-        if request.url.path.startswith(("/v1/", "/api/")):
-            return JSONResponse(
-                {"error": "missing or unknown API key; send Authorization: Bearer <key>"},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="agenttrace"'},
-            )
-        return PlainTextResponse(
-            "AgentTrace: sign in with any user name and one of the server's API keys as the password.",
-            status_code=401,
-            headers={"WWW-Authenticate": 'Basic realm="agenttrace", charset="UTF-8"'},
-        )
-
-    def trace_id_of(request: Request) -> str | None:
-        text = str(request.path_params["trace_id"]).lower()
-        return text if _TRACE_ID.fullmatch(text) else None
-
-    def api_trace_id(request: Request) -> str | Response:
-        """The API route's trace id, or the answer to give: 400 for a bad id."""
-        trace_id = trace_id_of(request)
-        if trace_id is None:
-            return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
-        return trace_id
-
-    def not_found(what: str) -> JSONResponse:
-        return JSONResponse({"error": what}, status_code=404)
-
-    async def ingest(request: Request) -> Response:
-        content_type = request.headers.get("content-type", "")
-        declared = request.headers.get("content-length")
-        too_big = f"the request body is over the server's limit of {max_request_bytes} bytes"
-        if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
-            return _otlp_error(request, too_big, 413)
-        # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
-        # body is read inside, so waiting requests hold no memory): a request costs a few times its
-        # size while it is handled, and the rest wait their turn.
-        async with ingesting:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_request_bytes:
-                    return _otlp_error(request, too_big, 413)
-            try:
-                rows = await run_in_threadpool(_decoded, body, request, max_request_bytes)
-            except BadRequestError as exc:
-                return _otlp_error(request, str(exc), exc.status)
-            del body
-            try:
-                await run_in_threadpool(store.add, rows)
-            except store.refused as exc:
-                # The database refuses the data itself (a value out of its range): retrying cannot help.
-                return _otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
-            except store.errors as exc:
-                # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
-                return _unavailable(request, exc)
-        if content_type.split(";", 1)[0].strip().lower() == "application/json":
-            return JSONResponse({})
-        # An empty ExportTraceServiceResponse: zero bytes in protobuf.
-        return Response(b"", media_type="application/x-protobuf")
-
-    async def api_traces(request: Request) -> Response:
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            return JSONResponse({"error": "limit and offset must be integers"}, status_code=400)
-        if not (1 <= limit <= 1000) or not 0 <= offset <= _MAX_OFFSET:
-            return JSONResponse({"error": f"limit must be 1 to 1000 and offset 0 to {_MAX_OFFSET}"}, status_code=400)
-        traces = await run_in_threadpool(store.traces, limit, offset)
-        return JSONResponse({"traces": [t.as_json() for t in traces]})
-
-    async def api_trace(request: Request) -> Response:
-        trace_id = api_trace_id(request)
-        if not isinstance(trace_id, str):
-            return trace_id
-        summary = await run_in_threadpool(store.trace, trace_id)
-        if summary is None:
-            return not_found(f"no trace {trace_id}")
-        lines = await run_in_threadpool(store.lines, trace_id)
-        spans = [span for line in lines for span in _spans_of(exact_loads(line))]
-        return JSONResponse({**summary.as_json(), "otlp_spans": spans})
-
-    async def download(request: Request) -> Response:
-        trace_id = api_trace_id(request)
-        if not isinstance(trace_id, str):
-            return trace_id
-        lines = await run_in_threadpool(store.lines, trace_id)
-        if not lines:
-            return not_found(f"no trace {trace_id}")
-        return Response(
-            "".join(line + "\n" for line in lines),
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="trace-{trace_id}.jsonl"'},
-        )
-
-    async def index(request: Request) -> Response:
-        try:
-            page = min(max(int(request.query_params.get("page", "1")), 1), _MAX_OFFSET // PAGE_SIZE)
-        except ValueError:
-            page = 1
-        found = await run_in_threadpool(store.traces, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
-        base_url = str(request.base_url).rstrip("/")
-        html = render_index(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE, store.description, base_url)
-        return HTMLResponse(html)
-
-    async def trace_page(request: Request) -> Response:
-        trace_id = trace_id_of(request)
-        summary = None if trace_id is None else await run_in_threadpool(store.trace, trace_id)
-        if trace_id is None or summary is None:
-            return HTMLResponse("<!doctype html><title>Not found</title><p>No such trace.</p>", status_code=404)
-        lines = await run_in_threadpool(store.lines, trace_id)
-        spans = await run_in_threadpool(spans_of_lines, lines, f"trace {trace_id}")
-        return HTMLResponse(await run_in_threadpool(render_trace, summary, spans, store.description))
-
-    async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    def guarded(endpoint: Any) -> Any:
-        """``endpoint`` behind the key check (the answer is 401 without a key the server knows)."""
-
-        async def checked(request: Request) -> Response:
-            if not allowed(request):
-                return refused(request)
-            response: Response = await endpoint(request)
-            return response
-
-        return checked
+    from agenttrace._server import api, web
+    from agenttrace._server.auth import guarded
+    from agenttrace._server.context import ServerState
 
     routes = [
-        Route("/v1/traces", guarded(ingest), methods=["POST"]),
-        Route("/api/traces", guarded(api_traces), methods=["GET"]),
-        Route("/api/traces/{trace_id}", guarded(api_trace), methods=["GET"]),
-        Route("/api/traces/{trace_id}/download", guarded(download), methods=["GET"]),
-        Route("/", guarded(index), methods=["GET"]),
-        Route("/traces/{trace_id}", guarded(trace_page), methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/traces", guarded(api.ingest), methods=["POST"]),
+        Route("/api/traces", guarded(api.api_traces), methods=["GET"]),
+        Route("/api/traces/{trace_id}", guarded(api.api_trace), methods=["GET"]),
+        Route("/api/traces/{trace_id}/download", guarded(api.download), methods=["GET"]),
+        Route("/", guarded(web.index), methods=["GET"]),
+        Route("/traces/{trace_id}", guarded(web.trace_page), methods=["GET"]),
+        Route("/healthz", web.healthz, methods=["GET"]),
     ]
-
-    async def store_failed(request: Request, exc: Exception) -> Response:
-        return _unavailable(request, exc)
-
-    ingesting = anyio.Semaphore(INGEST_CONCURRENCY)
     # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.
-    handlers: dict[Any, Any] = dict.fromkeys(store.errors, store_failed)
-    return Starlette(routes=routes, exception_handlers=handlers)
-
-
-def _decoded(body: bytearray, request: Any, limit: int) -> list[Any]:
-    raw = decompress(bytes(body), request.headers.get("content-encoding", ""), limit)
-    return decode_request(raw, request.headers.get("content-type", ""))
-
-
-def _unavailable(request: Any, exc: BaseException) -> Response:
-    warn_once(f"server-store-{type(exc).__name__}", f"server: the database failed: {type(exc).__name__}: {exc}")
-    message = f"the database is unavailable ({type(exc).__name__}); retry later"
-    if request.url.path == "/v1/traces":
-        return _otlp_error(request, message, 503)
-    from starlette.responses import JSONResponse
-
-    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "5"})
-
-
-def _otlp_error(request: Any, message: str, status: int) -> Response:
-    """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding."""
-    code = 14 if status == 503 else 3  # UNAVAILABLE: try again; INVALID_ARGUMENT: never
-    from starlette.responses import JSONResponse, Response
-
-    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
-        return JSONResponse({"code": code, "message": message}, status_code=status)
-    try:  # googleapis-common-protos, which OpenTelemetry's OTLP exporters depend on
-        from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
-    except ImportError:
-        return Response(message.encode(), status_code=status, media_type="text/plain")
-    return Response(
-        Status(code=code, message=message).SerializeToString(), status_code=status, media_type="application/x-protobuf"
+    handlers: dict[Any, Any] = dict.fromkeys(store.errors, api.store_failed)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.agenttrace = ServerState(
+        store=store,
+        keys=tuple(key.encode() for key in api_keys),
+        max_request_bytes=max_request_bytes,
+        ingesting=anyio.Semaphore(INGEST_CONCURRENCY),
     )
-
-
-def _spans_of(document: Any) -> list[Any]:
-    return [
-        span
-        for resource_spans in document.get("resourceSpans", ())
-        for scope_spans in resource_spans.get("scopeSpans", ())
-        for span in scope_spans.get("spans", ())
-    ]
+    return app

@@ -19,17 +19,17 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
-from agenttrace._format.files import exact_loads
+from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
 from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._server.records import SpanRow
 
-__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "SpanRow", "decode_request", "decompress"]
+__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "decode_request", "decompress"]
 
 # Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
 # memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
@@ -46,23 +46,6 @@ class BadRequestError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class SpanRow:
-    """One span as stored: the columns the listing and the run page query, and its OTLP JSON line."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: str  # agenttrace.kind: "run", "step", "call", or "" for spans that are not AgentTrace's
-    start_ns: int
-    end_ns: int
-    status_code: int  # OTLP status code: 0 unset, 1 ok, 2 error
-    run_name: str  # agenttrace.run.name on run spans, else ""
-    run_mode: str  # agenttrace.run.mode on run spans ("record", "replay"), else ""
-    line: str  # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:

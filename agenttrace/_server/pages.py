@@ -1,8 +1,9 @@
 """The web UI: a list of traces, and one trace as a tree of runs, steps and calls with their payloads.
 
-Pages are rendered on the server with Jinja2 (autoescaping on: every name, URL, header and body
-comes from the traced agent and is shown as text, never as markup) and need no JavaScript; the
-payloads fold with ``<details>``.
+Pages are rendered on the server with Jinja2 from the templates in ``templates/``, the style sheet
+``static/style.css`` inlined (autoescaping on: every name, URL, header and body comes from the
+traced agent and is shown as text, never as markup), and need no JavaScript; the payloads fold
+with ``<details>``. This module turns a trace's spans into the nodes ``trace.html`` draws.
 """
 
 from __future__ import annotations
@@ -12,147 +13,41 @@ import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agenttrace._cli.show import call_summary, span_tree
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord
-from agenttrace._server.store import TraceSummary
+from agenttrace._format.tree import call_summary, span_tree
+from agenttrace._server.records import TraceSummary
 
-__all__ = ["BODY_SHOWN", "render_index", "render_trace"]
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = ["BODY_SHOWN", "PAGE_SIZE", "render_index", "render_not_found", "render_trace"]
 
 BODY_SHOWN = 64 * 1024  # characters of a body shown on the page; the download has all of it
 PAGE_SIZE = 50
 
-_STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 0 16px 48px; color: #1d1d1f; }
-header { display: flex; align-items: baseline; gap: 16px; border-bottom: 1px solid #ddd; margin-bottom: 16px; }
-header a { color: inherit; text-decoration: none; }
-h1 { font-size: 20px; margin: 16px 0 8px; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
-th { font-weight: 600; color: #555; }
-code, pre { font: 12px/1.4 ui-monospace, monospace; }
-pre { background: #f6f6f6; padding: 8px; overflow-x: auto; white-space: pre-wrap; word-break: break-all;
-      margin: 4px 0; }
-.badge { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; background: #eee; }
-.badge.run { background: #f3e8ff; } .badge.step { background: #e6f4ea; } .badge.call { background: #e8f0fe; }
-.badge.error { background: #fde8e8; color: #a00; } .badge.ok { background: #e6f4ea; color: #175c2b; }
-.badge.replay { background: #e0f7fa; }
-.status-message { color: #a00; }
-.muted { color: #777; }
-ul.tree { list-style: none; padding-left: 20px; border-left: 1px dotted #ccc; }
-ul.tree.top { padding-left: 0; border-left: none; }
-ul.tree li { margin: 4px 0; }
-details > summary { cursor: pointer; }
-.panel { margin: 4px 0 8px 16px; }
-nav.pages { margin-top: 12px; display: flex; gap: 16px; }
-"""
-
-_BASE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}AgentTrace{% endblock %}</title>
-<style>{{ style }}</style></head>
-<body><header><h1><a href="/">AgentTrace</a></h1><span class="muted">{{ store }}</span></header>
-{% block body %}{% endblock %}
-</body></html>
-"""
-
-_INDEX = """{% extends "base.html" %}
-{% block title %}AgentTrace: traces{% endblock %}
-{% block body %}
-{% if traces %}
-<table id="traces">
-<thead><tr><th>Run</th><th>Status</th><th>Mode</th><th>Started (UTC)</th><th>Duration</th>
-<th>Calls</th><th>Spans</th><th>Trace</th></tr></thead>
-<tbody>
-{% for t in traces %}
-<tr class="trace-row">
-<td><a href="/traces/{{ t.trace_id }}">{{ t.name or "(unnamed)" }}</a></td>
-<td><span class="badge {{ 'error' if t.failed else 'ok' }}">{{ "error" if t.failed else "ok" }}</span></td>
-<td>{{ t.mode }}</td>
-<td>{{ when(t.start_ns) }}</td>
-<td>{{ duration(t.start_ns, t.end_ns) }}</td>
-<td>{{ t.calls }}</td>
-<td>{{ t.spans }}</td>
-<td><code>{{ t.trace_id }}</code> <a href="/api/traces/{{ t.trace_id }}/download">download</a></td>
-</tr>
-{% endfor %}
-</tbody></table>
-<nav class="pages">
-{% if page > 1 %}<a href="/?page={{ page - 1 }}">newer</a>{% endif %}
-{% if more %}<a href="/?page={{ page + 1 }}">older</a>{% endif %}
-</nav>
-{% else %}
-<p id="empty">No traces yet. Send an agent's traces here:</p>
-<pre>export AGENTTRACE_API_URL={{ base_url }}
-export AGENTTRACE_API_KEY=at_live_...   # one of the keys the server was started with
-python agent.py</pre>
-{% endif %}
-{% endblock %}
-"""
-
-_TRACE = """{% extends "base.html" %}
-{% block title %}AgentTrace: {{ summary.name }}{% endblock %}
-{% block body %}
-<h1 id="run-name">{{ summary.name or "(unnamed)" }}
-<span class="badge {{ 'error' if summary.failed else 'ok' }}">{{ "error" if summary.failed else "ok" }}</span>
-{% if summary.mode %}<span class="badge {{ summary.mode }}">{{ summary.mode }}</span>{% endif %}</h1>
-<p class="muted">trace <code>{{ summary.trace_id }}</code> · started {{ when(summary.start_ns) }} UTC ·
-{{ duration(summary.start_ns, summary.end_ns) }} ·
-{{ summary.calls }} call{{ '' if summary.calls == 1 else 's' }} ·
-{{ summary.spans }} span{{ '' if summary.spans == 1 else 's' }} ·
-<a id="download" href="/api/traces/{{ summary.trace_id }}/download">download (OTLP JSON Lines)</a></p>
-<p>Replay it offline: <code>agenttrace download {{ summary.trace_id }}</code>, then
-<code>agenttrace replay trace-{{ summary.trace_id }}.jsonl -- python agent.py</code></p>
-{% macro node(n) %}
-<li class="span {{ n.kind }}" data-span-id="{{ n.span_id }}">
-<span class="badge {{ n.kind or 'other' }}">{{ n.tag }}</span>
-{% if n.failed and n.tag != 'error' %}<span class="badge error">error</span>{% endif %}
-<strong class="span-name">{{ n.title }}</strong> <span class="muted">{{ n.duration }}</span>
-{% if n.note %}<span class="muted">{{ n.note }}</span>{% endif %}
-{% if n.status_message %}<div class="status-message">{{ n.status_message }}</div>{% endif %}
-{% if n.attributes %}
-<details class="panel"><summary>attributes</summary><table>
-{% for k, v in n.attributes %}<tr><th><code>{{ k }}</code></th><td><code>{{ v }}</code></td></tr>{% endfor %}
-</table></details>
-{% endif %}
-{% for p in n.payloads %}
-<details class="panel payload {{ p.kind }}"><summary>{{ p.title }}</summary>
-{% if p.headers %}<table>{% for k, v in p.headers %}
-<tr><th><code>{{ k }}</code></th><td><code>{{ v }}</code></td></tr>{% endfor %}</table>{% endif %}
-{% if p.body is not none %}<pre class="body">{{ p.body }}</pre>{% endif %}
-{% if p.note %}<p class="muted">{{ p.note }}</p>{% endif %}
-</details>
-{% endfor %}
-{% if n.children %}<ul class="tree">{% for c in n.children %}{{ node(c) }}{% endfor %}</ul>{% endif %}
-</li>
-{% endmacro %}
-<ul class="tree top" id="tree">{% for n in roots %}{{ node(n) }}{% endfor %}</ul>
-{% endblock %}
-"""
+_HERE = Path(__file__).parent
+_env: jinja2.Environment | None = None
 
 
-def _environment() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.DictLoader({"base.html": _BASE, "index.html": _INDEX, "trace.html": _TRACE}),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.globals.update(style=_STYLE, when=_when, duration=_duration)
-    return env
-
-
-_env: Any = None
-
-
-def _templates() -> Any:
+def _templates() -> jinja2.Environment:
+    """The pages' Jinja2 environment over templates/, with static/style.css; built on the first page."""
     global _env  # noqa: PLW0603 - built once, on the first page
     if _env is None:
-        _env = _environment()
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # the templates are files of the installed package: read once
+        )
+        style = (_HERE / "static" / "style.css").read_text(encoding="utf-8")
+        env.globals.update(style=style, when=_when, duration=_duration)
+        _env = env  # complete before it is shared: pages render on several threads
     return _env
 
 
@@ -332,20 +227,17 @@ def _attribute(value: Any) -> str:
 
 def render_index(traces: list[TraceSummary], page: int, more: bool, store: str, base_url: str) -> str:
     """The traces page."""
-    page_html: str = (
-        _templates()
-        .get_template("index.html")
-        .render(traces=traces, page=page, more=more, store=store, base_url=base_url)
-    )
-    return page_html
+    template = _templates().get_template("index.html")
+    return template.render(traces=traces, page=page, more=more, store=store, base_url=base_url)
 
 
 def render_trace(summary: TraceSummary, spans: list[SpanRecord], store: str) -> str:
     """One trace's page."""
     roots, children = span_tree(spans)
-    page_html: str = (
-        _templates()
-        .get_template("trace.html")
-        .render(summary=summary, roots=[_node(root, children) for root in roots], store=store)
-    )
-    return page_html
+    template = _templates().get_template("trace.html")
+    return template.render(summary=summary, roots=[_node(root, children) for root in roots], store=store)
+
+
+def render_not_found() -> str:
+    """The page of a trace the store does not have."""
+    return _templates().get_template("not_found.html").render()

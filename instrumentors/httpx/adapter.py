@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
-from agenttrace._capture import record as _capture
+from agenttrace._capture import record
 from agenttrace._capture.adapters import import_library, shared_adapter
 from agenttrace._capture.model import Exchange, RequestData, ResponseData
 from agenttrace._capture.patch import is_wrapped, unwrap_ours, wrap_innermost
 from agenttrace._capture.record import Call
+from agenttrace._replay import serve
 
 __all__ = ["HttpxAdapter", "adapter_for", "httpx2_adapter", "httpx_adapter"]
 
@@ -63,27 +64,27 @@ class HttpxAdapter:
     # --- sync ---------------------------------------------------------------------------------
 
     def _handle_request(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not _capture.capturing():
+        if not record.capturing():
             return wrapped(*args, **kwargs)
         request = args[0] if args else kwargs["request"]
         try:
             data = RequestData(request.method, str(request.url), _headers(request.headers.raw), request.read())
         except Exception as exc:  # noqa: BLE001 - fall back to the plain call
-            _capture.internal_error(self.library, exc)
+            record.internal_error(self.library, exc)
             return wrapped(*args, **kwargs)
-        call = _capture.begin(self.library, data)
+        call = record.begin(self.library, data)
         if call is None:
             return wrapped(*args, **kwargs)
         if call.exchange is not None:
             return self._serve(call, call.exchange, request, asynchronous=False)
-        token = _capture.enter_call()
+        token = record.enter_call()
         try:
             response = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            _capture.exit_call(token)
+            record.exit_call(token)
         return self._tee(call, response, asynchronous=False)
 
     # --- async --------------------------------------------------------------------------------
@@ -91,28 +92,28 @@ class HttpxAdapter:
     async def _handle_async_request(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not _capture.capturing():
+        if not record.capturing():
             return await wrapped(*args, **kwargs)
         request = args[0] if args else kwargs["request"]
         try:
             body = await request.aread()
             data = RequestData(request.method, str(request.url), _headers(request.headers.raw), body)
         except Exception as exc:  # noqa: BLE001 - fall back to the plain call
-            _capture.internal_error(self.library, exc)
+            record.internal_error(self.library, exc)
             return await wrapped(*args, **kwargs)
-        call = _capture.begin(self.library, data)
+        call = record.begin(self.library, data)
         if call is None:
             return await wrapped(*args, **kwargs)
         if call.exchange is not None:
             return self._serve(call, call.exchange, request, asynchronous=True)
-        token = _capture.enter_call()
+        token = record.enter_call()
         try:
             response = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            _capture.exit_call(token)
+            record.exit_call(token)
         return self._tee(call, response, asynchronous=True)
 
     # --- shared -------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class HttpxAdapter:
                 )
             response.stream = (self._tee_async if asynchronous else self._tee_sync)(response.stream, call)
         except Exception as exc:  # noqa: BLE001 - the response goes back untouched
-            _capture.internal_error(self.library, exc)
+            record.internal_error(self.library, exc)
             call.finish("not_read")
         return response
 
@@ -146,7 +147,7 @@ class HttpxAdapter:
         return build
 
     def _serve(self, call: Call, exchange: Exchange, request: Any, *, asynchronous: bool) -> Any:
-        recorded, stream_error = _capture.served_parts(
+        recorded, stream_error = serve.served_parts(
             call,
             exchange,
             self._build_error(request),
@@ -173,7 +174,7 @@ class _SyncServed:
         self.error = error
 
     def __iter__(self) -> Iterator[bytes]:
-        for delay, chunk in _capture.stream_chunks(self.exchange):
+        for delay, chunk in serve.stream_chunks(self.exchange):
             if delay:
                 time.sleep(delay)
             yield chunk
@@ -192,7 +193,7 @@ class _AsyncServed:
         self.error = error
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for delay, chunk in _capture.stream_chunks(self.exchange):
+        for delay, chunk in serve.stream_chunks(self.exchange):
             if delay:
                 await asyncio.sleep(delay)
             yield chunk
@@ -220,7 +221,7 @@ def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
                     try:
                         call.chunk(chunk)
                     except Exception as exc:  # noqa: BLE001 - never break the agent's read
-                        _capture.internal_error(call.library, exc)
+                        record.internal_error(call.library, exc)
                     yield chunk
             except GeneratorExit:
                 call.finish("closed_early")
@@ -255,7 +256,7 @@ def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
                     try:
                         call.chunk(chunk)
                     except Exception as exc:  # noqa: BLE001 - never break the agent's read
-                        _capture.internal_error(call.library, exc)
+                        record.internal_error(call.library, exc)
                     yield chunk
             except GeneratorExit:
                 call.finish("closed_early")

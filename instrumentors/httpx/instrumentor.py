@@ -8,6 +8,9 @@ from typing import Any
 from agenttrace.instrumentors.httpx.adapter import adapter_for
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from agenttrace._capture.record import configure_first_with
+from agenttrace._core.lifecycle import current_settings
+
 __all__ = ["HttpxFamilyInstrumentor", "HttpxInstrumentor"]
 
 
@@ -28,6 +31,7 @@ class HttpxFamilyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return (self.requirement,)
 
     def _instrument(self, **kwargs: Any) -> None:
+        configure_first_with(current_settings)
         adapter_for(self.module_name, self.library, self.extra).install()
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from agenttrace._capture import record as _capture
+from agenttrace._capture import record
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import current_scope
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_DNS
@@ -40,29 +40,29 @@ def _record(name: str, attributes: dict[str, Any], event: str, payload: dict[str
     try:
         span = runtime.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
     except Exception as exc:  # noqa: BLE001 - never break the agent
-        _capture.internal_error("socket", exc)
+        record.internal_error("socket", exc)
         return call()
-    token = _capture.enter_call()
+    token = record.enter_call()
     try:
         result = call()
     except BaseException as exc:
         span.add_event(event, payload)
         span.add_event(
             S.EVENT_ERROR,
-            {S.ERROR_TYPE: _capture.qualified_name(exc), S.ERROR_MESSAGE: str(exc), S.ERROR_PHASE: "request"},
+            {S.ERROR_TYPE: record.qualified_name(exc), S.ERROR_MESSAGE: str(exc), S.ERROR_PHASE: "request"},
         )
-        span.set_attribute("error.type", _capture.qualified_name(exc))
+        span.set_attribute("error.type", record.qualified_name(exc))
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.end()
         raise
     finally:
-        _capture.exit_call(token)
+        record.exit_call(token)
     try:
         if event == S.EVENT_DNS:
             payload[S.DNS_ANSWER] = _answer(result)
         span.add_event(event, payload)
     except Exception as exc:  # noqa: BLE001 - the result goes back untouched
-        _capture.internal_error("socket", exc)
+        record.internal_error("socket", exc)
     span.end()
     return result
 
@@ -98,7 +98,7 @@ class SocketAdapter:
             original = originals[name]
 
             def lookup(*args: Any, **kw: Any) -> Any:
-                if not _capture.capturing():
+                if not record.capturing():
                     return original(*args, **kw)
                 host = args[0] if args else kw.get("host", "")
                 attributes = _common("dns")
@@ -115,7 +115,7 @@ class SocketAdapter:
             original = originals[name]
 
             def connect(sock: _socket.socket, address: Any) -> Any:
-                if sock.family not in (_socket.AF_INET, _socket.AF_INET6) or not _capture.capturing():
+                if sock.family not in (_socket.AF_INET, _socket.AF_INET6) or not record.capturing():
                     return original(sock, address)
                 attributes = _common("connect")
                 host, port = (address[0], address[1]) if isinstance(address, tuple) else (str(address), 0)

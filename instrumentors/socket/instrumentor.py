@@ -8,6 +8,9 @@ from typing import Any
 from agenttrace.instrumentors.socket.adapter import socket_adapter
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from agenttrace._capture.record import configure_first_with
+from agenttrace._core.lifecycle import current_settings
+
 __all__ = ["SocketInstrumentor"]
 
 
@@ -19,6 +22,7 @@ class SocketInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        configure_first_with(current_settings)
         socket_adapter().install()
 
     def _uninstrument(self, **kwargs: Any) -> None:

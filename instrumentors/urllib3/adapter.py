@@ -18,11 +18,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from agenttrace._capture import record as _capture
+from agenttrace._capture import record
 from agenttrace._capture.adapters import import_library, shared_adapter
 from agenttrace._capture.model import Exchange, RequestData
 from agenttrace._capture.patch import is_wrapped, unwrap_ours, wrap_innermost
 from agenttrace._capture.record import Call
+from agenttrace._replay import serve
 
 __all__ = ["Urllib3Adapter", "urllib3_adapter"]
 
@@ -100,7 +101,7 @@ class _ServedBody:
     def __init__(
         self, exchange: Exchange, headers: tuple[tuple[str, str], ...], error: BaseException | None, method: str
     ) -> None:
-        self._chunks = [c for _, c in _capture.stream_chunks(exchange)]
+        self._chunks = [c for _, c in serve.stream_chunks(exchange)]
         self._error = error
         self._closed = not self._chunks and error is None
         self._method = method
@@ -215,7 +216,7 @@ class Urllib3Adapter:
         return is_wrapped(self.urllib3.connectionpool.HTTPConnectionPool, "_make_request", self.wrapper)
 
     def _make_request(self, wrapped: Any, pool: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not _capture.capturing():
+        if not record.capturing():
             return wrapped(*args, **kwargs)
         try:
             bound = _bind(args, kwargs)
@@ -225,9 +226,9 @@ class Urllib3Adapter:
             method = str(bound["method"])
             request = RequestData(method, _url(pool, str(bound["url"])), _request_headers(headers), data)
         except Exception as exc:  # noqa: BLE001 - fall back to the plain call
-            _capture.internal_error(LIBRARY, exc)
+            record.internal_error(LIBRARY, exc)
             return wrapped(*args, **kwargs)
-        call = _capture.begin(LIBRARY, request)
+        call = record.begin(LIBRARY, request)
         if call is None:
             return wrapped(**bound)
         preload = bound["preload_content"]
@@ -236,14 +237,14 @@ class Urllib3Adapter:
             response = self._serve(call, call.exchange, pool, bound)
         else:
             bound["preload_content"] = False
-            token = _capture.enter_call()
+            token = record.enter_call()
             try:
                 response = wrapped(**bound)
             except BaseException as exc:
                 call.fail(exc)
                 raise
             finally:
-                _capture.exit_call(token)
+                record.exit_call(token)
         try:
             call.head(
                 int(response.status),
@@ -257,14 +258,14 @@ class Urllib3Adapter:
             if _fp_done(response):
                 call.finish("complete")
         except Exception as exc:  # noqa: BLE001 - hand the response back untouched
-            _capture.internal_error(LIBRARY, exc)
+            record.internal_error(LIBRARY, exc)
             call.finish("not_read")
         if preload:
             response._body = response.read(decode_content=decode)
         return response
 
     def _serve(self, call: Call, exchange: Exchange, pool: Any, bound: dict[str, Any]) -> Any:
-        recorded, stream_error = _capture.served_parts(
+        recorded, stream_error = serve.served_parts(
             call,
             exchange,
             _build_error(pool, bound),

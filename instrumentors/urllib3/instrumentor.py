@@ -8,6 +8,9 @@ from typing import Any
 from agenttrace.instrumentors.urllib3.adapter import urllib3_adapter
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from agenttrace._capture.record import configure_first_with
+from agenttrace._core.lifecycle import current_settings
+
 __all__ = ["Urllib3Instrumentor"]
 
 
@@ -19,6 +22,7 @@ class Urllib3Instrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("urllib3 >= 2.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        configure_first_with(current_settings)
         urllib3_adapter().install()
 
     def _uninstrument(self, **kwargs: Any) -> None:

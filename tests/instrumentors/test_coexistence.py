@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 import agenttrace
 from agenttrace._capture import record as _capture
-from tests.instrumentors.recording import Recorder
+from tests.recording import Recorder
 from tests.servers import TestServer
 
 OTEL = [HTTPXClientInstrumentor, RequestsInstrumentor, URLLib3Instrumentor]

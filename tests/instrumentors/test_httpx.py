@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import agenttrace
-from tests.instrumentors.recording import Recorder
+from tests.recording import Recorder
 from tests.servers import TestServer, binary_payload
 
 MODULES = ["httpx", "httpx2"]

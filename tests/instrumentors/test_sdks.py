@@ -9,7 +9,7 @@ import openai
 
 import agenttrace
 from agenttrace._demo.llm_server import FakeLLMServer
-from tests.instrumentors.recording import Recorder
+from tests.recording import Recorder
 
 TOOLS = [
     {

@@ -6,7 +6,7 @@ import socket
 
 import httpx
 
-from tests.instrumentors.recording import Recorder
+from tests.recording import Recorder
 from tests.servers import TestServer
 
 

@@ -10,7 +10,7 @@ import requests
 import urllib3
 
 import agenttrace
-from tests.instrumentors.recording import Recorder
+from tests.recording import Recorder
 from tests.servers import TestServer, binary_payload
 
 

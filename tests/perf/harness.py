@@ -639,7 +639,7 @@ def scenario_replay(ctx: Context) -> Section:
         for kind in kinds:
             sample = min(plan.replay_sample, int(count * 0.8))
             if kind == "vcrpy" and count >= 10000:
-                sample = plan.replay_vcr_sample_10k  # 116 ms per call here: a full sample takes minutes
+                sample = plan.replay_vcr_sample_10k  # vcrpy: a full sample takes minutes
             if kind in setup_skips:
                 specs[kind] = functools.partial(dict, skipped=setup_skips[kind])
                 continue

@@ -4,7 +4,7 @@ Run from the repository root (needs ``valgrind``: ``apt-get install valgrind``):
 
     python -m tests.perf.instructions                 # record (httpx, requests) and replay
     python -m tests.perf.instructions --only replay   # or --only record
-    python -m tests.perf.instructions --baseline fd5bae4
+    python -m tests.perf.instructions --baseline <commit>
 
 Wall-clock figures on a shared 2-core machine swing by 2x from one minute to the next; the
 number of instructions a process executes does not depend on what else the machine does. Each

@@ -2,6 +2,7 @@
 
     python -m tests.perf.load_parts                 # a 10,000-call recording, 3 rounds
     python -m tests.perf.load_parts --count 1000 --rounds 5
+    python -m tests.perf.load_parts --baseline <commit>   # each part also timed for another commit, alternating
 
 Records ``count`` calls with the replay scenario's worker (the benchmark's recording: distinct
 URLs, one request body, 2 KB responses), then times each part of loading it in a fresh
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .harness import REPO, Context, Plan
+from .harness import REPO, Context, Plan, _baseline_tree
 
 PARTS = ("parse", "load_events", "events to exchanges", "matcher", "from the file")
 
@@ -56,8 +58,17 @@ def _child(part: str, path: str) -> dict[str, float]:
         assert parsed
         return {"seconds": seconds}
     import agenttrace
-    from agenttrace._replay.loader import check_events, collector_paused, load_recording
-    from agenttrace._replay.matcher import Matcher
+
+    try:
+        from agenttrace._replay.loader import check_events, collector_paused, load_recording
+        from agenttrace._replay.matcher import Matcher
+    except ImportError:  # a --baseline tree from before the packages of agenttrace/ had their present names
+        from agenttrace._replay._loader import (  # type: ignore[import-not-found,no-redef]
+            check_events,
+            collector_paused,
+            load_recording,
+        )
+        from agenttrace._replay._matcher import Matcher  # type: ignore[import-not-found,no-redef]
 
     if part == "load_events":
         start = time.perf_counter()
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.perf.load_parts", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10000, help="recorded calls (default 10,000)")
     parser.add_argument("--rounds", type=int, default=3, help="processes per part (default 3)")
+    parser.add_argument("--baseline", help="a git commit (or a folder holding an importable agenttrace) to time too")
     parser.add_argument("--child", nargs=2, metavar=("PART", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -113,17 +125,23 @@ def main(argv: list[str] | None = None) -> int:
         if "skipped" in made:
             sys.stderr.write(f"cannot record: {made['skipped']}\n")
             return 1
-        found: dict[str, list[dict[str, float]]] = {part: [] for part in PARTS}
+        trees: dict[str, dict[str, str] | None] = {"": None}
+        if args.baseline:
+            baseline = _baseline_tree(args.baseline, scratch)
+            trees[" (baseline)"] = {**os.environ, "PYTHONPATH": str(baseline)}
+        found: dict[str, list[dict[str, float]]] = {part + tree: [] for part in PARTS for tree in trees}
         for _ in range(args.rounds):
-            for part in PARTS:  # the parts alternate, so a busy moment spreads over all of them
-                done = subprocess.run(
-                    [sys.executable, "-m", "tests.perf.load_parts", "--child", part, str(recording)],
-                    cwd=REPO,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                found[part].append(json.loads(done.stdout.splitlines()[-1]))
+            for part in PARTS:  # the parts (and trees) alternate, so a busy moment spreads over all of them
+                for tree, env in trees.items():
+                    done = subprocess.run(
+                        [sys.executable, "-m", "tests.perf.load_parts", "--child", part, str(recording)],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    found[part + tree].append(json.loads(done.stdout.splitlines()[-1]))
     finally:
         ctx.stop_servers()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -134,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "| part | ms | per call µs |",
         "|---|---|---|",
     ]
-    for part in PARTS:
-        seconds = [r["seconds"] for r in found[part]]
+    for part, rows in found.items():
+        seconds = [r["seconds"] for r in rows]
         out.append(f"| {part} | {_spread(seconds, 1e3, 0)} | {_spread(seconds, 1e6 / args.count, 1)} |")
     file_rows: list[dict[str, Any]] = found["from the file"]
     faults = [r["minor_faults"] for r in file_rows]

@@ -1,7 +1,7 @@
 """Does the trace writer's work fall on the agent's wait for its next first chunk?
 
     python -m tests.perf.overlap                     # this tree
-    python -m tests.perf.overlap --baseline 38ddb3f  # and another commit, alternating
+    python -m tests.perf.overlap --baseline <commit>  # and another commit, alternating
 
 Runs the stream scenario's worker (SSE streams back to back inside one ``@agenttrace.run``, a
 fresh process per round, pinned as the benchmark pins its clients) with ``log_encodings``: the

@@ -22,6 +22,7 @@ import pytest
 import agenttrace
 from agenttrace import ConfigurationError
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._format import exactjson
 from agenttrace._format import files as _traceio
 from agenttrace._format.events import _decode, event_exchange, exchange_of
 from agenttrace._replay import matcher as _matcher
@@ -43,7 +44,7 @@ def recording(replayer: Replayer, server: TestServer) -> Recorded:
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with orjson, and as if orjson were not installed."""
     if request.param == "json":
-        monkeypatch.setattr(_traceio, "_orjson", None)
+        monkeypatch.setattr(exactjson, "_orjson", None)
         monkeypatch.setattr(_matcher, "_dumps", None)
     return str(request.param)
 
@@ -199,7 +200,7 @@ def test_bad_lines_are_named_the_same_with_or_without_orjson(
     path = tmp_path / "utf8.jsonl"
     assert messages["utf8.jsonl"] == f"replay file {path} cannot be read as UTF-8 text: {undecodable.value}"
     assert messages["blank.jsonl"].endswith("blank.jsonl is empty; expected OTLP JSON Lines or a JSON array of events")
-    monkeypatch.setattr(_traceio, "_orjson", None)
+    monkeypatch.setattr(exactjson, "_orjson", None)
     for name in cases:
         with pytest.raises(ConfigurationError) as caught:
             agenttrace.load_events(tmp_path / name)
@@ -240,7 +241,7 @@ def test_checked_events_can_leave_the_calls_out(recording: Recorded) -> None:
     assert lean == [e for e in kept if e["kind"] != "call"]
 
 
-# --- event_exchange, as it was before it was made faster: the reference -----------------------
+# --- the list form's decoder written plainly: the behaviour exchange_of keeps ------------------
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:

@@ -15,12 +15,12 @@ from rich.console import Console
 
 import agenttrace
 from agenttrace import ConfigurationError
-from agenttrace._capture.record import exchange_from_span
 from agenttrace._cli.show import render
 from agenttrace._format.events import call_event, event_exchange
+from agenttrace._format.exchange import exchange_from_span
 from agenttrace._format.files import read_spans
 from agenttrace._format.otlp_json import decode_attributes
-from agenttrace._replay.loader import _fast_call_event, _fast_call_exchange, check_events
+from agenttrace._replay.loader import check_events
 from tests.servers import TestServer
 
 from .agents import HTTPX_AGENT, REQUESTS_AGENT
@@ -160,13 +160,12 @@ def _set(items: list[dict[str, Any]], key: str, value: dict[str, Any] | None) ->
         items.append({"key": key, "value": value})
 
 
-def test_fast_span_decoding_equals_the_long_way(replayer: Replayer, server: TestServer) -> None:
-    """The loader's direct span-to-event path gives exactly call_event(exchange_from_span(span)).
+def test_span_decoding_round_trips_through_the_list_form(replayer: Replayer, server: TestServer) -> None:
+    """A call span's exchange survives the list form: event_exchange(call_event(x)) == x.
 
     Checked on real spans (JSON, SSE, gzip, binary, redirect, form) and on variants: non-ASCII
-    body, missing digest and size, a step filter's flag, an error event, no response headers.
-    And its direct span-to-exchange path (init(replay_events_file=...)) gives the exchange
-    event_exchange builds from that event.
+    body, missing digest and size, a step filter's flag, an error event, no response headers;
+    decoding with the attributes given or not, and with a shared header cache, gives one exchange.
     """
     recs = [
         replayer.record(HTTPX_AGENT, [server.base_url]),
@@ -193,23 +192,17 @@ def test_fast_span_decoding_equals_the_long_way(replayer: Replayer, server: Test
         variants.append(variant)
     no_response = copy.deepcopy(spans[0])
     no_response["events"] = [e for e in no_response["events"] if e["name"] == "agenttrace.request"]
-    variants.append(no_response)
-    fast_used = direct_used = 0
+    cache: dict[str, tuple[tuple[str, str], ...]] = {}
     for span in spans + variants:
         attributes = decode_attributes(span["attributes"])
-        fast = _fast_call_event(span, attributes, {})
-        slow = call_event(exchange_from_span(span))
-        direct = _fast_call_exchange(span, attributes, {})
-        if fast is not None:
-            fast_used += 1
-            assert fast == slow
-            assert json.dumps(fast) == json.dumps(slow)  # same keys in the same order
-        if direct is not None:
-            direct_used += 1
-            assert direct == event_exchange(slow, "test")
-            assert fast is not None
-    assert fast_used >= len(spans) + len(variants) - 4  # base64 (binary) bodies take the long way
-    assert direct_used == fast_used - 1  # a call with neither response nor error: its event decides
+        exchange = exchange_from_span(span)
+        assert exchange_from_span(span, attributes, headers=cache) == exchange
+        event = call_event(exchange)
+        assert event_exchange(event, "test") == exchange
+        assert json.dumps(call_event(event_exchange(event, "test"))) == json.dumps(event)  # same keys, same order
+    assert exchange_from_span(no_response).response is None
+    with pytest.raises(ConfigurationError, match="a call needs a 'response' or an 'error'"):
+        event_exchange(call_event(exchange_from_span(no_response)), "test")
 
 
 def test_replay_trace_is_not_a_recording(replayer: Replayer, server: TestServer) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.export.conftest import CLEAN_ENV
+from tests.exporters.conftest import CLEAN_ENV
 
 BIN = Path(sys.executable).parent
 POSTGRES_VARIABLE = "AGENTTRACE_TEST_POSTGRES_DSN"

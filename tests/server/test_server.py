@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agenttrace._format.files import read_spans
-from tests.export.conftest import CLEAN_ENV
+from tests.exporters.conftest import CLEAN_ENV
 from tests.servers import TestServer
 
 from .conftest import BIN, KEY

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.export.conftest import CLEAN_ENV
+from tests.exporters.conftest import CLEAN_ENV
 from tests.servers import TestServer
 
 from .conftest import KEY

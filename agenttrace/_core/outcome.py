@@ -1,0 +1,113 @@
+"""How a run's or a step's outcome is written on its span.
+
+Values become JSON (results, step keyword arguments) without ever raising; a failure becomes the
+span's exception event and ERROR status.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import enum
+import json
+import math
+import traceback
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from agenttrace._capture.filter import FILTERED, Filter
+
+__all__ = ["dumps", "record_failure", "rendered_result", "to_jsonable"]
+
+_MAX_DEPTH = 32
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001 - a user __repr__ may raise anything
+        return f"<{type(value).__name__} object (repr failed: {type(exc).__name__})>"
+
+
+def to_jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
+    """Return JSON-ready data for ``value``: containers walked, unknown objects as ``repr``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth >= _MAX_DEPTH:
+        return "<max depth>"
+    if id(value) in _seen:
+        return "<cycle>"
+    seen = _seen | {id(value)}
+    try:
+        if isinstance(value, Mapping):
+            return {str(k): to_jsonable(v, _depth + 1, seen) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            items = sorted(value, key=_safe_repr) if isinstance(value, (set, frozenset)) else value
+            return [to_jsonable(v, _depth + 1, seen) for v in items]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return {"base64": base64.b64encode(raw).decode("ascii")}
+        if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, (uuid.UUID, Decimal, PurePath)):
+            return str(value)
+        if isinstance(value, enum.Enum):
+            return to_jsonable(value.value, _depth + 1, seen)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return to_jsonable(fields, _depth + 1, seen)
+        dump = getattr(value, "model_dump", None)  # pydantic v2 (the openai/anthropic models)
+        if callable(dump) and not isinstance(value, type):
+            return to_jsonable(dump(mode="json"), _depth + 1, seen)
+    except Exception:  # noqa: BLE001 - rendering must never raise into the agent
+        return _safe_repr(value)
+    return _safe_repr(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text for ``value``; never raises."""
+    try:
+        return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+    except Exception:  # noqa: BLE001
+        return json.dumps(_safe_repr(value))
+
+
+def record_failure(span: Span, exc: BaseException, rules: Filter) -> None:
+    """Record ``exc`` on a run's or step's span and mark it failed, ``rules``' patterns applied.
+
+    Name and path rules need fields; an exception's text has none, but a pattern (an API key's
+    shape) finds a secret an SDK put in its message, and in the stack trace that repeats it.
+    """
+    description = f"{type(exc).__name__}: {exc}"
+    if rules.patterns:
+        span.record_exception(
+            exc,
+            attributes={
+                "exception.message": rules.text(str(exc)),
+                "exception.stacktrace": rules.text("".join(traceback.format_exception(exc))),
+            },
+            escaped=True,
+        )
+        description = rules.text(description)
+    else:
+        span.record_exception(exc, escaped=True)
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+def rendered_result(value: Any, rules: Filter) -> str:
+    """The JSON text a step's or a run's result is recorded as, ``rules`` applied; never raises."""
+    try:
+        return dumps(rules.apply(to_jsonable(value)) if rules else value)
+    except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
+        return dumps(FILTERED)

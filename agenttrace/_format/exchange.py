@@ -1,0 +1,142 @@
+"""The one decoder from a recorded call span (OTLP JSON) to the :class:`Exchange` it recorded.
+
+Replay, ``agenttrace show``, ``agenttrace diff`` and the server read call spans through
+:func:`exchange_from_span`; the flattened list form (``load_events``) is this exchange encoded
+again by :func:`agenttrace._format.events.call_event`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
+from agenttrace._format.exactjson import fast_loads
+from agenttrace._format.otlp_json import decode_attributes
+
+__all__ = ["HeaderCache", "exchange_from_span", "header_pairs"]
+
+HeaderCache = dict[str, tuple[tuple[str, str], ...]]
+
+_HEADER_CACHE_LIMIT = 4096
+
+
+def exchange_from_span(
+    span: Mapping[str, Any],
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    to_int: Callable[[Any], int] = int,
+    headers: HeaderCache | None = None,
+) -> Exchange:
+    """Rebuild the :class:`Exchange` a call span recorded; ValueError (or KeyError, TypeError) says what is wrong.
+
+    ``attributes`` are the span's attributes when the caller has decoded them already; ``to_int``
+    turns JSON numbers into integers (see :func:`~agenttrace._format.otlp_json.decode_value`);
+    ``headers`` caches parsed header lists across the spans of one recording, where the same
+    lists repeat call after call. A call a replay served, whose body lives in the recording it
+    was served from, has ``extra["served_from"]`` set to ``"<trace id>/<span id>"``.
+    """
+    attrs = decode_attributes(span.get("attributes"), to_int) if attributes is None else attributes
+    if attrs.get(S.KIND) != "call":
+        raise ValueError(f"span {span.get('spanId', '?')} is not an AgentTrace call span ({S.KIND} != 'call')")
+    events = {e.get("name"): decode_attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
+    req = events.get(S.EVENT_REQUEST)
+    if req is None:
+        raise ValueError(f"call span {span.get('spanId', '?')} has no {S.EVENT_REQUEST} event")
+    cache: HeaderCache = {} if headers is None else headers
+    get = req.get
+    int(get(S.BODY_SIZE, 0))  # a request's size is not kept, but must be a number
+    request = RequestData(
+        str(get(S.HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
+        str(get(S.HTTP_URL, attrs.get("url.full", ""))),
+        _headers(get(S.HTTP_HEADERS), cache),
+        _body_bytes(req),
+    )
+    response: ResponseData | None = None
+    resp = events.get(S.EVENT_RESPONSE)
+    if resp is not None:
+        get = resp.get
+        data = _body_bytes(resp)
+        sizes = get(S.STREAM_CHUNK_SIZES) or ()
+        offsets = get(S.STREAM_CHUNK_OFFSETS) or ()
+        response = ResponseData(
+            int(get(S.HTTP_STATUS, 0)),
+            _headers(get(S.HTTP_HEADERS), cache),
+            Body(
+                data,
+                int(get(S.BODY_SIZE, len(data))),
+                str(get(S.BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+                bool(get(S.BODY_TRUNCATED, False)),
+            ),
+            str(get(S.HTTP_REASON, "")),
+            str(get(S.HTTP_VERSION, "HTTP/1.1")),
+            tuple(map(int, sizes)),
+            tuple(map(int, offsets)),
+            str(get(S.STREAM_END, "complete")),
+        )
+    error: RecordedError | None = None
+    err = events.get(S.EVENT_ERROR)
+    if err is not None:
+        get = err.get
+        error = RecordedError(
+            str(get(S.ERROR_TYPE, "")), str(get(S.ERROR_MESSAGE, "")), str(get(S.ERROR_PHASE, "request"))
+        )
+    extra: dict[str, str] = {}
+    if req.get(S.BODY_FILTERED):
+        extra["request_body_filtered"] = "true"
+    if resp is not None:
+        if resp.get(S.BODY_FILTERED):
+            extra["response_body_filtered"] = "true"
+        if resp.get(S.SERVED_SPAN_ID) is not None:
+            extra["served_from"] = f"{resp.get(S.SERVED_TRACE_ID, '')}/{resp.get(S.SERVED_SPAN_ID)}"
+    step_path = attrs.get(S.CALL_STEP_PATH)
+    return Exchange(
+        str(attrs.get(S.CALL_LIBRARY, "")),
+        int(attrs.get(S.CALL_ORDINAL, -1)),
+        tuple(map(str, step_path)) if step_path else (),
+        request,
+        response,
+        error,
+        str(span.get("traceId", "")),
+        str(span.get("spanId", "")),
+        extra,
+    )
+
+
+def _body_bytes(attrs: Mapping[str, Any]) -> bytes:
+    text: str = attrs.get(S.BODY, "") or ""
+    if attrs.get(S.BODY_ENCODING, "utf-8") == "base64":
+        return base64.b64decode(text)
+    return text.encode("utf-8")
+
+
+def _headers(text: Any, cache: HeaderCache) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    pairs = cache.get(text)
+    if pairs is None:
+        pairs = header_pairs(text)
+        if len(cache) < _HEADER_CACHE_LIMIT:
+            cache[text] = pairs
+    return pairs  # shared between exchanges: tuples, never modified
+
+
+def header_pairs(text: Any) -> tuple[tuple[str, str], ...]:
+    """The ``(name, value)`` pairs of a recorded header list (a JSON array of ``[name, value]``)."""
+    fast = fast_loads()
+    if fast is not None and type(text) is str:
+        # orjson parses a header list several times faster; its answer is used when every name
+        # and value is a string, which is what json.loads would give for the same text.
+        try:
+            raw = fast(text)
+        except ValueError:
+            raw = None
+        if type(raw) is list and all(
+            type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in raw
+        ):
+            return tuple([(pair[0], pair[1]) for pair in raw])
+    return tuple([(str(k), str(v)) for k, v in json.loads(text)])

@@ -1,0 +1,154 @@
+"""The machine routes: OTLP/HTTP ingest (``POST /v1/traces``) and the JSON API with its download
+(``/api/traces...``), and the answers they give when a request or the database fails.
+
+The store is called on Starlette's thread pool: its drivers block.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agenttrace._core.warn import warn_once
+from agenttrace._format.exactjson import exact_loads
+from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
+from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.records import SpanRow
+
+__all__ = ["api_trace", "api_traces", "download", "ingest", "store_failed"]
+
+
+async def ingest(request: Request) -> Response:
+    """``POST /v1/traces``: store an ``ExportTraceServiceRequest``'s spans, all or none."""
+    state = state_of(request)
+    store, limit = state.store, state.max_request_bytes
+    content_type = request.headers.get("content-type", "")
+    declared = request.headers.get("content-length")
+    too_big = f"the request body is over the server's limit of {limit} bytes"
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _otlp_error(request, too_big, 413)
+    # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
+    # body is read inside, so waiting requests hold no memory): a request costs a few times its
+    # size while it is handled, and the rest wait their turn.
+    async with state.ingesting:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _otlp_error(request, too_big, 413)
+        try:
+            rows = await run_in_threadpool(_decoded, body, request, limit)
+        except BadRequestError as exc:
+            return _otlp_error(request, str(exc), exc.status)
+        del body
+        try:
+            await run_in_threadpool(store.add, rows)
+        except store.refused as exc:
+            # The database refuses the data itself (a value out of its range): retrying cannot help.
+            return _otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
+        except store.errors as exc:
+            # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
+            return _unavailable(request, exc)
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        return JSONResponse({})
+    # An empty ExportTraceServiceResponse: zero bytes in protobuf.
+    return Response(b"", media_type="application/x-protobuf")
+
+
+async def api_traces(request: Request) -> Response:
+    """``GET /api/traces?limit=&offset=``: a page of the listing."""
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+        offset = int(request.query_params.get("offset", "0"))
+    except ValueError:
+        return JSONResponse({"error": "limit and offset must be integers"}, status_code=400)
+    if not (1 <= limit <= 1000) or not 0 <= offset <= MAX_OFFSET:
+        return JSONResponse({"error": f"limit must be 1 to 1000 and offset 0 to {MAX_OFFSET}"}, status_code=400)
+    traces = await run_in_threadpool(state_of(request).store.traces, limit, offset)
+    return JSONResponse({"traces": [t.as_json() for t in traces]})
+
+
+async def api_trace(request: Request) -> Response:
+    """``GET /api/traces/{trace_id}``: the trace's summary and its spans in OTLP JSON."""
+    trace_id = _api_trace_id(request)
+    if not isinstance(trace_id, str):
+        return trace_id
+    store = state_of(request).store
+    summary = await run_in_threadpool(store.trace, trace_id)
+    if summary is None:
+        return _not_found(f"no trace {trace_id}")
+    lines = await run_in_threadpool(store.lines, trace_id)
+    spans = [span for line in lines for span in _spans_of(exact_loads(line))]
+    return JSONResponse({**summary.as_json(), "otlp_spans": spans})
+
+
+async def download(request: Request) -> Response:
+    """``GET /api/traces/{trace_id}/download``: the trace as an OTLP JSON Lines file."""
+    trace_id = _api_trace_id(request)
+    if not isinstance(trace_id, str):
+        return trace_id
+    lines = await run_in_threadpool(state_of(request).store.lines, trace_id)
+    if not lines:
+        return _not_found(f"no trace {trace_id}")
+    return Response(
+        "".join(line + "\n" for line in lines),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="trace-{trace_id}.jsonl"'},
+    )
+
+
+async def store_failed(request: Request, exc: Exception) -> Response:
+    """The answer of any route to a read that failed in the database (a dropped connection, a pool
+    that stayed busy): 503."""
+    return _unavailable(request, exc)
+
+
+def _api_trace_id(request: Request) -> str | Response:
+    """The API route's trace id, or the answer to give: 400 for a bad id."""
+    trace_id = trace_id_of(request)
+    if trace_id is None:
+        return JSONResponse({"error": "a trace id is 32 hex digits"}, status_code=400)
+    return trace_id
+
+
+def _not_found(what: str) -> Response:
+    return JSONResponse({"error": what}, status_code=404)
+
+
+def _decoded(body: bytearray, request: Request, limit: int) -> list[SpanRow]:
+    raw = decompress(bytes(body), request.headers.get("content-encoding", ""), limit)
+    return decode_request(raw, request.headers.get("content-type", ""))
+
+
+def _unavailable(request: Request, exc: BaseException) -> Response:
+    warn_once(f"server-store-{type(exc).__name__}", f"server: the database failed: {type(exc).__name__}: {exc}")
+    message = f"the database is unavailable ({type(exc).__name__}); retry later"
+    if request.url.path == "/v1/traces":
+        return _otlp_error(request, message, 503)
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "5"})
+
+
+def _otlp_error(request: Request, message: str, status: int) -> Response:
+    """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding."""
+    code = 14 if status == 503 else 3  # UNAVAILABLE: try again; INVALID_ARGUMENT: never
+    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
+        return JSONResponse({"code": code, "message": message}, status_code=status)
+    try:  # googleapis-common-protos, which OpenTelemetry's OTLP exporters depend on
+        from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+    except ImportError:
+        return Response(message.encode(), status_code=status, media_type="text/plain")
+    return Response(
+        Status(code=code, message=message).SerializeToString(), status_code=status, media_type="application/x-protobuf"
+    )
+
+
+def _spans_of(document: Any) -> list[Any]:
+    return [
+        span
+        for resource_spans in document.get("resourceSpans", ())
+        for scope_spans in resource_spans.get("scopeSpans", ())
+        for span in scope_spans.get("spans", ())
+    ]

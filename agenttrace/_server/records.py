@@ -1,0 +1,52 @@
+"""What goes into the store and what comes out: a span's row, and a trace's summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SpanRow", "TraceSummary"]
+
+
+@dataclass(frozen=True)
+class SpanRow:
+    """One span as stored: the columns the listing and the run page query, and its OTLP JSON line."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str  # agenttrace.kind: "run", "step", "call", or "" for spans that are not AgentTrace's
+    start_ns: int
+    end_ns: int
+    status_code: int  # OTLP status code: 0 unset, 1 ok, 2 error
+    run_name: str  # agenttrace.run.name on run spans, else ""
+    run_mode: str  # agenttrace.run.mode on run spans ("record", "replay"), else ""
+    line: str  # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """One trace in the listing."""
+
+    trace_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    spans: int
+    calls: int
+    failed: bool
+    mode: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "name": self.name,
+            "start_time_unix_nano": self.start_ns,
+            "end_time_unix_nano": self.end_ns,
+            "duration_ms": round(max(self.end_ns - self.start_ns, 0) / 1e6, 3),
+            "spans": self.spans,
+            "calls": self.calls,
+            "status": "error" if self.failed else "ok",
+            "mode": self.mode,
+        }

@@ -1,0 +1,112 @@
+"""The SQLite store: a database file, created with its folder at the first start, shared by the
+request handlers' threads through a small pool of connections (WAL journal, writes serialized by
+SQLite itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agenttrace._core.errors import ConfigurationError
+from agenttrace._server.sql import SCHEMA, SQLStore
+
+__all__ = ["SQLiteStore", "StoreBusyError"]
+
+
+class StoreBusyError(RuntimeError):
+    """Every connection of the store stayed in use for the whole wait."""
+
+
+class SQLiteStore(SQLStore):
+    """A SQLite database file, through a small pool of connections (WAL journal)."""
+
+    MAX_CONNECTIONS = 8
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, StoreBusyError)
+    refused: tuple[type[BaseException], ...] = (sqlite3.DataError, sqlite3.IntegrityError, OverflowError)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.description = f"SQLite {self.path}"
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = self._acquire()
+            try:
+                connection.executescript(SCHEMA)
+            finally:
+                self._idle.put(connection)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"database {self.path} cannot be opened as a SQLite database: {exc}; "
+                "expected a writable file path (sqlite:///path/to/file.db)"
+            ) from None
+
+    def _acquire(self) -> sqlite3.Connection:
+        """An idle connection, a new one while there are fewer than MAX_CONNECTIONS, else the next freed."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._all) < self.MAX_CONNECTIONS:
+                # Autocommit; transactions are explicit (BEGIN IMMEDIATE: a writer waits for the
+                # other writer, up to the busy timeout, instead of failing at commit).
+                connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                self._all.append(connection)
+                return connection
+        try:
+            return self._idle.get(timeout=30)
+        except queue.Empty:
+            raise StoreBusyError(
+                f"all {self.MAX_CONNECTIONS} connections to {self.path} stayed busy for 30 s"
+            ) from None
+
+    @contextlib.contextmanager
+    def _cursor(self, write: bool = False) -> Iterator[Any]:
+        connection = self._acquire()
+        cursor = connection.cursor()
+        try:
+            if write:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            else:
+                yield cursor
+        finally:
+            cursor.close()
+            self._release(connection)
+
+    def _release(self, connection: sqlite3.Connection) -> None:
+        """Back to the pool, with no transaction left open; a connection that cannot end one is closed."""
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                with self._lock:
+                    self._all = [c for c in self._all if c is not connection]
+                with contextlib.suppress(sqlite3.Error):
+                    connection.close()
+                return
+        self._idle.put(connection)
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        with self._lock:
+            connections, self._all = self._all, []
+        for connection in connections:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()

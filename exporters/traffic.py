@@ -1,0 +1,49 @@
+"""The exporters' own traffic: marking export work so that nothing records it and the sandbox lets it through.
+
+Export threads carry a marker attribute, and :func:`exporting` marks any other thread while an
+AgentTrace exporter sends on it (a user's ``BatchSpanProcessor`` thread). :func:`suppress_instrumentation`
+sets OpenTelemetry's suppress-instrumentation flag, so no instrumentor (AgentTrace's or
+OpenTelemetry's) records the exporter's HTTP traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextvars import Token
+
+from opentelemetry import context as otel_context
+
+__all__ = ["exporting", "is_exporter_thread", "mark_exporter_thread", "suppress_instrumentation"]
+
+_marker = threading.local()
+
+
+@contextlib.contextmanager
+def exporting() -> Iterator[None]:
+    """Mark the current thread as doing export work while the block runs."""
+    depth = getattr(_marker, "depth", 0)
+    _marker.depth = depth + 1
+    try:
+        yield
+    finally:
+        _marker.depth = depth
+
+
+def mark_exporter_thread(thread: threading.Thread) -> None:
+    """Mark ``thread`` (not started yet) as one of AgentTrace's export threads."""
+    thread._agenttrace_exporter = True  # type: ignore[attr-defined]  # read by is_exporter_thread()
+
+
+def is_exporter_thread() -> bool:
+    """True on AgentTrace's export threads and while an AgentTrace exporter sends on any thread.
+
+    The replay sandbox uses it to exempt the exporter's own traffic from leak detection.
+    """
+    return bool(getattr(threading.current_thread(), "_agenttrace_exporter", False) or getattr(_marker, "depth", 0))
+
+
+def suppress_instrumentation() -> Token[otel_context.Context]:
+    """Set OpenTelemetry's suppress-instrumentation flag in the current context; the token to detach it."""
+    return otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
