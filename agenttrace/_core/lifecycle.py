@@ -20,7 +20,6 @@ from typing import Any, Literal, NoReturn
 from agenttrace import _replay as replay
 from agenttrace._capture import activation
 from agenttrace._capture.filter import FilterSpec
-from agenttrace._capture.record import finish_run as finish_open_calls
 from agenttrace._core.config import Settings, resolve_settings
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState
@@ -139,6 +138,9 @@ def run_entered(state: RunState) -> None:
 
 def run_ended(state: RunState) -> None:
     """A run is about to end its span: record its calls still open, report what replay served."""
+    # Imported here, not at the top: `import agenttrace` does not load the recording machinery.
+    from agenttrace._capture.record import finish_run as finish_open_calls
+
     _guarded(finish_open_calls, state)
     _guarded(replay.run_ended, state)
 

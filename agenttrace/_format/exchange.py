@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
-from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as _EVENT_REQUEST
 from agenttrace._format.exactjson import fast_loads
 from agenttrace._format.otlp_json import decode_attributes
 
@@ -23,6 +23,35 @@ __all__ = ["HeaderCache", "exchange_from_span", "header_pairs"]
 HeaderCache = dict[str, tuple[tuple[str, str], ...]]
 
 _HEADER_CACHE_LIMIT = 4096
+
+# The schema's names as module globals: a large recording's load reads each of them once per call.
+_BODY = S.BODY
+_BODY_ENCODING = S.BODY_ENCODING
+_BODY_FILTERED = S.BODY_FILTERED
+_BODY_SHA256 = S.BODY_SHA256
+_BODY_SIZE = S.BODY_SIZE
+_BODY_TRUNCATED = S.BODY_TRUNCATED
+_CALL_LIBRARY = S.CALL_LIBRARY
+_CALL_ORDINAL = S.CALL_ORDINAL
+_CALL_STEP_PATH = S.CALL_STEP_PATH
+_ERROR_MESSAGE = S.ERROR_MESSAGE
+_ERROR_PHASE = S.ERROR_PHASE
+_ERROR_TYPE = S.ERROR_TYPE
+_EVENT_ERROR = S.EVENT_ERROR
+_EVENT_REQUEST = S.EVENT_REQUEST
+_EVENT_RESPONSE = S.EVENT_RESPONSE
+_HTTP_HEADERS = S.HTTP_HEADERS
+_HTTP_METHOD = S.HTTP_METHOD
+_HTTP_REASON = S.HTTP_REASON
+_HTTP_STATUS = S.HTTP_STATUS
+_HTTP_URL = S.HTTP_URL
+_HTTP_VERSION = S.HTTP_VERSION
+_KIND = S.KIND
+_SERVED_SPAN_ID = S.SERVED_SPAN_ID
+_SERVED_TRACE_ID = S.SERVED_TRACE_ID
+_STREAM_CHUNK_OFFSETS = S.STREAM_CHUNK_OFFSETS
+_STREAM_CHUNK_SIZES = S.STREAM_CHUNK_SIZES
+_STREAM_END = S.STREAM_END
 
 
 def exchange_from_span(
@@ -41,62 +70,62 @@ def exchange_from_span(
     was served from, has ``extra["served_from"]`` set to ``"<trace id>/<span id>"``.
     """
     attrs = decode_attributes(span.get("attributes"), to_int) if attributes is None else attributes
-    if attrs.get(S.KIND) != "call":
-        raise ValueError(f"span {span.get('spanId', '?')} is not an AgentTrace call span ({S.KIND} != 'call')")
+    if attrs.get(_KIND) != "call":
+        raise ValueError(f"span {span.get('spanId', '?')} is not an AgentTrace call span ({_KIND} != 'call')")
     events = {e.get("name"): decode_attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
-    req = events.get(S.EVENT_REQUEST)
+    req = events.get(_EVENT_REQUEST)
     if req is None:
-        raise ValueError(f"call span {span.get('spanId', '?')} has no {S.EVENT_REQUEST} event")
+        raise ValueError(f"call span {span.get('spanId', '?')} has no {_EVENT_REQUEST} event")
     cache: HeaderCache = {} if headers is None else headers
     get = req.get
-    int(get(S.BODY_SIZE, 0))  # a request's size is not kept, but must be a number
+    int(get(_BODY_SIZE, 0))  # a request's size is not kept, but must be a number
     request = RequestData(
-        str(get(S.HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
-        str(get(S.HTTP_URL, attrs.get("url.full", ""))),
-        _headers(get(S.HTTP_HEADERS), cache),
+        str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
+        str(get(_HTTP_URL, attrs.get("url.full", ""))),
+        _headers(get(_HTTP_HEADERS), cache),
         _body_bytes(req),
     )
     response: ResponseData | None = None
-    resp = events.get(S.EVENT_RESPONSE)
+    resp = events.get(_EVENT_RESPONSE)
     if resp is not None:
         get = resp.get
         data = _body_bytes(resp)
-        sizes = get(S.STREAM_CHUNK_SIZES) or ()
-        offsets = get(S.STREAM_CHUNK_OFFSETS) or ()
+        sizes = get(_STREAM_CHUNK_SIZES) or ()
+        offsets = get(_STREAM_CHUNK_OFFSETS) or ()
         response = ResponseData(
-            int(get(S.HTTP_STATUS, 0)),
-            _headers(get(S.HTTP_HEADERS), cache),
+            int(get(_HTTP_STATUS, 0)),
+            _headers(get(_HTTP_HEADERS), cache),
             Body(
                 data,
-                int(get(S.BODY_SIZE, len(data))),
-                str(get(S.BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
-                bool(get(S.BODY_TRUNCATED, False)),
+                int(get(_BODY_SIZE, len(data))),
+                str(get(_BODY_SHA256, "")) or hashlib.sha256(data).hexdigest(),
+                bool(get(_BODY_TRUNCATED, False)),
             ),
-            str(get(S.HTTP_REASON, "")),
-            str(get(S.HTTP_VERSION, "HTTP/1.1")),
+            str(get(_HTTP_REASON, "")),
+            str(get(_HTTP_VERSION, "HTTP/1.1")),
             tuple(map(int, sizes)),
             tuple(map(int, offsets)),
-            str(get(S.STREAM_END, "complete")),
+            str(get(_STREAM_END, "complete")),
         )
     error: RecordedError | None = None
-    err = events.get(S.EVENT_ERROR)
+    err = events.get(_EVENT_ERROR)
     if err is not None:
         get = err.get
         error = RecordedError(
-            str(get(S.ERROR_TYPE, "")), str(get(S.ERROR_MESSAGE, "")), str(get(S.ERROR_PHASE, "request"))
+            str(get(_ERROR_TYPE, "")), str(get(_ERROR_MESSAGE, "")), str(get(_ERROR_PHASE, "request"))
         )
     extra: dict[str, str] = {}
-    if req.get(S.BODY_FILTERED):
+    if req.get(_BODY_FILTERED):
         extra["request_body_filtered"] = "true"
     if resp is not None:
-        if resp.get(S.BODY_FILTERED):
+        if resp.get(_BODY_FILTERED):
             extra["response_body_filtered"] = "true"
-        if resp.get(S.SERVED_SPAN_ID) is not None:
-            extra["served_from"] = f"{resp.get(S.SERVED_TRACE_ID, '')}/{resp.get(S.SERVED_SPAN_ID)}"
-    step_path = attrs.get(S.CALL_STEP_PATH)
+        if resp.get(_SERVED_SPAN_ID) is not None:
+            extra["served_from"] = f"{resp.get(_SERVED_TRACE_ID, '')}/{resp.get(_SERVED_SPAN_ID)}"
+    step_path = attrs.get(_CALL_STEP_PATH)
     return Exchange(
-        str(attrs.get(S.CALL_LIBRARY, "")),
-        int(attrs.get(S.CALL_ORDINAL, -1)),
+        str(attrs.get(_CALL_LIBRARY, "")),
+        int(attrs.get(_CALL_ORDINAL, -1)),
         tuple(map(str, step_path)) if step_path else (),
         request,
         response,
@@ -108,8 +137,8 @@ def exchange_from_span(
 
 
 def _body_bytes(attrs: Mapping[str, Any]) -> bytes:
-    text: str = attrs.get(S.BODY, "") or ""
-    if attrs.get(S.BODY_ENCODING, "utf-8") == "base64":
+    text: str = attrs.get(_BODY, "") or ""
+    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
         return base64.b64decode(text)
     return text.encode("utf-8")
 

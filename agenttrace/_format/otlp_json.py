@@ -331,7 +331,10 @@ def decode_attributes(
     # A plain loop with strings and integers first: a trace's attributes are mostly those, and
     # loading a large recording decodes hundreds of thousands of them.
     for kv in attributes or ():
-        value = kv.get("value", _NO_VALUE)
+        try:
+            value = kv["value"]
+        except KeyError:
+            value = _NO_VALUE
         key = kv["key"]
         if "stringValue" in value:
             out[key] = value["stringValue"]
