@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from agenttrace._core.warn import warn_once
+from agenttrace._core.errors import warn_once
 
 if TYPE_CHECKING:
     from agenttrace.exporters.spool import Delivery, Spool

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from agenttrace._core.warn import warn_once
+from agenttrace._core.errors import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.otlp_json import group_parts, span_text
 

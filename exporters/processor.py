@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from agenttrace._core.warn import say, warn_once
+from agenttrace._core.errors import say, warn_once
 
 if TYPE_CHECKING:
     from agenttrace.exporters.local import SpanWriter, TraceFile

@@ -38,7 +38,7 @@ from agenttrace.exporters.lanes import (
 )
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from agenttrace._core.warn import warn_once
+from agenttrace._core.errors import warn_once
 
 if TYPE_CHECKING:
     from agenttrace._core.config import Settings

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agenttrace._core.warn import say, warn_once
+from agenttrace._core.errors import say, warn_once
 
 __all__ = ["Delivery", "Spool", "drain", "report_failure", "request_bytes"]
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
-from agenttrace._core import warn as _warn
+from agenttrace._core import errors as _warn
 from agenttrace._demo.llm_server import FakeLLMServer
 from agenttrace._format.files import SpanRecord, read_spans
 from tests.recording import Recorder

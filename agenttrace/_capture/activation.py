@@ -14,8 +14,8 @@ import threading
 from typing import Any, NamedTuple
 
 from agenttrace._core.config import Settings
+from agenttrace._core.errors import warn_once
 from agenttrace._core.scope import current_scope
-from agenttrace._core.warn import warn_once
 
 __all__ = ["INSTRUMENTORS", "install", "uninstall"]
 

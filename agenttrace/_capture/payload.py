@@ -18,7 +18,6 @@ exporter can ever see is decided in this one module:
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import gzip
 import hashlib
@@ -37,8 +36,6 @@ __all__ = [
     "DEFAULT_REDACTED_HEADERS",
     "DEFAULT_REDACTED_WORDS",
     "Redactor",
-    "decode_body",
-    "encode_body",
     "filter_body",
     "filter_chunks",
     "filter_url",
@@ -148,21 +145,6 @@ def make_body(data: bytes, max_bytes: int) -> Body:
     if size > max_bytes:
         return Body(data=data[:max_bytes], size=size, sha256=digest, truncated=True)
     return Body(data=data, size=size, sha256=digest)
-
-
-def encode_body(data: bytes) -> tuple[str, str]:
-    """``(text, encoding)``: UTF-8 text kept as text, anything else base64."""
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
-
-
-def decode_body(text: str, encoding: str) -> bytes:
-    """The bytes :func:`encode_body` encoded."""
-    if encoding == "base64":
-        return base64.b64decode(text)
-    return text.encode("utf-8")
 
 
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str:

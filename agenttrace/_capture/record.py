@@ -37,10 +37,11 @@ from agenttrace._capture import payload as _payload
 from agenttrace._capture.filter import Filter
 from agenttrace._capture.model import Body, Exchange, RequestData
 from agenttrace._core.config import Settings
+from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState, current_scope
-from agenttrace._core.warn import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
+from agenttrace._format.otlp_json import decode_body, encode_body
 
 __all__ = [
     "Call",
@@ -216,7 +217,7 @@ class _PendingDigest(Mapping[str, Any]):
             with _digest_lock:
                 if self._pending:
                     values = self._values
-                    data = _payload.decode_body(values[S.BODY], values[S.BODY_ENCODING])
+                    data = decode_body(values[S.BODY], values[S.BODY_ENCODING])
                     values[S.BODY_SHA256] = hashlib.sha256(data).hexdigest()
                     self._pending = False
         return self._values
@@ -484,7 +485,7 @@ def _body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) ->
     size = len(data)
     if size > max_bytes:
         return _cut_body_attributes(attributes, _payload.make_body(data, max_bytes))
-    text, encoding = _payload.encode_body(data)
+    text, encoding = encode_body(data)
     attributes[S.BODY] = text
     attributes[S.BODY_ENCODING] = encoding
     attributes[S.BODY_SIZE] = size
@@ -496,7 +497,7 @@ def _body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) ->
 
 
 def _cut_body_attributes(attributes: dict[str, Any], body: Body) -> bool:
-    text, encoding = _payload.encode_body(body.data)
+    text, encoding = encode_body(body.data)
     attributes[S.BODY] = text
     attributes[S.BODY_ENCODING] = encoding
     attributes[S.BODY_SIZE] = body.size

@@ -117,7 +117,7 @@ def bootstrap() -> None:
     try:
         start_process_run()
     except Exception as exc:  # noqa: BLE001 - a broken setting must not stop the user's program
-        from agenttrace._core.warn import warn_once
+        from agenttrace._core.errors import warn_once
 
         warn_once("zero-code", f"AgentTrace is off for this process: {exc}")
 

@@ -178,7 +178,7 @@ def _file_settings(env: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
         except ConfigurationError as exc:
             # Looked at only in case it has [tool.agenttrace]: a project's own broken file is not
             # a reason to stop its agent. Said once; the settings come from elsewhere.
-            from agenttrace._core.warn import warn_once
+            from agenttrace._core.errors import warn_once
 
             warn_once("config-pyproject", f"{exc}; its [tool.agenttrace] settings, if any, are not used")
             return None

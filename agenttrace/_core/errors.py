@@ -1,4 +1,5 @@
-"""The exceptions AgentTrace raises, all rooted in :class:`AgentTraceError`.
+"""How AgentTrace reports trouble: the exceptions it raises, all rooted in :class:`AgentTraceError`,
+and, for trouble that must not stop the agent, one warning line on stderr (:func:`warn_once`).
 
 ``AgentTraceError``
     Base class: ``except agenttrace.AgentTraceError`` catches everything below.
@@ -20,12 +21,17 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 __all__ = [
     "AgentTraceError",
     "ConfigurationError",
     "DeterminismLeakError",
     "ReplayMismatchError",
     "SocketLeakError",
+    "say",
+    "warn_once",
 ]
 
 
@@ -47,3 +53,32 @@ class DeterminismLeakError(AgentTraceError):
 
 class SocketLeakError(DeterminismLeakError, ReplayMismatchError):
     """A raw socket connect or datagram in governance replay: a leak, and a call not recorded."""
+
+
+# --- warnings: one line per distinct problem per process, never an exception ----------------------
+
+_lock = threading.Lock()
+_seen: set[str] = set()
+
+
+def say(message: str) -> None:
+    """Print one ``agenttrace:`` line on stderr; a closed stderr is ignored."""
+    try:
+        print(f"agenttrace: {message}", file=sys.stderr, flush=True)
+    except Exception:  # noqa: BLE001, S110 - stderr gone (closed pipe at exit): nothing to tell
+        pass
+
+
+def warn_once(key: str, message: str) -> bool:
+    """Print ``WARNING: message`` the first time ``key`` is seen; return whether it printed."""
+    with _lock:
+        if key in _seen:
+            return False
+        _seen.add(key)
+    say(f"WARNING: {message}")
+    return True
+
+
+def _reset_for_tests() -> None:
+    with _lock:
+        _seen.clear()

@@ -21,9 +21,9 @@ from agenttrace import _replay as replay
 from agenttrace._capture import activation
 from agenttrace._capture.filter import FilterSpec
 from agenttrace._core.config import Settings, resolve_settings
+from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import RunState
-from agenttrace._core.warn import warn_once
 from agenttrace.exporters import setup as export
 
 __all__ = ["configure", "current_settings", "init", "run_ended", "run_entered", "run_exited"]

@@ -12,11 +12,11 @@ from opentelemetry import trace
 
 from agenttrace._capture.filter import FilterSpec, compile_filter
 from agenttrace._core import lifecycle
+from agenttrace._core.errors import warn_once
 from agenttrace._core.outcome import dumps, record_failure, rendered_result, to_jsonable
 from agenttrace._core.run import RunContext
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import Scope, current_scope, enter_scope, exit_scope
-from agenttrace._core.warn import warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.STEP_NAME
 
 __all__ = ["set_result", "step"]

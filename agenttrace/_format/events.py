@@ -28,6 +28,7 @@ from typing import Any
 
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
 from agenttrace._core.errors import ConfigurationError
+from agenttrace._format.otlp_json import decode_body, encode_body
 from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -44,21 +45,6 @@ __all__ = [
 EVENT_KINDS = ("run", "call", "entropy")
 
 
-def _encode(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
-
-
-def _decode(text: str, encoding: str) -> bytes:
-    if encoding == "base64":
-        return base64.b64decode(text, validate=True)
-    if encoding != "utf-8":
-        raise ValueError(f"body_encoding {encoding!r} is not 'utf-8' or 'base64'")
-    return text.encode("utf-8")
-
-
 def _headers(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
     return [[k, v] for k, v in pairs]
 
@@ -66,7 +52,7 @@ def _headers(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
 def call_event(exchange: Exchange) -> dict[str, Any]:
     """The list-form dict of one recorded call."""
     req = exchange.request
-    body, encoding = _encode(req.body)
+    body, encoding = encode_body(req.body)
     event: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "call",
@@ -85,7 +71,7 @@ def call_event(exchange: Exchange) -> dict[str, Any]:
     }
     resp = exchange.response
     if resp is not None:
-        rbody, rencoding = _encode(resp.body.data)
+        rbody, rencoding = encode_body(resp.body.data)
         event["response"] = {
             "status_code": resp.status_code,
             "reason": resp.reason,
@@ -156,10 +142,9 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _text_body(text: Any, encoding: Any) -> bytes:
-    # _decode(str(text), str(encoding)), its usual case first.
     if type(text) is str and type(encoding) is str and encoding == "utf-8":
         return text.encode("utf-8")
-    return _decode(str(text), str(encoding))
+    return decode_body(str(text), str(encoding), strict=True)
 
 
 def malformed_call(where: str, exc: Exception) -> ConfigurationError:

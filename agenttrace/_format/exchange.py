@@ -7,7 +7,6 @@ again by :func:`agenttrace._format.events.call_event`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as _EVENT_REQUEST
 from agenttrace._format.exactjson import fast_loads
-from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._format.otlp_json import decode_attributes, decode_body
 
 __all__ = ["HeaderCache", "exchange_from_span", "header_pairs"]
 
@@ -137,10 +136,7 @@ def exchange_from_span(
 
 
 def _body_bytes(attrs: Mapping[str, Any]) -> bytes:
-    text: str = attrs.get(_BODY, "") or ""
-    if attrs.get(_BODY_ENCODING, "utf-8") == "base64":
-        return base64.b64decode(text)
-    return text.encode("utf-8")
+    return decode_body(attrs.get(_BODY, "") or "", attrs.get(_BODY_ENCODING, "utf-8"))
 
 
 def _headers(text: Any, cache: HeaderCache) -> tuple[tuple[str, str], ...]:

@@ -344,3 +344,29 @@ def decode_attributes(
         else:
             out[key] = decode_value(value, to_int)
     return out
+
+
+# --- bodies ------------------------------------------------------------------------------------
+# A recorded body is held as text: UTF-8 text as it is, any other bytes as base64, with the
+# encoding beside it (agenttrace.body.encoding, a list event's body_encoding).
+
+
+def encode_body(data: bytes) -> tuple[str, str]:
+    """``(text, encoding)``: UTF-8 text kept as text, anything else base64."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def decode_body(text: str, encoding: str, *, strict: bool = False) -> bytes:
+    """The bytes :func:`encode_body` encoded.
+
+    ``strict`` (input a user wrote, such as a list event): base64 must be well formed and the
+    encoding one of the two, else ValueError.
+    """
+    if encoding == "base64":
+        return base64.b64decode(text, validate=strict)
+    if strict and encoding != "utf-8":
+        raise ValueError(f"body_encoding {encoding!r} is not 'utf-8' or 'base64'")
+    return text.encode("utf-8")

@@ -9,8 +9,7 @@ Span attributes (besides ``agenttrace.run.replay_of``, set when the run starts):
 from __future__ import annotations
 
 from agenttrace._capture.model import Exchange
-from agenttrace._core.errors import ReplayMismatchError
-from agenttrace._core.warn import say
+from agenttrace._core.errors import ReplayMismatchError, say
 from agenttrace._format.schema import (
     REPLAY_CALLS_MISSED,
     REPLAY_CALLS_SERVED,

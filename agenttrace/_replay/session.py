@@ -29,9 +29,15 @@ from urllib.parse import urlsplit
 
 from agenttrace._capture.model import Exchange, RequestData
 from agenttrace._core.config import Settings
-from agenttrace._core.errors import AgentTraceError, DeterminismLeakError, ReplayMismatchError, SocketLeakError
+from agenttrace._core.errors import (
+    AgentTraceError,
+    DeterminismLeakError,
+    ReplayMismatchError,
+    SocketLeakError,
+    say,
+    warn_once,
+)
 from agenttrace._core.scope import RunState, current_scope
-from agenttrace._core.warn import say, warn_once
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.RUN_REPLAY_OF
 from agenttrace._format.events import event_exchange
 from agenttrace._replay import entropy as _entropy

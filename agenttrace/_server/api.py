@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agenttrace._core.warn import warn_once
+from agenttrace._core.errors import warn_once
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.ingest import BadRequestError, decode_request, decompress

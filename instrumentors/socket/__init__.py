@@ -17,20 +17,13 @@ before instrumentation is not seen (replay's audit hook covers that case).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agenttrace._capture.adapters import lazy_instrumentors
 
 if TYPE_CHECKING:
     from agenttrace.instrumentors.socket.instrumentor import SocketInstrumentor
 
 __all__ = ["SocketInstrumentor"]
 
-
-def __getattr__(name: str) -> Any:
-    # The instrumentor derives from BaseInstrumentor, whose import (opentelemetry.instrumentation)
-    # costs tens of milliseconds; ``@run`` imports only the adapter beside it, so the class is
-    # loaded on first use (PEP 562).
-    if name in __all__:
-        from agenttrace.instrumentors.socket import instrumentor
-
-        return getattr(instrumentor, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_instrumentors(__name__, __all__)

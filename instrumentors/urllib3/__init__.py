@@ -19,20 +19,13 @@ The patch itself is ``agenttrace.instrumentors.urllib3.adapter``, which ``@run``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agenttrace._capture.adapters import lazy_instrumentors
 
 if TYPE_CHECKING:
     from agenttrace.instrumentors.urllib3.instrumentor import Urllib3Instrumentor
 
 __all__ = ["Urllib3Instrumentor"]
 
-
-def __getattr__(name: str) -> Any:
-    # The instrumentor derives from BaseInstrumentor, whose import (opentelemetry.instrumentation)
-    # costs tens of milliseconds; ``@run`` imports only the adapter beside it, so the class is
-    # loaded on first use (PEP 562).
-    if name in __all__:
-        from agenttrace.instrumentors.urllib3 import instrumentor
-
-        return getattr(instrumentor, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_instrumentors(__name__, __all__)

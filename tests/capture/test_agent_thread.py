@@ -32,7 +32,7 @@ from agenttrace._capture import record as _capture
 from agenttrace._capture.filter import EMPTY, compile_filter
 from agenttrace._capture.model import RequestData
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.BODY
-from agenttrace._format.otlp_json import decode_attributes, span_text
+from agenttrace._format.otlp_json import decode_attributes, encode_body, span_text
 from tests.recording import Recorder
 from tests.servers import TestServer, binary_payload
 
@@ -92,7 +92,7 @@ def test_recorded_digests_are_those_of_the_bodies(tmp_path: Path, server: TestSe
 
 def _event_span(attributes: dict[str, Any], data: bytes) -> tuple[ReadableSpan, dict[str, Any]]:
     """A finished SDK span holding one request event built from ``data``, and the eager values."""
-    text, encoding = _payload.encode_body(data)
+    text, encoding = encode_body(data)
     eager = {
         **attributes,
         S.BODY: text,

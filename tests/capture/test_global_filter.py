@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agenttrace
-from agenttrace._core import warn as _warn
+from agenttrace._core import errors as _warn
 from tests.recording import Recorder, read_trace, replaying
 from tests.servers import TestServer
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 import agenttrace
-from agenttrace._core import warn as _warn
+from agenttrace._core import errors as _warn
 from tests.recording import Trace, read_trace, replaying
 from tests.servers import TestServer
 

@@ -10,7 +10,7 @@ import pytest
 
 import agenttrace
 from agenttrace._capture.filter import compile_filter
-from agenttrace._core import warn as _warn
+from agenttrace._core import errors as _warn
 from agenttrace._core.config import resolve_settings
 
 

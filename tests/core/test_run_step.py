@@ -233,7 +233,7 @@ def test_set_result_on_step_and_run(spans: InMemorySpanExporter) -> None:
 
 def test_set_result_outside_run_warns_once(spans: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]) -> None:
     """set_result outside any run warns once on stderr and does nothing."""
-    from agenttrace._core import warn as _warn
+    from agenttrace._core import errors as _warn
 
     _warn._reset_for_tests()
     agenttrace.set_result(1)

@@ -24,7 +24,8 @@ from agenttrace import ConfigurationError
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
 from agenttrace._format import exactjson
 from agenttrace._format import files as _traceio
-from agenttrace._format.events import _decode, event_exchange, exchange_of
+from agenttrace._format.events import event_exchange, exchange_of
+from agenttrace._format.otlp_json import decode_body
 from agenttrace._replay import matcher as _matcher
 from agenttrace._replay.loader import check_events, load_recording
 from agenttrace._replay.matcher import Entry, Matcher, Miss
@@ -254,12 +255,12 @@ def _reference_exchange(event: Mapping[str, Any]) -> Exchange:
         method=str(req["method"]).upper(),
         url=str(req["url"]),
         headers=_pairs(req.get("headers")),
-        body=_decode(str(req.get("body", "")), str(req.get("body_encoding", "utf-8"))),
+        body=decode_body(str(req.get("body", "")), str(req.get("body_encoding", "utf-8")), strict=True),
     )
     response = None
     resp = event.get("response")
     if resp is not None:
-        data = _decode(str(resp.get("body", "")), str(resp.get("body_encoding", "utf-8")))
+        data = decode_body(str(resp.get("body", "")), str(resp.get("body_encoding", "utf-8")), strict=True)
         body = Body(
             data=data,
             size=int(resp.get("body_size", len(data))),

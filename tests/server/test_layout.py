@@ -9,7 +9,7 @@ from pathlib import Path
 import agenttrace._server
 
 SERVER = Path(agenttrace._server.__file__).parent
-ALLOWED = ("agenttrace._server", "agenttrace._format", "agenttrace._core.errors", "agenttrace._core.warn")
+ALLOWED = ("agenttrace._server", "agenttrace._format", "agenttrace._core.errors")
 
 
 def test_the_server_imports_agenttrace_only_through_the_trace_format() -> None:
