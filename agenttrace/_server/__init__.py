@@ -22,8 +22,8 @@ asks for).
 :mod:`.auth`       the key check every guarded route goes through
 :mod:`.context`    the state the routes reach through ``request.app.state``
 :mod:`.store`      the store's interface and :func:`~.store.open_store`, which opens a
-                   :mod:`.sqlite` or :mod:`.postgres` store; their SQL is :mod:`.sql`, the rows
-                   they take and give :mod:`.records`
+                   :mod:`.store.sqlite` or :mod:`.store.postgres` store; their SQL is
+                   :mod:`.store.sql`, the rows they take and give :mod:`.store.records`
 =================  ===========================================================================
 
 The server reads traces through :mod:`agenttrace._format` alone (and takes ``ConfigurationError``

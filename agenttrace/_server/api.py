@@ -16,7 +16,7 @@ from agenttrace._core.errors import warn_once
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.ingest import BadRequestError, decode_request, decompress
-from agenttrace._server.records import SpanRow
+from agenttrace._server.store.records import SpanRow
 
 __all__ = ["api_trace", "api_traces", "download", "ingest", "store_failed"]
 

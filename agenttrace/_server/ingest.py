@@ -27,7 +27,7 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
 from agenttrace._format.otlp_json import decode_attributes
-from agenttrace._server.records import SpanRow
+from agenttrace._server.store.records import SpanRow
 
 __all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "decode_request", "decompress"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord
 from agenttrace._format.tree import call_summary, span_tree
-from agenttrace._server.records import TraceSummary
+from agenttrace._server.store.records import TraceSummary
 
 if TYPE_CHECKING:
     import jinja2

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.sql import SCHEMA, SQLStore
+from agenttrace._server.store.sql import SCHEMA, SQLStore
 
 __all__ = ["POSTGRES_HINT", "PostgresStore", "redacted"]
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.postgres import PostgresStore, redacted
-from agenttrace._server.records import SpanRow, TraceSummary
-from agenttrace._server.sqlite import SQLiteStore
+from agenttrace._server.store.postgres import PostgresStore, redacted
+from agenttrace._server.store.records import SpanRow, TraceSummary
+from agenttrace._server.store.sqlite import SQLiteStore
 
 __all__ = ["Store", "TraceSummary", "open_store"]
 

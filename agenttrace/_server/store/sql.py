@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from agenttrace._server.records import SpanRow, TraceSummary
+from agenttrace._server.store.records import SpanRow, TraceSummary
 
 __all__ = ["SCHEMA", "SQLStore"]
 

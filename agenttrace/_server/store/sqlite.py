@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.sql import SCHEMA, SQLStore
+from agenttrace._server.store.sql import SCHEMA, SQLStore
 
 __all__ = ["SQLiteStore", "StoreBusyError"]
 
