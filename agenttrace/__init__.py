@@ -28,7 +28,7 @@ from agenttrace._core.step import set_result, step
 from agenttrace._replay import load_events
 from agenttrace._version import __version__
 
-trace = run  # `@agenttrace.trace` is the spec's other name for `@agenttrace.run`
+trace = run  # `@agenttrace.trace` is the other name of `@agenttrace.run` (docs/api.md)
 
 __all__ = [
     "FILTERED",

@@ -16,12 +16,13 @@ from typing import Any
 from agenttrace._core.config import API_KEY_PREFIXES
 from agenttrace._core.errors import ConfigurationError
 
-__all__ = ["add_arguments", "run", "settings"]
+__all__ = ["add_arguments", "listening_socket", "run", "settings"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318  # OTLP/HTTP's port: OpenTelemetry's own exporters find the server there too
 DEFAULT_DATABASE = "sqlite:///.agenttrace/server.db"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-request-bytes",
         help=f"largest OTLP request accepted, after decompression (AGENTTRACE_SERVER_MAX_REQUEST_BYTES; "
         f"default {DEFAULT_MAX_REQUEST_BYTES})",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        help="seconds an upload may stall before it is answered 408 and its turn given up "
+        f"(AGENTTRACE_SERVER_REQUEST_TIMEOUT; default {DEFAULT_REQUEST_TIMEOUT:g})",
     )
 
 
@@ -84,6 +90,18 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             f"max_request_bytes {limit_text!r} (from {limit_from}) is not valid; "
             "expected a number of bytes, 1024 or more"
         ) from None
+    timeout_text, timeout_from = _pick(
+        getattr(args, "request_timeout", None), "AGENTTRACE_SERVER_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT
+    )
+    try:
+        request_timeout = float(timeout_text)
+        if not 0 < request_timeout <= 3600:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"request_timeout {timeout_text!r} (from {timeout_from}) is not valid; expected seconds, more than 0 "
+            "and at most 3600"
+        ) from None
     if args.api_keys:
         keys, keys_from = list(args.api_keys), "--api-key"
     else:
@@ -101,7 +119,33 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             f"host {host!r} is reachable from other machines, and no API key is set: anyone there could read "
             "and write every trace; give keys with --api-key or AGENTTRACE_SERVER_API_KEYS, or listen on 127.0.0.1"
         )
-    return {"host": str(host), "port": port, "database": str(database), "api_keys": keys, "max_request_bytes": limit}
+    return {
+        "host": str(host),
+        "port": port,
+        "database": str(database),
+        "api_keys": keys,
+        "max_request_bytes": limit,
+        "request_timeout": request_timeout,
+    }
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket; OSError if the address cannot be had.
+
+    Created with protocol IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets
+    whose protocol says TCP, and without it a small answer on a kept-alive connection waits for
+    the client's delayed acknowledgement (about 40 ms a request).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # before the address is printed: a client reading it may connect at once
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _loopback(host: str) -> bool:
@@ -128,21 +172,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        app = create_app(app_store, config["api_keys"], config["max_request_bytes"])
+        app = create_app(app_store, config["api_keys"], config["max_request_bytes"], config["request_timeout"])
         family = socket.AF_INET6 if ":" in config["host"] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((config["host"], config["port"]))
+            sock = listening_socket(config["host"], config["port"])
         except OSError as exc:
-            sock.close()
             print(
                 f"agenttrace server: cannot listen on {config['host']}:{config['port']} ({exc.strerror}); "
                 "pick another with --port or AGENTTRACE_SERVER_PORT",
                 file=sys.stderr,
             )
             return 2
-        sock.listen(2048)  # before the address is printed: a client reading it may connect at once
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         url = f"http://{shown}:{port}"

@@ -12,7 +12,7 @@ from typing import Any
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord
 
-__all__ = ["call_summary", "span_tree"]
+__all__ = ["call_summary", "in_parent_cycle", "span_tree"]
 
 
 def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list[SpanRecord]]]:
@@ -29,12 +29,39 @@ def span_tree(spans: list[SpanRecord]) -> tuple[list[SpanRecord], dict[str, list
         ordinal = span.attributes.get(S.CALL_ORDINAL, 0)
         return span.start_ns, ordinal if type(ordinal) is int else 0  # a file from anywhere may hold anything
 
-    for span in sorted(spans, key=order):
+    ordered = sorted(spans, key=order)
+    for span in ordered:
         if span.parent_span_id and span.parent_span_id in ids:
             children.setdefault(span.parent_span_id, []).append(span)
         else:
             roots.append(span)
+    # Spans whose parents form a cycle (or that are their own parent) hang from no root: each
+    # cycle is cut above its earliest span, which becomes a root (see in_parent_cycle).
+    reached: set[str] = set()
+
+    def reach(span_id: str) -> None:
+        stack = [span_id]
+        while stack:
+            current = stack.pop()
+            if current not in reached:
+                reached.add(current)
+                stack.extend(child.span_id for child in children.get(current, ()))
+
+    for root in roots:
+        reach(root.span_id)
+    for span in ordered:
+        if span.span_id not in reached:
+            siblings = children[span.parent_span_id]
+            siblings[:] = [other for other in siblings if other is not span]
+            roots.append(span)
+            reach(span.span_id)
+    roots.sort(key=order)
     return roots, children
+
+
+def in_parent_cycle(span: SpanRecord, ids: set[str]) -> bool:
+    """True for a root :func:`span_tree` made by cutting a cycle of parents: its parent is in the trace."""
+    return bool(span.parent_span_id) and span.parent_span_id in ids
 
 
 def call_summary(span: SpanRecord) -> tuple[str, str, str]:

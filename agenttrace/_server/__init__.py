@@ -58,11 +58,14 @@ def web_stack() -> None:
         ) from None
 
 
-def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20) -> Any:
+def create_app(
+    store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20, request_timeout: float = 30.0
+) -> Any:
     """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication."""
     web_stack()  # the modules below import the web stack
     import anyio
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.routing import Route
 
     from agenttrace._server import api, web
@@ -80,11 +83,12 @@ def create_app(store: Store, api_keys: Sequence[str] = (), max_request_bytes: in
     ]
     # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.
     handlers: dict[Any, Any] = dict.fromkeys(store.errors, api.store_failed)
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(web.SecurityHeaders)])
     app.state.agenttrace = ServerState(
         store=store,
         keys=tuple(key.encode() for key in api_keys),
         max_request_bytes=max_request_bytes,
         ingesting=anyio.Semaphore(INGEST_CONCURRENCY),
+        request_timeout=request_timeout,
     )
     return app

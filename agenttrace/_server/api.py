@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from agenttrace._core.errors import warn_once
@@ -18,7 +19,7 @@ from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.ingest import BadRequestError, decode_request, decompress
 from agenttrace._server.store.records import SpanRow
 
-__all__ = ["api_trace", "api_traces", "download", "ingest", "store_failed"]
+__all__ = ["api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
 
 
 async def ingest(request: Request) -> Response:
@@ -29,26 +30,38 @@ async def ingest(request: Request) -> Response:
     declared = request.headers.get("content-length")
     too_big = f"the request body is over the server's limit of {limit} bytes"
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _otlp_error(request, too_big, 413)
+        return otlp_error(request, too_big, 413)
     # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
     # body is read inside, so waiting requests hold no memory): a request costs a few times its
     # size while it is handled, and the rest wait their turn.
     async with state.ingesting:
         body = bytearray()
-        async for chunk in request.stream():
+        chunks = request.stream().__aiter__()
+        while True:
+            # A body that stops arriving gives its turn up after request_timeout: two stalled
+            # uploads must not hold the ingest slots forever.
+            with anyio.move_on_after(state.request_timeout) as waited:
+                try:
+                    chunk = await anext(chunks, None)
+                except ClientDisconnect:
+                    return Response(status_code=400)  # no one reads it; nothing to log
+            if waited.cancelled_caught:
+                return otlp_error(request, f"the request body stalled for {state.request_timeout:g} s", 408)
+            if chunk is None:
+                break
             body += chunk
             if len(body) > limit:
-                return _otlp_error(request, too_big, 413)
+                return otlp_error(request, too_big, 413)
         try:
             rows = await run_in_threadpool(_decoded, body, request, limit)
         except BadRequestError as exc:
-            return _otlp_error(request, str(exc), exc.status)
+            return otlp_error(request, str(exc), exc.status)
         del body
         try:
             await run_in_threadpool(store.add, rows)
         except store.refused as exc:
             # The database refuses the data itself (a value out of its range): retrying cannot help.
-            return _otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
+            return otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
         except store.errors as exc:
             # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
             return _unavailable(request, exc)
@@ -127,13 +140,14 @@ def _unavailable(request: Request, exc: BaseException) -> Response:
     warn_once(f"server-store-{type(exc).__name__}", f"server: the database failed: {type(exc).__name__}: {exc}")
     message = f"the database is unavailable ({type(exc).__name__}); retry later"
     if request.url.path == "/v1/traces":
-        return _otlp_error(request, message, 503)
+        return otlp_error(request, message, 503)
     return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "5"})
 
 
-def _otlp_error(request: Request, message: str, status: int) -> Response:
+def otlp_error(request: Request, message: str, status: int) -> Response:
     """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding."""
-    code = 14 if status == 503 else 3  # UNAVAILABLE: try again; INVALID_ARGUMENT: never
+    # UNAVAILABLE: try again; UNAUTHENTICATED; DEADLINE_EXCEEDED; INVALID_ARGUMENT: never
+    code = {503: 14, 401: 16, 408: 4}.get(status, 3)
     if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
         return JSONResponse({"code": code, "message": message}, status_code=status)
     try:  # googleapis-common-protos, which OpenTelemetry's OTLP exporters depend on

@@ -27,6 +27,7 @@ class ServerState:
     keys: tuple[bytes, ...]  # the API keys clients may send; none: no authentication
     max_request_bytes: int  # largest OTLP request body, after decompression
     ingesting: anyio.Semaphore  # OTLP requests read, decoded and stored at once
+    request_timeout: float = 30.0  # seconds a request body may stall before it is answered 408
 
 
 def state_of(request: Request) -> ServerState:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord
-from agenttrace._format.tree import call_summary, span_tree
+from agenttrace._format.tree import call_summary, in_parent_cycle, span_tree
 from agenttrace._server.store.records import TraceSummary
 
 if TYPE_CHECKING:
@@ -234,8 +234,15 @@ def render_index(traces: list[TraceSummary], page: int, more: bool, store: str, 
 def render_trace(summary: TraceSummary, spans: list[SpanRecord], store: str) -> str:
     """One trace's page."""
     roots, children = span_tree(spans)
+    ids = {span.span_id for span in spans}
+    nodes = []
+    for root in roots:
+        node = _node(root, children)
+        if in_parent_cycle(root, ids):
+            node.note = f"{node.note} (its parents form a cycle: shown from here)".strip()
+        nodes.append(node)
     template = _templates().get_template("trace.html")
-    return template.render(summary=summary, roots=[_node(root, children) for root in roots], store=store)
+    return template.render(summary=summary, roots=nodes, store=store)
 
 
 def render_not_found() -> str:

@@ -5,12 +5,43 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenttrace._format.files import spans_of_lines
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.pages import PAGE_SIZE, render_index, render_not_found, render_trace
 
-__all__ = ["healthz", "index", "trace_page"]
+__all__ = ["SECURITY_HEADERS", "SecurityHeaders", "healthz", "index", "trace_page"]
+
+# On every answer: pages run no script and load nothing from elsewhere (their only style is the
+# inline sheet), no other site may frame them, and no answer is read as another type.
+SECURITY_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def index(request: Request) -> Response:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.store.postgres import PostgresStore, redacted
+from agenttrace._server.store.postgres import PostgresStore, is_keyword_form, redacted
 from agenttrace._server.store.records import SpanRow, TraceSummary
 from agenttrace._server.store.sqlite import SQLiteStore
 
@@ -53,12 +53,13 @@ class Store(Protocol):
 
 
 def open_store(database: str) -> Store:
-    """The store ``database`` names: ``sqlite:///path``, a plain file path, or ``postgresql://...``."""
+    """The store ``database`` names: ``sqlite:///path``, a plain file path, ``postgresql://...`` or
+    libpq's keyword form (``host=... user=... dbname=...``)."""
     text = database.strip()
     if not text:
         raise ConfigurationError("database is empty; expected sqlite:///path/to/file.db or postgresql://...")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme in ("postgresql", "postgres"):
+    if scheme in ("postgresql", "postgres") or (not scheme and is_keyword_form(text)):
         return PostgresStore(text)
     if scheme == "sqlite":
         path = text.split("://", 1)[1]

@@ -8,7 +8,6 @@ import contextlib
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._server.store.sql import SCHEMA, SQLStore
@@ -32,9 +31,11 @@ class PostgresStore(SQLStore):
                 f"database {redacted(dsn)} is PostgreSQL, which needs the psycopg driver ({exc.name} is "
                 f"not installed): {POSTGRES_HINT}"
             ) from None
-        parts = urlsplit(dsn)
+        dsn, parts = _parse(dsn)
         # No user, password or query (which may hold one) in what pages and logs show.
-        self.description = f"PostgreSQL {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+        self.description = (
+            f"PostgreSQL {parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname', '')}"
+        )
         from psycopg_pool import PoolTimeout
 
         self.errors = (psycopg.Error, PoolTimeout)
@@ -49,7 +50,7 @@ class PostgresStore(SQLStore):
                     connection.execute("SELECT pg_advisory_unlock(727271)")
         except psycopg.Error as exc:
             raise ConfigurationError(
-                f"database {redacted(dsn)} cannot be used: {str(exc).strip()}; "
+                f"database {redacted(dsn)} cannot be used: {_scrubbed(str(exc).strip(), dsn, parts)}; "
                 "expected a reachable PostgreSQL database the user may create tables in"
             ) from None
         self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True, kwargs={"connect_timeout": 10})
@@ -65,15 +66,51 @@ class PostgresStore(SQLStore):
         self._pool.close()
 
 
-_QUERY_SECRET = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&]*")
+# libpq's keywords an address in the keyword form starts with (``host=db user=agent ...``).
+_KEYWORDS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service", "sslmode", "options"}
+)
+_KEYWORD_FORM = re.compile(r"^\s*([a-z_]+)\s*=")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)[^&]*")
+_KEYWORD_SECRET = re.compile(r"(?i)\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")
+
+
+def is_keyword_form(address: str) -> bool:
+    """True for libpq's keyword form of an address (``host=h user=u password=...``)."""
+    found = _KEYWORD_FORM.match(address)
+    return found is not None and found.group(1) in _KEYWORDS
+
+
+def _parse(dsn: str) -> tuple[str, dict[str, Any]]:
+    """The address as libpq reads it (the scheme in lower case) and its parts; ConfigurationError if unreadable."""
+    scheme, sep, rest = dsn.strip().partition("://")
+    text = f"{scheme.lower()}{sep}{rest}" if sep else dsn.strip()
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return text, conninfo_to_dict(text)
+    except Exception:  # noqa: BLE001 - libpq's own message may repeat the address, password included
+        raise ConfigurationError(
+            f"database {redacted(dsn)} is not a PostgreSQL address libpq can read; expected "
+            "postgresql://user:password@host:port/dbname (special characters percent-encoded) "
+            "or the keyword form host=... user=... password=... dbname=..."
+        ) from None
+
+
+def _scrubbed(message: str, dsn: str, parts: dict[str, Any]) -> str:
+    """``message`` with the address and its password (as written anywhere in it) replaced."""
+    message = message.replace(dsn, redacted(dsn))
+    password = str(parts.get("password") or "")
+    return message.replace(password, "***") if password else message
 
 
 def redacted(dsn: str) -> str:
-    """``dsn`` without its passwords (after the user name, and ``password=`` or ``sslpassword=``
-    in the query), for messages."""
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    return parts._replace(netloc=netloc, query=_QUERY_SECRET.sub(r"\1***", parts.query)).geturl()
+    """``dsn`` without its passwords, for messages: after the user name, and ``password=`` or
+    ``sslpassword=`` in the query or the keyword form. Unreadable addresses are hidden more, never less."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return _KEYWORD_SECRET.sub(r"\1***", dsn)
+    at = rest.rfind("@")  # the last one: a password may hold an unencoded "@"
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
+    return scheme + sep + _QUERY_SECRET.sub(r"\1***", rest)

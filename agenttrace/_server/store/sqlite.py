@@ -40,6 +40,11 @@ class SQLiteStore(SQLStore):
             connection = self._acquire()
             try:
                 connection.executescript(SCHEMA)
+                # A write now, so that a database the server can read but not write (a read-only
+                # mount, a file it does not own) is refused at start, not answered 503 at every
+                # ingest: writing the header's user_version with the value it has changes nothing.
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                connection.execute(f"PRAGMA user_version = {int(version)}")
             finally:
                 self._idle.put(connection)
         except (OSError, sqlite3.Error) as exc:
