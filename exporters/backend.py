@@ -193,6 +193,11 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
         """Where the data goes, for messages."""
         return f"the OTLP endpoint {self._endpoint}"
 
+    @property
+    def probe_endpoint(self) -> str:
+        """Where exit may try a connect when nothing was confirmed yet (agenttrace.exporters.probe)."""
+        return str(self._endpoint)
+
     def clone(self) -> SpoolingOTLPSpanExporter:
         """A fresh exporter with the same settings (new HTTP session), for a forked child."""
         args, kwargs = self._init_args

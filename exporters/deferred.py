@@ -55,8 +55,10 @@ class DeferredExporter(SpanExporter):
         spool: Spool,
         destination: str,
         uploader_env: dict[str, str] | None,
+        probe_endpoint: str | None = None,
     ) -> None:
         self._build = build
+        self.probe_endpoint = probe_endpoint  # where exit may try a connect (agenttrace.exporters.probe)
         self._real: SpanExporter | None = None
         self._real_lock = threading.Lock()
         self.target = target
@@ -73,7 +75,7 @@ class DeferredExporter(SpanExporter):
 
     def __getattr__(self, name: str) -> Any:
         # deliver, deliver_serialized, keep, keep_outcome, ...: the real exporter's.
-        if name.startswith("__") or name in ("_build", "_real", "_real_lock"):
+        if name.startswith("__") or name in ("_build", "_real", "_real_lock", "probe_endpoint"):
             raise AttributeError(name)
         return getattr(self.real(), name)
 
@@ -94,6 +96,7 @@ class DeferredExporter(SpanExporter):
             spool=self.spool,
             destination=self.destination,
             uploader_env=self._uploader_env,
+            probe_endpoint=self.probe_endpoint,
         )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 
     from agenttrace._core.config import Settings
 
-__all__ = ["Lane", "close_lanes", "exit_timeout", "handed_off_to", "in_worker_process", "use_settings"]
+__all__ = [
+    "Lane",
+    "close_lanes",
+    "exit_timeout",
+    "handed_off_to",
+    "in_worker_process",
+    "run_metadata_exported",
+    "use_settings",
+]
 
 _settings: Settings | None = None
 
@@ -62,6 +70,16 @@ def use_settings(settings: Settings) -> None:
     """Take the exit bound, the exit mode and the export timeout from ``settings`` (on every ``init()``)."""
     global _settings  # noqa: PLW0603 - the settings of the process's last init()
     _settings = settings
+
+
+def run_metadata_exported() -> bool:
+    """True when the run's source and distributions go to OTLP destinations too (``export_run_metadata``)."""
+    if _settings is not None:
+        value = getattr(_settings, "export_run_metadata", None)
+        if value is not None:
+            return bool(value)
+    # Before any init() (a lane made by opentelemetry-instrument's configurator): the variable.
+    return os.environ.get("AGENTTRACE_EXPORT_RUN_METADATA", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def exit_timeout() -> float:

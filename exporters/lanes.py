@@ -21,13 +21,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agenttrace.exporters.exit import close_lanes, exit_timeout
+from agenttrace.exporters.deferred import BACKEND_TARGET
+from agenttrace.exporters.exit import close_lanes, exit_timeout, run_metadata_exported
 from agenttrace.exporters.traffic import exporting, mark_exporter_thread, suppress_instrumentation
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agenttrace._core.errors import warn_once
+from agenttrace._format.schema import RUN_DISTRIBUTIONS, RUN_SOURCE
 
 if TYPE_CHECKING:
     from agenttrace.exporters.spool import Delivery, Spool
@@ -127,6 +129,9 @@ class ExportLane(SpanProcessor):
         self.exporter = exporter
         self.name: str = str(name or getattr(exporter, "target", type(exporter).__name__))
         self._spool = spool if spool is not None else getattr(exporter, "spool", None)
+        # The run's source code and installed distributions (up to 1 MiB) are AgentTrace's own:
+        # other destinations get them only with export_run_metadata.
+        self._strip_run_metadata = getattr(exporter, "target", None) != BACKEND_TARGET and not run_metadata_exported()
         self._init_state()
         _LANES.add(self)
         if self._spool is not None and self._spool.pending() and getattr(exporter, "deliver_serialized", None):
@@ -144,6 +149,7 @@ class ExportLane(SpanProcessor):
         self._cooldown_until = 0.0
         self._cooldown = _COOLDOWN_FIRST
         self._last_failed = False  # the last send or spool drain failed, and none succeeded since
+        self._confirmed = False  # the receiver accepted something from this process
         self._backlog = True  # the spool may hold batches of earlier runs: send them when idle
         self._draining = False
         self._deadline = float("inf")  # set by close(): the exit bound
@@ -161,6 +167,8 @@ class ExportLane(SpanProcessor):
         ctx = span.context
         if ctx is None or not ctx.trace_flags.sampled:
             return
+        if self._strip_run_metadata:
+            span = _without_run_metadata(span)
         overflow: list[ReadableSpan] = []
         with self._lock:
             if self._closed:
@@ -249,9 +257,12 @@ class ExportLane(SpanProcessor):
         """Exit without waiting: stop taking spans and spool at once what is queued or in flight.
 
         Nothing is said unless the receiver is known to be failing (then the usual warning): the
-        spans are not lost, only not sent yet. Returns the variables the background uploader
-        needs for this lane when ``spawn`` and the lane's spool holds something to send (what
-        was just spooled, a backlog it was sending, files its workers left), else None.
+        spans are not lost, only not sent yet. When nothing was confirmed by the receiver yet, a
+        connect bounded by :data:`agenttrace.exporters.probe.PROBE_BOUND` finds out whether its
+        address refuses connections (then that warning, at once). Returns the variables the
+        background uploader needs for this lane when ``spawn`` and the lane's spool holds
+        something to send (what was just spooled, a backlog it was sending, files its workers
+        left), else None.
         """
         spool = self._spool
         if spool is None:
@@ -269,7 +280,17 @@ class ExportLane(SpanProcessor):
                 self._abandoned = True  # if its answer still comes, the thread does not spool it again
             busy = self._abandoned or self._draining
             failing = self._failing(time.monotonic()) if self._thread is not None else None
-            troubled = failing is not None or self._last_failed
+            unconfirmed = not self._confirmed and not self._last_failed
+        if spawn and left and failing is None and unconfirmed:
+            # Nothing says yet whether the receiver is there: one connect, bounded, tells a refused
+            # or unresolvable address (said below, in the usual warning) from a slow receiver.
+            # (Not in a multiprocessing worker: its parent hands the spool off, and says it.)
+            endpoint = getattr(self.exporter, "probe_endpoint", None)
+            if isinstance(endpoint, str):
+                from agenttrace.exporters.probe import unreachable
+
+                failing = unreachable(endpoint)
+        troubled = failing is not None or self._last_failed
         for start in range(0, len(left), _MAX_BATCH):
             self._spool_at_exit(spool, left[start : start + _MAX_BATCH], failing)
         spool.release_mine()  # a spool file the thread is still sending: the uploader's now
@@ -422,6 +443,7 @@ class ExportLane(SpanProcessor):
             self._keep_unless_abandoned(batch, repr(exc))
             return
         if ok:
+            self._confirmed = True
             if self._cooldown_until:
                 self._backlog = True  # the receiver is back: send what was spooled meanwhile
             self._cooldown_until = 0.0
@@ -456,6 +478,7 @@ class ExportLane(SpanProcessor):
             self._failed()
         elif outcome.delivered:
             self._last_failed = False
+            self._confirmed = True
         if outcome.reason is not None or outcome.rejected:
             from agenttrace.exporters.spool import report_failure
 
@@ -508,6 +531,30 @@ class ExportLane(SpanProcessor):
             f"export:{self.name}",
             f"could not send traces with the {self.name} exporter ({reason}); {len(spans)} spans were dropped",
         )
+
+
+_RUN_METADATA = (RUN_SOURCE, RUN_DISTRIBUTIONS)
+
+
+def _without_run_metadata(span: ReadableSpan) -> ReadableSpan:
+    """``span``, or a copy of it without the run's source and distributions when it has them."""
+    attributes = span.attributes
+    if not attributes or (RUN_SOURCE not in attributes and RUN_DISTRIBUTIONS not in attributes):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={k: v for k, v in attributes.items() if k not in _RUN_METADATA},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:

@@ -1,9 +1,18 @@
 """Local trace files: one ``<trace_id>.jsonl`` per run, OTLP JSON Lines, written atomically.
 
 Spans are encoded as they end and appended to a hidden partial file in the trace folder
-(``.<trace_id>.jsonl.partial-<pid>``), so a long run's payloads never pile up in memory. When
-the run ends the partial file is flushed, fsynced and renamed into place: a reader never sees
-a half-written trace file, even if the process is killed mid-run.
+(``.<trace_id>.jsonl.partial-<pid>-<token>``): the writer thread hands each batch to the
+operating system as soon as it has encoded it (every few tens of milliseconds while spans keep
+coming), so a process killed with ``kill -9`` leaves every span that ended more than that long
+before on disk, and a long run's payloads never pile up in memory. When the run ends the
+partial file is fsynced and renamed into place: a reader never sees a half-written
+``<trace_id>.jsonl``.
+
+The writer holds an exclusive ``flock`` on its partial file for as long as it lives; the
+operating system releases it when the process dies, however it dies. That lock, not a process
+id, is how a later process tells an interrupted run's file (recovered as
+``<trace_id>.incomplete.jsonl``) from a live one, so processes of different containers (each
+perhaps PID 1) can share a trace folder.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +34,10 @@ from agenttrace._format.otlp_json import group_parts, span_text
 
 __all__ = ["SpanWriter", "TraceFile", "recover_interrupted"]
 
-# Encoded spans are written out once this many characters are pending: memory stays bounded
-# however large the run, and small runs cost one write.
-_FLUSH_CHARS = 1 << 20
+# Encoded spans are written out when this many characters are pending, when the oldest has waited
+# _SYNC_DELAY seconds, and after each batch of the writer thread, whichever comes first.
+_FLUSH_CHARS = 1 << 18
+_SYNC_DELAY = 0.05
 
 # Open files inherited across fork(), kept alive so their buffers are never flushed (see
 # TraceFile.forget_after_fork).
@@ -54,78 +65,173 @@ class TraceFile:
 
     def __init__(self, folder: Path, trace_id: int) -> None:
         self.folder = folder
+        self.trace_id = trace_id
         self.name = f"{trace_id:032x}.jsonl"
         self.path = folder / self.name
-        self._partial = folder / f".{self.name}.partial-{os.getpid()}"
+        # pid and the monotonic clock: unique among processes of several containers sharing the
+        # folder, and no draw from os.urandom, which a replay serves from the agent's recording.
+        self._token = f"{os.getpid()}-{time.monotonic_ns():x}"
+        self._partial = folder / f".{self.name}.partial-{self._token}"
         self._lock = threading.Lock()
         self._pending: list[tuple[Any, Any, str]] = []
         self._pending_chars = 0
+        self._pending_since = 0.0
         self._file: IO[str] | None = None
         self.spans = 0
+        self.dropped = 0  # spans not written because the file could not be
         self.failed: OSError | None = None
 
     def add(self, span: ReadableSpan) -> None:
-        """Encode ``span`` now (so the span object can be freed) and queue it for writing."""
+        """Encode ``span`` now (so the span object can be freed) and queue it for writing.
+
+        What is pending is written when it is large or old enough; the writer thread also calls
+        :meth:`write_out` after each batch.
+        """
+        with self._lock:
+            if self.failed is not None:
+                # The file cannot be written: keeping the span would make memory grow with the run.
+                self.spans += 1
+                self.dropped += 1
+                return
         encoded = span_text(span)
         with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
             self._pending.append((span.resource, span.instrumentation_scope, encoded))
             self._pending_chars += len(encoded)
             self.spans += 1
-            if self._pending_chars >= _FLUSH_CHARS:
+            if self._pending_chars >= _FLUSH_CHARS or time.monotonic() - self._pending_since >= _SYNC_DELAY:
                 self._write_pending()
+
+    def write_out(self, timeout: float = -1) -> bool:
+        """Hand what is pending to the operating system (a kill no longer loses it); False if busy.
+
+        ``timeout``: how long to wait for the file's lock (-1: as long as it takes; a signal
+        handler passes a bound, since the thread it interrupted may hold the lock).
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
+            self._write_pending()
+        finally:
+            self._lock.release()
+        return True
+
+    def _open_partial(self) -> IO[str]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # backslashreplace: a lone surrogate (only ever inside a JSON string) is written as its
+        # \uXXXX escape, which reads back as the same string.
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; recovery falls back to the process id
+            return open(self._partial, "w", encoding="utf-8", errors="backslashreplace")
+        # Created under a name no recoverer looks at, locked, then renamed: a partial file is
+        # never visible unlocked while its writer lives.
+        creating = self.folder / f".{self.name}.creating-{self._token}"
+        handle = open(creating, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open across calls
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(creating, self._partial)
+        except OSError:
+            handle.close()
+            with contextlib.suppress(OSError):
+                creating.unlink()
+            raise
+        return handle
 
     def _write_pending(self) -> None:
         if not self._pending or self.failed is not None:
             return
         try:
             if self._file is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                # backslashreplace: a lone surrogate (only ever inside a JSON string) is written as
-                # its \uXXXX escape, which reads back as the same string.
-                self._file = open(self._partial, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open across calls
+                self._file = self._open_partial()
             parts = group_parts(self._pending)
             parts.append("\n")
-            # One write of the whole line: a process killed mid-run leaves whole lines behind.
+            # One write of the whole line: a process killed mid-run leaves whole lines behind
+            # (but for a line the kill cuts in the middle, which readers skip with a warning).
             self._file.write("".join(parts))
+            self._file.flush()
         except OSError as exc:
-            # Keep the spans in memory: the commit retries once, and says where it failed.
-            self.failed = exc
+            self._fail(exc)
             return
         self._pending.clear()
         self._pending_chars = 0
 
-    def commit(self) -> Path | None:
-        """Write what is left and move the file into place; return its path, or None on failure."""
+    def _fail(self, exc: OSError) -> None:
+        """The file cannot be written: say so now, drop what is pending and what comes (counted)."""
+        self.failed = exc
+        self.dropped += len(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        warn_once(
+            f"trace-file:{self.folder}",
+            f"could not write trace file {self.path}: {exc}; the run itself is unaffected, "
+            "and the spans of its trace are dropped (the count is reported at the run's end)",
+        )
+
+    def commit(self, target: Path | None = None) -> Path | None:
+        """Write what is left and move the file into place; return its path, or None on failure.
+
+        ``target``: where to (default ``<trace_id>.jsonl``); the spans of an earlier file there
+        are kept.
+        """
+        target = target or self.path
         with self._lock:
-            self.failed = None
             self._write_pending()
+            if self.failed is not None:
+                self._keep_written()
+                return None
             try:
-                if self.failed is not None:
-                    raise self.failed
                 if self._file is None:
                     return None
                 self._file.flush()
                 os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
                 with _merge_lock(self.folder / ".merge.lock"):
-                    if self.path.exists():
+                    if target.exists():
                         # Another run in the same trace got there first (a second top-level run
                         # under the user's span, a forked worker): keep both runs' spans.
-                        with (
-                            open(self.path, encoding="utf-8") as earlier,
-                            open(self._partial, "a", encoding="utf-8") as out,
-                        ):
-                            out.write(earlier.read())
-                    os.replace(self._partial, self.path)
+                        with open(target, encoding="utf-8") as earlier:
+                            self._file.write(earlier.read())
+                        self._file.flush()
+                    # Renamed while still open, so locked: no recoverer takes it in between.
+                    os.replace(self._partial, target)
+                self._file.close()
+                self._file = None
             except OSError as exc:
                 warn_once(
                     f"trace-file:{self.folder}",
                     f"could not write trace file {self.path}: {exc}; the run itself is unaffected",
                 )
+                self._report_dropped()
                 self._discard()
                 return None
-            return self.path
+            return target
+
+    def _report_dropped(self, kept: Path | None = None) -> None:
+        if self.dropped:
+            where = f"; the spans written before are in {kept}" if kept is not None else ""
+            warn_once(
+                f"trace-file-dropped:{self.path}",
+                f"{self.dropped} of the {self.spans} spans of trace {self.trace_id:032x} were dropped: "
+                f"they could not be written to {self.folder} ({self.failed}){where}",
+            )
+
+    def _keep_written(self) -> None:
+        """Writing failed mid-run (a full disk): keep what reached the file, as ``<trace_id>.incomplete.jsonl``.
+
+        Its last line may be cut where the failure came; readers read the lines before it.
+        """
+        kept: Path | None = None
+        if self._file is not None:
+            target = self.folder / self.name.replace(".jsonl", ".incomplete.jsonl")
+            try:
+                if self._partial.stat().st_size > 0 and not target.exists():
+                    os.replace(self._partial, target)  # a rename needs no free space
+                    kept = target
+            except OSError:
+                pass
+        self._report_dropped(kept)
+        self._discard()
 
     def forget_after_fork(self) -> None:
         """In a forked child: let go of the parent's partial file without writing to it.
@@ -168,7 +274,10 @@ def recover_interrupted(folder: Path) -> list[Path]:
     """Keep the spans of runs whose process died mid-run, as ``<trace_id>.incomplete.jsonl``.
 
     A partial file whose writer is gone will never be committed; renaming it makes the spans it
-    holds visible to ``agenttrace show`` and to replay, marked as incomplete by the name.
+    holds visible to ``agenttrace show`` and to replay, marked as incomplete by the name. A
+    partial file is its writer's while the writer's lock on it is held (the operating system
+    drops the lock when the process dies): process ids are not compared, so processes of other
+    containers sharing the folder never lose a live file.
     """
     recovered: list[Path] = []
     try:
@@ -176,14 +285,44 @@ def recover_interrupted(folder: Path) -> list[Path]:
     except OSError:
         return recovered
     for partial in candidates:
-        name, _, pid = partial.name[1:].rpartition(".partial-")
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
+        name, _, owner = partial.name[1:].rpartition(".partial-")
         target = folder / name.replace(".jsonl", ".incomplete.jsonl")
-        with contextlib.suppress(OSError):
-            os.replace(partial, target)
+        with contextlib.suppress(OSError), _claim(partial, owner) as claimed:
+            if not claimed:
+                continue
+            with _merge_lock(folder / ".merge.lock"):
+                if target.exists():
+                    # Another interrupted process of the same trace (a worker): keep both.
+                    with open(target, "rb") as earlier, open(partial, "ab") as out:
+                        out.write(earlier.read())
+                os.replace(partial, target)
             recovered.append(target)
+    # A writer killed between creating its file and naming it (microseconds) leaves an empty file
+    # behind; one a minute old is no live writer's, which locks and renames it at once.
+    with contextlib.suppress(OSError):
+        for creating in folder.glob(".*.jsonl.creating-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - creating.stat().st_mtime > 60:
+                    creating.unlink()
     return recovered
+
+
+@contextlib.contextmanager
+def _claim(partial: Path, owner: str) -> Iterator[bool]:
+    """True while this process holds ``partial``'s lock (its writer is gone); False if the writer lives."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the writer's process id decides
+        pid = owner.partition("-")[0]
+        yield pid.isdigit() and not _alive(int(pid))
+        return
+    with open(partial, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 # Spans waiting for the writer thread, in estimated bytes: beyond this the agent's thread encodes
@@ -256,16 +395,27 @@ class SpanWriter:
                 return
         file.add(span)
 
-    def flush(self, file: TraceFile, timeout: float = 60.0) -> None:
-        """Wait until every span queued so far for ``file`` is written to it."""
+    def flush(self, file: TraceFile, timeout: float = 60.0, *, quiet: bool = False) -> bool:
+        """Wait until every span queued so far for ``file`` is written to it; False if it was not.
+
+        ``quiet``: a bounded attempt (from a signal handler, whose interrupted thread may hold
+        the queue's lock): no warning when it does not finish.
+        """
         done = threading.Event()
-        with self._cond:
+        if not self._cond.acquire(timeout=timeout):
+            return False
+        try:
             if self._thread is None:
-                return
+                return True
             self._queue.append((file, None, 0, done))
             self._cond.notify()
+        finally:
+            self._cond.release()
         if not done.wait(timeout):
-            warn_once("trace-writer-stuck", f"the trace writer did not finish within {timeout:.0f} s")
+            if not quiet:
+                warn_once("trace-writer-stuck", f"the trace writer did not finish within {timeout:.0f} s")
+            return False
+        return True
 
     def _ensure_thread(self) -> bool:
         if self._thread is not None:
@@ -301,13 +451,31 @@ class SpanWriter:
                 # batch, not once per span. (Held per span, the agent's thread would often find
                 # it taken by a writer that had just lost the GIL, and wait for both.)
                 batch, self._queue = self._queue, deque()
+            touched: dict[int, TraceFile] = {}
             while batch:
                 file, span, size, done = batch.popleft()  # popped: the span can be freed once written
                 if done is not None:
+                    self._write_out(touched)
                     done.set()
                     continue
                 try:
                     file.add(span)  # type: ignore[arg-type]  # None only with a flush marker
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad span
                     warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+                touched[id(file)] = file
                 self._done_bytes += size
+                if size >= _WAKE_BYTES:
+                    self._write_out(touched)  # a large body goes out now, not with the whole batch
+            # The batch goes to the operating system now: a kill after this point loses none of it.
+            self._write_out(touched)
+
+    @staticmethod
+    def _write_out(touched: dict[int, TraceFile]) -> None:
+        for file in touched.values():
+            try:
+                write_out = getattr(file, "write_out", None)  # (a test's stand-in may have none)
+                if write_out is not None:
+                    write_out()
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad file
+                warn_once("trace-file-encode", f"could not record a span in the trace file: {exc!r}")
+        touched.clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,20 @@ from agenttrace._core.errors import say, warn_once
 if TYPE_CHECKING:
     from agenttrace.exporters.local import SpanWriter, TraceFile
 
-__all__ = ["RunFileProcessor"]
+__all__ = ["RunFileProcessor", "secure_all"]
+
+_PROCESSORS: weakref.WeakSet[RunFileProcessor] = weakref.WeakSet()
+
+
+def secure_all(timeout: float, *, dying: bool) -> None:
+    """Put every open trace of every processor on disk (SIGTERM), within about ``timeout`` seconds.
+
+    ``dying``: the process ends right after without running its exit hooks, so each open run's
+    file is also moved into sight as ``<trace_id>.incomplete.jsonl``.
+    """
+    deadline = time.monotonic() + timeout
+    for processor in list(_PROCESSORS):
+        processor.secure(deadline, dying=dying)
 
 
 class RunFileProcessor(SpanProcessor):
@@ -35,6 +50,7 @@ class RunFileProcessor(SpanProcessor):
         self._checked: set[Path] = set()  # folders already searched for interrupted runs
         self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+        _PROCESSORS.add(self)
 
     def _after_fork_in_child(self) -> None:
         # A forked child (a multiprocessing worker) writes its own partial file, named by its pid,
@@ -121,8 +137,36 @@ class RunFileProcessor(SpanProcessor):
             self.close_trace(trace_id)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Files are committed at run end; nothing is buffered for a flush."""
-        return True
+        """Hand every span that ended so far to the operating system (files are committed at run end)."""
+        return self.secure(time.monotonic() + timeout_millis / 1000, dying=False)
+
+    def secure(self, deadline: float, *, dying: bool) -> bool:
+        """Write every span that ended so far to its partial file before ``deadline``; False if some were not.
+
+        Never waits on a lock past the deadline (it runs when a signal interrupts a thread that
+        may hold one). ``dying``: then move each open run's file into sight as
+        ``<trace_id>.incomplete.jsonl`` (the process ends without committing it).
+        """
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.01)):
+            return False
+        try:
+            files = [entry[0] for entry in self._open.values()]
+            if dying:
+                self._open.clear()
+        finally:
+            self._lock.release()
+        done = True
+        for file in files:
+            remaining = max(deadline - time.monotonic(), 0.01)
+            if self._writer is not None and not self._writer.flush(file, remaining, quiet=True):
+                done = False
+            if not file.write_out(timeout=max(deadline - time.monotonic(), 0.01)):
+                done = False
+            elif dying and file.spans:
+                path = file.commit(file.folder / file.name.replace(".jsonl", ".incomplete.jsonl"))
+                if path is not None and not self.quiet:
+                    say(f"the process is ending mid-run: kept the spans so far in {_display(path)}")
+        return done
 
 
 def _display(path: Path) -> str:

@@ -10,8 +10,9 @@
 
 Each target gets an :class:`~agenttrace.exporters.lanes.ExportLane`, fed by the one
 :class:`~agenttrace.exporters.hub.ExportHub` added to the provider. The first call also installs
-the process hooks: the lanes' shutdown at exit (:mod:`agenttrace.exporters.exit`) and their
-fork handlers.
+the process hooks: the lanes' shutdown at exit (:mod:`agenttrace.exporters.exit`), their
+fork handlers, and the SIGTERM handler that writes what is pending first
+(:mod:`agenttrace.exporters.termination`).
 
 Nothing heavy is imported here: the OTLP exporter is loaded only when a target needs it.
 """
@@ -62,6 +63,9 @@ def configure(settings: Settings, provider: Any, *, owns_provider: bool) -> None
     if not _hooks_installed:
         _hooks_installed = True
         _install_process_hooks()
+    from agenttrace.exporters import termination
+
+    termination.install()  # from the main thread only: a later init() may be the first there
     try:
         _configure(settings, provider, owns_provider)
     except Exception as exc:  # noqa: BLE001 - export set-up must never stop the agent
@@ -128,6 +132,7 @@ def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[],
                 spool=spool,
                 destination=backend_destination(settings.api_url),
                 uploader_env=backend_uploader_env(api_key, settings.api_url, settings.export_timeout),
+                probe_endpoint=f"{settings.api_url}/v1/traces",
             )
         )
 

@@ -11,9 +11,12 @@ because that encoding costs the exiting agent a third of the protobuf one. Reade
   (another process, ``agenttrace upload``) never sees half a batch.
 * Claimed by rename before sending (``<name>.claimed-<pid>``): of several processes draining
   one spool (multiprocessing workers, a run, the background uploader a run started at exit and
-  ``agenttrace upload``), exactly one sends each file. A claim whose process died is released
-  by the next reader; a process handing its spool to the background uploader at exit releases
-  its own claims first (:meth:`Spool.release_mine`).
+  ``agenttrace upload``), exactly one sends each file. The claimer holds an exclusive ``flock``
+  on the file while it has it, which the operating system releases when the process dies: a
+  claim whose lock can be taken is a dead process's, and the next reader releases it. Process
+  ids are not compared (they mean nothing across the containers that may share a spool
+  volume), but on Windows, where there is no ``flock``. A process handing its spool to the
+  background uploader at exit releases its own claims first (:meth:`Spool.release_mine`).
 * Bounded: a batch that would take the folder past ``spool_max_bytes`` is dropped, counted,
   and reported once, with the total at exit.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -34,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agenttrace._core.errors import say, warn_once
 
@@ -139,6 +143,43 @@ if sys.platform == "win32":
             kernel32.CloseHandle(handle)
 
 
+def _locked(path: Path) -> tuple[bool, IO[bytes] | None]:
+    """``(True, path opened and locked)``; ``(False, None)`` if another process holds or took it.
+
+    ``(True, None)`` where there is no ``flock`` (Windows).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return True, None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - kept open (locked) while the claim lasts
+    except OSError:
+        return False, None  # gone: another process took it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return False, None
+    return True, handle
+
+
+def _release_if_dead(claimed: Path, original: Path, pid: int) -> None:
+    """Give ``claimed`` back under its ``original`` name if the process that claimed it is gone."""
+    free, handle = _locked(claimed)
+    if not free:
+        return  # its claimer holds it: alive, whatever its process id says here
+    if handle is None and _pid_alive(pid):
+        return  # no flock (Windows): the process id decides
+    try:
+        os.replace(claimed, original)
+    except OSError:
+        pass
+    finally:
+        if handle is not None:
+            handle.close()
+
+
 class Spool:
     """The spool folder of one export target."""
 
@@ -150,12 +191,20 @@ class Spool:
         self._lock = threading.Lock()
         self._size: int | None = None  # bytes under root; scanned once, then kept up to date
         self.write_error: OSError | None = None  # why the last write failed, for the warning
-        self._claims: set[Path] = set()  # files this process claimed and has not finished with
+        # Files this process claimed and has not finished with, each with the open file that holds
+        # its lock (None where there is no flock).
+        self._claims: dict[Path, IO[bytes] | None] = {}
 
     def after_fork_in_child(self) -> None:
         """A forked child starts with its own lock (another thread may have held the parent's) and no claims."""
         self._lock = threading.Lock()
-        self._claims = set()
+        inherited, self._claims = self._claims, {}
+        for handle in inherited.values():
+            if handle is not None:
+                # The child's copy of the descriptor would keep the parent's claim locked after
+                # the parent died; the parent's own descriptor keeps it locked while it lives.
+                with contextlib.suppress(OSError):
+                    handle.close()
 
     def _root_size(self) -> int:
         total = 0
@@ -213,11 +262,8 @@ class Spool:
             return []
         for name in names:
             claimed = _CLAIMED.match(name)
-            if claimed and not _pid_alive(int(claimed.group(2))):
-                try:
-                    os.replace(self.folder / name, self.folder / claimed.group(1))
-                except OSError:
-                    pass
+            if claimed and self.folder / name not in self._claims:
+                _release_if_dead(self.folder / name, self.folder / claimed.group(1), int(claimed.group(2)))
         try:
             names = os.listdir(self.folder)
         except OSError:
@@ -227,25 +273,32 @@ class Spool:
     def claim(self, path: Path) -> Path | None:
         """Take ``path`` for sending; None when another process took it first."""
         claimed = path.with_name(f"{path.name}.claimed-{os.getpid()}")
+        free, handle = _locked(path)
+        if not free:
+            return None  # another process holds it (it is claiming it right now)
         try:
             os.rename(path, claimed)
         except OSError:
+            if handle is not None:
+                handle.close()
             return None
         with self._lock:
-            self._claims.add(claimed)
+            self._claims[claimed] = handle
         return claimed
 
     def release(self, claimed: Path) -> None:
         """Give a claimed file back (it was not delivered)."""
         with self._lock:
-            self._claims.discard(claimed)
+            handle = self._claims.pop(claimed, None)
         match = _CLAIMED.match(claimed.name)
-        if match is None:
-            return
         try:
-            os.replace(claimed, claimed.with_name(match.group(1)))
+            if match is not None:
+                os.replace(claimed, claimed.with_name(match.group(1)))  # still locked while renamed
         except OSError:
             pass  # already given back (release_mine) or gone
+        finally:
+            if handle is not None:
+                handle.close()
 
     def release_mine(self) -> None:
         """Give back every file this process claimed and is still sending (at exit, for the uploader).
@@ -261,12 +314,15 @@ class Spool:
     def done(self, claimed: Path) -> None:
         """Delete a claimed file that was delivered."""
         with self._lock:
-            self._claims.discard(claimed)
+            handle = self._claims.pop(claimed, None)
         try:
             size = claimed.stat().st_size
             claimed.unlink()
         except OSError:
             return
+        finally:
+            if handle is not None:
+                handle.close()
         with self._lock:
             if self._size is not None:
                 self._size = max(0, self._size - size)

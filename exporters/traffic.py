@@ -2,8 +2,10 @@
 
 Export threads carry a marker attribute, and :func:`exporting` marks any other thread while an
 AgentTrace exporter sends on it (a user's ``BatchSpanProcessor`` thread). :func:`suppress_instrumentation`
-sets OpenTelemetry's suppress-instrumentation flag, so no instrumentor (AgentTrace's or
-OpenTelemetry's) records the exporter's HTTP traffic.
+sets AgentTrace's own export key (:data:`agenttrace._core.scope.EXPORT_TRAFFIC_KEY`), which
+AgentTrace's instrumentors and the replay sandbox exempt, and OpenTelemetry's
+suppress-instrumentation flag, so OpenTelemetry's instrumentors do not record the exporter's HTTP
+traffic either. OpenTelemetry's flag alone exempts nothing from AgentTrace: any library can set it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from contextvars import Token
 
 from opentelemetry import context as otel_context
+
+from agenttrace._core.scope import EXPORT_TRAFFIC_KEY
 
 __all__ = ["exporting", "is_exporter_thread", "mark_exporter_thread", "suppress_instrumentation"]
 
@@ -45,5 +49,7 @@ def is_exporter_thread() -> bool:
 
 
 def suppress_instrumentation() -> Token[otel_context.Context]:
-    """Set OpenTelemetry's suppress-instrumentation flag in the current context; the token to detach it."""
-    return otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    """Mark the current context as export traffic (AgentTrace's key and OpenTelemetry's); the token to detach it."""
+    context = otel_context.set_value(EXPORT_TRAFFIC_KEY, True)
+    context = otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True, context)
+    return otel_context.attach(context)

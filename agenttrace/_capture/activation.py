@@ -1,12 +1,14 @@
 """Installs every available instrumentor while runs are active (first run in, last run out).
 
-Also makes ``ThreadPoolExecutor.submit`` (and so ``loop.run_in_executor``) carry the caller's
-contextvars while runs are active, so work submitted from inside a step keeps its step.
+Also makes ``ThreadPoolExecutor.submit`` (and so ``loop.run_in_executor``) and
+``threading.Thread.start`` carry the caller's contextvars while runs are active, so work
+submitted, or a thread started, from inside a step keeps its run and step.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib.util
 import os
 import sys
@@ -205,12 +207,31 @@ def _submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str
     return wrapped(ctx.run, fn, *rest, **kwargs)
 
 
+def _start(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A thread started inside a run runs in a copy of the starter's context: its calls belong
+    # to the run and step that started it. A pool's worker thread is left alone (it outlives
+    # the task that happened to start it; submit() carries each task's context instead), and so
+    # is an exporter's thread.
+    if current_scope() is not None and not _is_pool_worker(instance):
+        ctx = contextvars.copy_context()
+        target_run = instance.run
+        instance.run = functools.partial(ctx.run, target_run)
+    return wrapped(*args, **kwargs)
+
+
+def _is_pool_worker(thread: Any) -> bool:
+    target = getattr(thread, "_target", None)
+    module = getattr(target, "__module__", "") or ""
+    return module.startswith("concurrent.futures") or bool(getattr(thread, "_agenttrace_exporter", False))
+
+
 def _patch_executor() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from agenttrace._capture.patch import wrap_innermost
 
     wrap_innermost(ThreadPoolExecutor, "submit", _submit)
+    wrap_innermost(threading.Thread, "start", _start)
 
 
 def _unpatch_executor() -> None:
@@ -218,6 +239,7 @@ def _unpatch_executor() -> None:
 
     from agenttrace._capture.patch import unwrap_ours
 
+    unwrap_ours(threading.Thread, "start", _start)
     unwrap_ours(ThreadPoolExecutor, "submit", _submit)
 
 

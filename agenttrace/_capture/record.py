@@ -39,7 +39,7 @@ from agenttrace._capture.model import Body, Exchange, RequestData
 from agenttrace._core.config import Settings
 from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
-from agenttrace._core.scope import RunState, current_scope
+from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, current_scope
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
 from agenttrace._format.otlp_json import decode_body, encode_body
 
@@ -50,6 +50,7 @@ __all__ = [
     "capturing",
     "in_call",
     "internal_error",
+    "own_traffic",
     "qualified_name",
     "replay_lookup",
     "set_replay_lookup",
@@ -63,16 +64,21 @@ _lookup: ReplayLookup | None = None
 # instrumentor stays quiet and a nested instrumented call is not recorded twice.
 _in_call: ContextVar[bool] = ContextVar("agenttrace_in_call", default=False)
 
-_SUPPRESS_KEYS: tuple[str, ...] = ()
+# Threads of the OpenTelemetry SDK's own processors and readers (BatchSpanProcessor,
+# BatchLogRecordProcessor, PeriodicExportingMetricReader): export work, never the agent's.
+_SDK_EXPORT_THREADS = ("OtelBatch", "OtelPeriodic")
 
 
-def _suppress_keys() -> tuple[str, ...]:
-    global _SUPPRESS_KEYS  # noqa: PLW0603 - resolved once, lazily (no work at import time)
-    if not _SUPPRESS_KEYS:
-        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+def own_traffic() -> bool:
+    """True for export traffic: AgentTrace's export key in the context, or an OTel SDK export thread.
 
-        _SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation")
-    return _SUPPRESS_KEYS
+    OpenTelemetry's suppress-instrumentation key is not export traffic: any library can set it
+    (Logfire's ``instrument_openai`` does, around the agent's LLM calls), and a call made under
+    it is the agent's call, recorded, served and governed like any other.
+    """
+    if otel_context.get_value(EXPORT_TRAFFIC_KEY):
+        return True
+    return threading.current_thread().name.startswith(_SDK_EXPORT_THREADS)
 
 
 # A call can reach capture outside any run, through an instrumentor turned on (by the user, or
@@ -109,12 +115,10 @@ def in_call() -> bool:
 
 
 def capturing() -> bool:
-    """False when OTel instrumentation is suppressed here (exporters) or a call is already open."""
+    """False for export traffic (:func:`own_traffic`) or while a call is already open here."""
     if _in_call.get():
         return False
-    ctx = otel_context.get_current()
-    key, legacy_key = _SUPPRESS_KEYS or _suppress_keys()  # two lookups, no generator per call
-    return not (ctx.get(key) or ctx.get(legacy_key))
+    return not own_traffic()
 
 
 def enter_call() -> Any:
@@ -391,7 +395,13 @@ class Call:
                 calls = _pending.get(id(self.run))
                 if calls is not None:
                     calls.discard(self)
-        self.span.end()
+        # A span processor that exports on this thread (a SimpleSpanProcessor) sends the span
+        # over an instrumented client: that send is not a call of the agent's to record.
+        token = _in_call.set(True)
+        try:
+            self.span.end()
+        finally:
+            exit_call(token)
 
     def _write_response(self, end: str) -> None:
         served = self.exchange
@@ -400,9 +410,8 @@ class Call:
             return
         headers = self.response_headers
         chunks: Sequence[bytes] = self._chunks
-        filtered = False
-        if self.rules:
-            chunks, filtered = _payload.filter_chunks(chunks, headers, self.rules)
+        # Secret body fields (payload.DEFAULT_REDACTED_FIELDS) whatever the rules, then the rules.
+        chunks, filtered = _payload.redact_chunks(chunks, headers, self.rules)
         data = b"".join(chunks)
         sizes: Sequence[int] = self._sizes
         if filtered:
@@ -467,7 +476,9 @@ class Call:
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
-        message = self.rules.text(str(error))
+        # The URL in a client's message (requests' "Max retries exceeded with url: ...") is
+        # redacted as in url.full; the rules' patterns apply as to any text.
+        message = _payload.redact_text(self.rules.text(str(error)))
         add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: message, S.ERROR_PHASE: phase})
         self.span.set_attribute("error.type", name)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))

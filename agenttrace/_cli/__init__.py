@@ -14,9 +14,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("agenttrace._cli.show", "print a trace file as a tree of runs, steps and calls"),
     "upload": ("agenttrace._cli.upload", "send the traces waiting in the spool (undelivered uploads)"),
     "replay": ("agenttrace._cli.replay", "run any command in replay: agenttrace replay FILE -- python agent.py"),
+    "reseal": ("agenttrace._cli.reseal", "recompute body digests of a deliberately edited trace file"),
     "demo": ("agenttrace._cli.demo", "record a bundled agent against a local fake LLM, then replay it offline"),
     "download": ("agenttrace._cli.download", "fetch a trace from the backend as a file agenttrace replay runs"),
     "server": ("agenttrace._cli.server", "run the self-hosted backend: OTLP ingest, trace store, API and web UI"),
+    "diff": ("agenttrace._cli.diff", "compare two traces (a recording and its replay): runs, steps and calls"),
 }
 
 

@@ -28,6 +28,8 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from agenttrace._replay.children import CHANNEL_VAR, PROCESS_RUN_VAR
+
 __all__ = [
     "AgentTraceConfigurator",
     "AgentTraceDistro",
@@ -37,7 +39,7 @@ __all__ = [
     "start_process_run",
 ]
 
-_PARENT_RUN = "_AGENTTRACE_PROCESS_RUN"  # the run name, for multiprocessing spawn workers
+_PARENT_RUN = PROCESS_RUN_VAR  # the run name, for multiprocessing spawn workers
 _lock = threading.Lock()
 _started_in: int | None = None  # pid of the process whose run is open
 
@@ -45,8 +47,8 @@ _started_in: int | None = None  # pid of the process whose run is open
 def _run_name() -> str | None:
     """The process run's name from the command line; None when this process should not have one."""
     argv = list(getattr(sys, "orig_argv", sys.argv))
+    parent = os.environ.get(_PARENT_RUN)
     if "--multiprocessing-fork" in argv:
-        parent = os.environ.get(_PARENT_RUN)
         return f"{parent} (worker)" if parent else None
     args = argv[1:]
     while args and args[0].startswith("-") and args[0] not in ("-m", "-c"):
@@ -56,6 +58,10 @@ def _run_name() -> str | None:
     if args[0] == "-m":
         return args[1] if len(args) > 1 else None
     if args[0] == "-c":
+        if os.environ.get(CHANNEL_VAR):
+            # A child of a replaying process (a forkserver, a one-liner): it replays too, so
+            # it gets a run (the forkserver's is inherited by every worker it forks).
+            return f"{parent or 'replay'} (child)"
         return None  # multiprocessing's resource tracker, one-liners: no run of their own
     return Path(args[0]).name
 
@@ -113,13 +119,31 @@ def _entry_function(name: str, script: str | None) -> Any:
 
 
 def bootstrap() -> None:
-    """Called from the ``sitecustomize`` of ``agenttrace-instrument``; never raises."""
+    """Called from the ``sitecustomize`` of ``agenttrace-instrument``; never raises.
+
+    A replay that cannot start (a missing or unreadable recording, a bad setting) stops the
+    process here, before the agent's code runs, with exit code 2 and the error ``agenttrace
+    replay`` gives: running the agent live instead would reach the network the replay was meant
+    to keep it from. Any other failure turns AgentTrace off for the process with one warning.
+    """
     try:
         start_process_run()
     except Exception as exc:  # noqa: BLE001 - a broken setting must not stop the user's program
+        if _replay_requested():
+            sys.stderr.write(
+                f"agenttrace replay: {exc}\n"
+                "agenttrace: the replay cannot start; the process stops before the agent runs\n"
+            )
+            sys.stderr.flush()
+            os._exit(2)  # from sitecustomize or a configurator, SystemExit would be caught and ignored
         from agenttrace._core.errors import warn_once
 
         warn_once("zero-code", f"AgentTrace is off for this process: {exc}")
+
+
+def _replay_requested() -> bool:
+    """True when the environment asks for a replay (``AGENTTRACE_MODE=replay``, however written)."""
+    return os.environ.get("AGENTTRACE_MODE", "").strip().lower() == "replay"
 
 
 def boot_pythonpath(current: str) -> str:

@@ -87,19 +87,21 @@ def _needs_process_run(command: list[str], events: list[dict[str, object]]) -> b
 def run(args: argparse.Namespace) -> int:
     """Check the recording, then run the command in replay mode; return its exit code."""
     from agenttrace._core.errors import ConfigurationError
-    from agenttrace._replay import load_events
+    from agenttrace._replay.loader import load_recording
 
     args, command = _split(args)
     if not command:
         print("agenttrace replay: give the command to run after --, e.g. -- python agent.py", file=sys.stderr)
         return 2
     path = Path(args.file).resolve()
+    level = args.governance_level or os.environ.get("AGENTTRACE_GOVERNANCE_LEVEL", "relaxed")
     try:
-        events = load_events(path)
+        # Checked as the replay will read it: in governance, bodies against their digests.
+        events, exchanges = load_recording(path, str(path), sealed=level == "governance")
     except ConfigurationError as exc:
         print(f"agenttrace replay: {exc}", file=sys.stderr)
         return 2
-    calls = sum(1 for e in events if e.get("kind") == "call")
+    calls = len(exchanges)
     env = dict(os.environ)
     env["AGENTTRACE_MODE"] = "replay"
     env["AGENTTRACE_REPLAY_EVENTS_FILE"] = str(path)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from agenttrace._core.errors import AgentTraceError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
-from agenttrace._format.files import SpanRecord, read_spans
+from agenttrace._format.files import SpanRecord, cut_short, read_spans
 from agenttrace._format.tree import call_summary, span_tree
 
 __all__ = ["add_arguments", "render", "run"]
@@ -19,7 +20,11 @@ _RESULT_CHARS = 120
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``agenttrace show``."""
     parser.add_argument(
-        "files", nargs="+", metavar="FILE", help="trace files (.jsonl) written by AgentTrace or downloaded"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="trace files (.jsonl) written by AgentTrace or downloaded, or a trace folder (every file in it, "
+        "runs in progress and runs whose process died included)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
 
@@ -102,6 +107,18 @@ def render(spans: list[SpanRecord]) -> Any:
     return Group(*trees)
 
 
+def _expand(name: str) -> list[str]:
+    """``name``, or the trace files of the folder ``name``: finished runs, then partial files."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return [name]
+    try:
+        found = sorted(folder.glob("*.jsonl")) + sorted(folder.glob(".*.jsonl.partial-*"))
+    except OSError:
+        return [name]
+    return [str(path) for path in found]
+
+
 def run(args: argparse.Namespace) -> int:
     """Print each trace file as a tree; exit 2 (after the others) if one cannot be read."""
     from rich.console import Console
@@ -110,16 +127,25 @@ def run(args: argparse.Namespace) -> int:
     width = None if sys.stdout.isatty() else 200
     console = Console(no_color=args.no_color, highlight=False, width=width)
     code = 0
-    for file in args.files:
+    for file in [found for name in args.files for found in _expand(name)]:
         try:
-            spans = read_spans(file)
+            # A run's partial file exists a moment before its first line is written.
+            empty = ".jsonl.partial-" in file and Path(file).stat().st_size == 0
+        except OSError:
+            empty = False
+        try:
+            spans = [] if empty else read_spans(file)
         except AgentTraceError as exc:
             print(f"agenttrace show: {exc}", file=sys.stderr)
             code = 2
             continue
+        short = cut_short(Path(file))
         if not spans:
             console.print(f"{file}: no spans", markup=False)
-            continue
-        console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)  {file}", markup=False)
-        console.print(render(spans))
+        else:
+            console.print(f"trace {spans[0].trace_id}  ({len(spans)} spans)  {file}", markup=False)
+        if short:
+            console.print(f"[yellow]{short}[/]", soft_wrap=True)  # on a line of its own: never wrapped apart
+        if spans:
+            console.print(render(spans))
     return code

@@ -78,6 +78,12 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
         "exit_upload", "AGENTTRACE_EXIT_UPLOAD", "background", "`background` or `wait`: uploads left at process exit."
     ),
     _Setting("export_timeout", "AGENTTRACE_EXPORT_TIMEOUT", 10.0, "Seconds one upload may take, retries included."),
+    _Setting(
+        "export_run_metadata",
+        "AGENTTRACE_EXPORT_RUN_METADATA",
+        False,
+        "Also send the run's source and distributions to OTLP destinations.",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS_TABLE}
 
@@ -106,6 +112,7 @@ class Settings:
     exit_timeout: float = 0.5
     exit_upload: str = "background"
     export_timeout: float = 10.0
+    export_run_metadata: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -419,5 +426,6 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["exit_timeout"] = _seconds("exit_timeout", *raw["exit_timeout"])
     values["exit_upload"] = _choice("exit_upload", raw["exit_upload"][0], raw["exit_upload"][1], EXIT_UPLOADS)
     values["export_timeout"] = _seconds("export_timeout", *raw["export_timeout"])
+    values["export_run_metadata"] = _bool("export_run_metadata", *raw["export_run_metadata"])
     values["sources"] = {name: "file" if how.startswith("file:") else how for name, (_, how) in raw.items()}
     return Settings(**values)

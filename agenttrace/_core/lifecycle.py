@@ -51,6 +51,7 @@ def init(
     exit_timeout: float | None = None,
     exit_upload: Literal["background", "wait"] | None = None,
     export_timeout: float | None = None,
+    export_run_metadata: bool | None = None,
     **unknown: NoReturn,
 ) -> None:
     """Configure AgentTrace for this process: call it once at start-up, before the first run.
@@ -69,8 +70,9 @@ def init(
     ``local_files``, ``quiet``, ``max_body_bytes``, ``replay_pacing`` (``"instant"`` or
     ``"recorded"``), ``redact_headers``, ``filter`` (the rules of ``step(filter=...)``, for every
     run), ``fail_on_unused``, and the export settings ``backend``, ``spool_dir``,
-    ``spool_max_bytes``, ``exit_timeout``, ``exit_upload`` (``"background"`` or ``"wait"``) and
-    ``export_timeout``.
+    ``spool_max_bytes``, ``exit_timeout``, ``exit_upload`` (``"background"`` or ``"wait"``),
+    ``export_timeout`` and ``export_run_metadata`` (the run's source and distributions to OTLP
+    destinations too).
 
     Calling ``init()`` again reconfigures cleanly. Raises :class:`ConfigurationError` (a
     ``ValueError``) naming the setting, where it came from and the valid values; a misspelt
@@ -99,6 +101,7 @@ def init(
             "exit_timeout": exit_timeout,
             "exit_upload": exit_upload,
             "export_timeout": export_timeout,
+            "export_run_metadata": export_run_metadata,
             **unknown,
         }
     )
@@ -107,7 +110,11 @@ def init(
 
 def configure(settings: Settings) -> None:
     """Apply ``settings``: the runtime, then export, capture and replay (see the module docstring)."""
-    with runtime.lock:
+    from agenttrace._replay.entropy import exempt
+
+    # Entropy drawn while setting up (the SDK's resource detectors, ids) is AgentTrace's own, not
+    # the agent's, even when init() runs inside a run (a forked worker's).
+    with runtime.lock, exempt():
         runtime.apply(settings)
         try:
             export.configure(settings, runtime.provider, owns_provider=runtime.owns_provider)

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from agenttrace._capture.filter import FILTERED, Filter
+from agenttrace._capture.payload import redact_text
 
 __all__ = ["dumps", "record_failure", "rendered_result", "to_jsonable"]
 
@@ -84,30 +85,35 @@ def dumps(value: Any) -> str:
 
 
 def record_failure(span: Span, exc: BaseException, rules: Filter) -> None:
-    """Record ``exc`` on a run's or step's span and mark it failed, ``rules``' patterns applied.
+    """Record ``exc`` on a run's or step's span and mark it failed, its text redacted.
 
-    Name and path rules need fields; an exception's text has none, but a pattern (an API key's
-    shape) finds a secret an SDK put in its message, and in the stack trace that repeats it.
+    A client puts the URL it called in its exceptions (``raise_for_status()``, ``Max retries
+    exceeded with url``): the URL's credentials and secret query values are redacted as in
+    ``url.full``. Name and path rules need fields, which an exception's text has not, but
+    ``rules``' patterns (an API key's shape) apply, to the message and to the stack trace that
+    repeats it.
     """
-    description = f"{type(exc).__name__}: {exc}"
-    if rules.patterns:
-        span.record_exception(
-            exc,
-            attributes={
-                "exception.message": rules.text(str(exc)),
-                "exception.stacktrace": rules.text("".join(traceback.format_exception(exc))),
-            },
-            escaped=True,
-        )
-        description = rules.text(description)
-    else:
-        span.record_exception(exc, escaped=True)
-    span.set_status(Status(StatusCode.ERROR, description))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": _redacted(str(exc), rules),
+            "exception.stacktrace": _redacted("".join(traceback.format_exception(exc)), rules),
+        },
+        escaped=True,
+    )
+    span.set_status(Status(StatusCode.ERROR, _redacted(f"{type(exc).__name__}: {exc}", rules)))
+
+
+def _redacted(text: str, rules: Filter) -> str:
+    return redact_text(rules.text(text) if rules.patterns else text)
 
 
 def rendered_result(value: Any, rules: Filter) -> str:
-    """The JSON text a step's or a run's result is recorded as, ``rules`` applied; never raises."""
+    """The JSON text a step's or a run's result is recorded as, ``rules`` and URL redaction applied.
+
+    Never raises.
+    """
     try:
-        return dumps(rules.apply(to_jsonable(value)) if rules else value)
+        return redact_text(dumps(rules.apply(to_jsonable(value)) if rules else value))
     except Exception:  # noqa: BLE001 - a user filter callable gone wrong must not break the agent
         return dumps(FILTERED)

@@ -63,7 +63,8 @@ class RunContext:
         span = runtime.tracer.start_span(self.name, attributes=attributes)
         trace_id = span.get_span_context().trace_id
         self.state = RunState(span=span, name=self.name, trace_id=trace_id)
-        runtime.files.open_trace(trace_id)
+        with _own_entropy():  # a trace file's unique name is AgentTrace's draw, not the agent's
+            runtime.files.open_trace(trace_id)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
         self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=self._rules))
         lifecycle.run_entered(self.state)
@@ -92,10 +93,18 @@ class RunContext:
             else:
                 span.set_attribute(S.RUN_STATUS, "error")
                 record_failure(span, error, self._rules)
-            span.end()
-            runtime.files.close_trace(self.state.trace_id)
+            with _own_entropy():
+                span.end()
+                runtime.files.close_trace(self.state.trace_id)
         if swallowed is not None:
             raise swallowed
+
+
+def _own_entropy() -> Any:
+    """A block whose entropy draws are AgentTrace's own (neither recorded nor served)."""
+    from agenttrace._replay.entropy import exempt  # imported here: `import agenttrace` stays light
+
+    return exempt()
 
 
 def _wrap(func: F, name: str | None) -> F:

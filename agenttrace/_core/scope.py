@@ -12,7 +12,13 @@ from opentelemetry.trace import Span
 
 from agenttrace._capture.filter import EMPTY, Filter
 
-__all__ = ["RunState", "Scope", "current_scope"]
+__all__ = ["EXPORT_TRAFFIC_KEY", "RunState", "Scope", "current_scope"]
+
+# The OpenTelemetry context key that marks AgentTrace's own export traffic (set by
+# agenttrace.exporters.traffic): code running under it belongs to no run, and the replay sandbox
+# exempts it. OpenTelemetry's suppress-instrumentation key is deliberately not such a mark: any
+# library can set it (Logfire's instrument_openai does, around the agent's LLM calls).
+EXPORT_TRAFFIC_KEY = "agenttrace-export-traffic"
 
 
 @dataclass

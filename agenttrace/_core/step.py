@@ -11,6 +11,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from agenttrace._capture.filter import FilterSpec, compile_filter
+from agenttrace._capture.payload import redact_text
 from agenttrace._core import lifecycle
 from agenttrace._core.errors import warn_once
 from agenttrace._core.outcome import dumps, record_failure, rendered_result, to_jsonable
@@ -111,9 +112,12 @@ _NOT_CALLERS = frozenset({__file__, contextlib.__file__})
 
 
 def _attribute_value(value: Any) -> Any:
+    """A keyword argument as a span attribute; a URL in its text has its secrets redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, _PRIMITIVES):
         return value
-    return dumps(value)
+    return redact_text(dumps(value))
 
 
 def set_result(result_data: Any) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agenttrace._core.errors import ConfigurationError
+from agenttrace._core.errors import ConfigurationError, warn_once
 from agenttrace._format.exactjson import (
     InexactNumberError,
     exact_loads,
@@ -36,7 +36,9 @@ __all__ = [
     "Documents",
     "SpanRecord",
     "SplitError",
+    "being_written",
     "collector_paused",
+    "cut_short",
     "exact_loads",
     "iter_documents",
     "read_spans",
@@ -70,18 +72,16 @@ def collector_paused() -> Iterator[None]:
 
     Loading builds hundreds of thousands of small dicts, lists and tuples, none of them garbage;
     with the collector on, CPython runs a collection every 700 of them and the full ones re-walk
-    everything loaded so far (most of a large recording's load time). On the
-    way out the objects are moved to the permanent generation (``gc.freeze()``): a recording
-    lives as long as the replay, and without it the next collections would walk all of it
-    again. The previous state is restored, so a program
-    that disabled the collector keeps it disabled.
+    everything loaded so far (most of a large recording's load time). The collector's state is
+    given back exactly as it was (on or off; its thresholds and generations are never touched):
+    nothing is frozen, so the host process's cycles, and the recording's once it is dropped,
+    are collected as usual afterwards.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
         if enabled:
             gc.enable()
 
@@ -252,6 +252,14 @@ class Documents:
                         # Not JSON Lines: maybe one document over several lines; else say where it breaks.
                         yield from self._whole()
                         return
+                    if end == size and not data.endswith(b"\r"):
+                        # The last line, with no line break after it: the writer was killed while
+                        # writing it. The lines before it are whole; read them, and say so.
+                        self.check_text()
+                        _warn_torn(self.what, self.file, number)
+                        if pending is not None:
+                            yield pending
+                        return
                     self.check_text()
                     raise self._bad_line(number, exc) from None
             if not exact:
@@ -400,12 +408,17 @@ class Documents:
                     "expected OTLP JSON (one TracesData object per line) or a JSON array of events"
                 )
         # ...else JSON Lines: each line parses on its own, so a bad line is named exactly.
-        for number, line in enumerate(text.splitlines(), start=first_number):
+        lines = text.splitlines()
+        last = first_number + len(lines) - 1
+        for number, line in enumerate(lines, start=first_number):
             if not line.strip():
                 continue
             try:
                 document = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not first and number == last and not text.endswith("\n"):
+                    _warn_torn(what, file, number)  # cut short mid-line: the lines before it are whole
+                    return
                 if first and whole_error is not None:
                     # Not JSON Lines either: report where the document as a whole breaks.
                     raise ConfigurationError(
@@ -417,6 +430,14 @@ class Documents:
             yield number, document
 
 
+def _warn_torn(what: str, file: Path, number: int) -> None:
+    warn_once(
+        f"torn-line:{file}",
+        f"{what} {file} was cut short: line {number}, its last, is incomplete (the process writing it "
+        "was killed); the lines before it are read",
+    )
+
+
 def iter_documents(
     file: Path, data: bytes | str, what: str = "trace file", undecodable: str = "cannot be read"
 ) -> Iterator[tuple[int, Any]]:
@@ -425,6 +446,47 @@ def iter_documents(
     A bad line raises ConfigurationError naming ``what``, the file and the line (see :class:`Documents`).
     """
     return iter(Documents(file, data, what, undecodable))
+
+
+# --- files cut short --------------------------------------------------------------------------------
+
+
+def being_written(path: Path) -> bool:
+    """True while a live process writes ``path`` (AgentTrace's writer holds a lock on it).
+
+    The operating system drops the lock when the writer dies, however it dies; where there is
+    no ``flock`` (Windows) this is never known, and False is returned.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+def cut_short(path: Path) -> str | None:
+    """Why the trace file ``path`` holds less than its whole run, from its name and lock; None if it does not.
+
+    A run's file is ``<trace_id>.jsonl`` once the run ended; a hidden partial file
+    (``.<trace_id>.jsonl.partial-...``) is a run still going, or one whose process died, and
+    ``<trace_id>.incomplete.jsonl`` is a run whose process died.
+    """
+    name = path.name
+    if ".jsonl.partial-" in name:
+        if being_written(path):
+            return "still being written: its run has not ended"
+        return "cut short: the process writing it died before its run ended"
+    if name.endswith(".incomplete.jsonl"):
+        return "cut short: the process writing it died before its run ended"
+    return None
 
 
 # --- spans ----------------------------------------------------------------------------------------

@@ -25,10 +25,13 @@ the real value is used) when the recording cannot serve it.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import random
 import struct
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +39,17 @@ from typing import Any
 from agenttrace._core.scope import RunState, current_scope
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
 
-__all__ = ["exempt", "install", "isolate_span_ids", "run_ended", "run_started", "set_server", "uninstall"]
+__all__ = [
+    "exempt",
+    "install",
+    "isolate_span_ids",
+    "private_file",
+    "private_folder",
+    "run_ended",
+    "run_started",
+    "set_server",
+    "uninstall",
+]
 
 # (run, source, size) -> bytes to hand the agent, or None to draw for real.
 Server = Callable[[RunState, str, int], "bytes | None"]
@@ -55,6 +68,40 @@ _installed = False
 _id_rng = random.Random(int.from_bytes(_real_urandom(32), "big"))  # noqa: S311 - ids, not secrets
 if hasattr(os, "register_at_fork"):  # forked workers must not repeat their parent's (and siblings') ids
     os.register_at_fork(after_in_child=lambda: _id_rng.seed(int.from_bytes(_real_urandom(32), "big")))
+
+
+_private_names = itertools.count()
+
+
+def _private_name(folder: str | os.PathLike[str] | None, prefix: str, suffix: str) -> str:
+    base = os.fspath(folder) if folder is not None else (os.environ.get("TMPDIR") or tempfile.tempdir or "/tmp")  # noqa: S108
+    return os.path.join(base, f"{prefix}{os.getpid()}-{time.monotonic_ns():x}-{next(_private_names)}{suffix}")
+
+
+def private_file(prefix: str, suffix: str = "", folder: str | os.PathLike[str] | None = None) -> tuple[int, str]:
+    """A new file of AgentTrace's own, ``(descriptor, path)``, made without :mod:`tempfile`.
+
+    tempfile's name generator is a ``random.Random`` seeded from ``os.urandom`` at its first use
+    in the process: if AgentTrace made that first use, the agent's own first temporary file would
+    draw nothing in replay where it drew in the recording, and every later draw would shift.
+    """
+    while True:
+        path = _private_name(folder, prefix, suffix)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
+        except FileExistsError:
+            continue
+
+
+def private_folder(prefix: str, folder: str | os.PathLike[str] | None = None) -> str:
+    """A new folder of AgentTrace's own, made without :mod:`tempfile` (see :func:`private_file`)."""
+    while True:
+        path = _private_name(folder, prefix, "")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
 
 
 @contextmanager

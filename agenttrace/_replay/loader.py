@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,10 +43,17 @@ from agenttrace._format.events import (
 from agenttrace._format.exactjson import InexactNumberError, exact_int, fast_loads, has_inexact
 from agenttrace._format.exchange import HeaderCache, exchange_from_span
 from agenttrace._format.files import SPANS_CUT, Documents, SplitError, collector_paused
-from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._format.otlp_json import decode_attributes, decode_body
 from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
-__all__ = ["check_events", "collector_paused", "load_events", "load_recording", "validate_events"]
+__all__ = [
+    "check_events",
+    "check_span_bodies",
+    "collector_paused",
+    "load_events",
+    "load_recording",
+    "validate_events",
+]
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
@@ -54,21 +62,89 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
         return _load(Path(path), None)[0]
 
 
-def load_recording(path: str | Path, source: str) -> tuple[list[dict[str, Any]], list[Exchange]]:
+def load_recording(
+    path: str | Path, source: str, *, sealed: bool = False
+) -> tuple[list[dict[str, Any]], list[Exchange]]:
     """What ``init(replay_events_file=...)`` replays: the events and the exchange of each call.
 
     Equal to ``load_events`` followed by building each call event's exchange (labelled
     ``"<source>, event #<index>"`` as then), but a trace file's call spans become exchanges
     directly, without list-form call events in between: the events returned hold the runs and
     the entropy draws only (and, for a JSON event list, every event, calls too).
+
+    ``sealed`` (a governance replay): every body must match its recorded SHA-256 and no call span
+    may appear twice, else :class:`ConfigurationError` naming the span and the field.
     """
     with collector_paused():
-        events, exchanges = _load(Path(path), source)
+        events, exchanges = _load(Path(path), source, sealed=sealed)
         assert exchanges is not None
+        if sealed:
+            _check_sealed(Path(path), exchanges)
         return events, exchanges
 
 
-def _load(file: Path, source: str | None) -> tuple[list[dict[str, Any]], list[Exchange] | None]:
+def _reseal_hint(file: Path) -> str:
+    return (
+        "the recording was changed after it was written (edited or damaged), and a governance replay "
+        "serves only what was recorded; if the change was deliberate, re-seal the file with "
+        f"`agenttrace reseal {file}` (it recomputes every body's size and SHA-256)"
+    )
+
+
+def check_span_bodies(where: str, span: Mapping[str, Any], file: Path) -> None:
+    """Each request and response body of a call span against its recorded size and SHA-256."""
+    for event in span.get("events", ()):
+        name = event.get("name")
+        if name not in (S.EVENT_REQUEST, S.EVENT_RESPONSE):
+            continue
+        values = decode_attributes(event.get("attributes"), int)
+        if S.BODY_SHA256 not in values or values.get(S.BODY_TRUNCATED):
+            continue  # a cut body's digest is of the bytes not kept (never served in governance)
+        data = decode_body(str(values.get(S.BODY, "")), str(values.get(S.BODY_ENCODING, "utf-8")))
+        actual = hashlib.sha256(data).hexdigest()
+        recorded = str(values[S.BODY_SHA256])
+        size = values.get(S.BODY_SIZE)
+        label = f"{where}: span {span.get('name', '')!r} (span id {span.get('spanId', '')})"
+        if recorded != actual:
+            raise ConfigurationError(
+                f"{label}: the {S.BODY} of its {name} event does not match its {S.BODY_SHA256} "
+                f"(recorded {recorded or '(empty)'}, the body's is {actual}); {_reseal_hint(file)}"
+            )
+        if size is not None and int(size) != len(data):
+            raise ConfigurationError(
+                f"{label}: the {S.BODY} of its {name} event holds {len(data)} bytes but its "
+                f"{S.BODY_SIZE} says {size}; {_reseal_hint(file)}"
+            )
+
+
+def _check_sealed(file: Path, exchanges: Sequence[Exchange]) -> None:
+    """No call span twice, and (for list-form calls) each response body matches its digest."""
+    seen: set[tuple[str, str]] = set()
+    for index, exchange in enumerate(exchanges):
+        label = f"replay file {file}, call #{index} ({exchange.request.method} {exchange.request.url})"
+        if exchange.span_id:
+            key = (exchange.trace_id.lower(), exchange.span_id.lower())
+            if key in seen:
+                raise ConfigurationError(
+                    f"{label}: call span {exchange.trace_id}/{exchange.span_id} appears more than once; a "
+                    "governance replay refuses a recording holding the same call twice (a file "
+                    "concatenated with itself, or a span copied); remove the copy"
+                )
+            seen.add(key)
+        response = exchange.response
+        if response is None or response.body.truncated:
+            continue
+        actual = hashlib.sha256(response.body.data).hexdigest()
+        if response.body.sha256 != actual:
+            raise ConfigurationError(
+                f"{label}: span {exchange.span_id}: the response body does not match its body_sha256 "
+                f"(recorded {response.body.sha256}, the body's is {actual}); {_reseal_hint(file)}"
+            )
+
+
+def _load(
+    file: Path, source: str | None, *, sealed: bool = False
+) -> tuple[list[dict[str, Any]], list[Exchange] | None]:
     """``(events, None)`` for load_events; ``(events, exchanges)`` for load_recording (``source`` given)."""
     try:
         data = file.read_bytes()
@@ -85,7 +161,7 @@ def _load(file: Path, source: str | None) -> tuple[list[dict[str, Any]], list[Ex
         parsed = _event_array(file, data)
         if parsed and all(isinstance(d, Mapping) and "resourceSpans" in d for d in parsed):
             # An array of TracesData documents (what some tools write): same as JSON Lines.
-            return _from_documents(file, ((1, d) for d in parsed), None, source)  # parsed exactly
+            return _from_documents(file, ((1, d) for d in parsed), None, source, sealed)  # parsed exactly
         if source is None:
             return validate_events(parsed, str(file)), None
         events, exchanges = check_events(parsed, str(file))
@@ -95,12 +171,12 @@ def _load(file: Path, source: str | None) -> tuple[list[dict[str, Any]], list[Ex
         # that reading the file whole words as it always did.
         split = Documents(file, data, "replay file", "cannot be read as UTF-8 text", split_spans=True)
         try:
-            return _from_documents(file, split, split, source)
+            return _from_documents(file, split, split, source, sealed)
         except (SplitError, ConfigurationError):
             pass
     documents = Documents(file, data, "replay file", "cannot be read as UTF-8 text")
     try:
-        return _from_documents(file, documents, documents, source)
+        return _from_documents(file, documents, documents, source, sealed)
     except ConfigurationError:
         documents.check_text()  # bytes that are not UTF-8 are the first thing wrong with a file
         raise
@@ -155,12 +231,14 @@ def _event_array(file: Path, data: bytes) -> Any:
 class _Recording:
     """The run and call spans and entropy draws read so far, and what reading them shares."""
 
-    def __init__(self, exchanges: bool) -> None:
+    def __init__(self, exchanges: bool, sealed: Path | None = None) -> None:
         self.exchanges = exchanges  # calls as exchanges (load_recording), else as events
+        self.sealed = sealed  # the file, when every body must match its digest (governance)
         self.runs: list[tuple[int, dict[str, Any]]] = []  # (start, event)
         self.entropy: list[dict[str, Any]] = []
         self.calls: list[tuple[str, int, Any]] = []  # (trace id, ordinal, event or exchange)
         self.headers: HeaderCache = {}  # header lists seen, parsed
+        self.socket_spans = 0  # raw DNS/connect spans read (loaded, never served)
 
     def mark(self) -> tuple[int, int, int]:
         return len(self.runs), len(self.entropy), len(self.calls)
@@ -173,6 +251,8 @@ class _Recording:
     ) -> None:
         """Add the call's exchange (when exchanges are built) or its list-form event."""
         exchange = exchange_from_span(span, attributes, to_int=to_int, headers=self.headers)
+        if self.sealed is not None:
+            check_span_bodies(where, span, self.sealed)
         served_from = exchange.extra.get("served_from")
         if served_from is not None:
             raise ConfigurationError(
@@ -193,9 +273,10 @@ def _from_documents(
     documents: Iterable[tuple[int, Any]],
     reader: Documents | None,
     source: str | None,
+    sealed: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Exchange] | None]:
     """Read the documents' spans; ``reader`` (if documents come from one) re-reads lines and cut spans."""
-    recording = _Recording(source is not None)
+    recording = _Recording(source is not None, file if sealed else None)
     first_seen: dict[str, int] = {}
     for number, document in documents:
         where = f"replay file {file}, line {number}"
@@ -214,7 +295,7 @@ def _from_documents(
         for trace_id, start in seen.items():
             first_seen[trace_id] = min(first_seen.get(trace_id, start), start)
     calls, runs, entropy = recording.calls, recording.runs, recording.entropy
-    if not calls:
+    if not calls and not recording.socket_spans:
         raise ConfigurationError(
             f"replay file {file} holds no recorded calls (no span with {S.KIND}='call'); "
             "expected a trace recorded by agenttrace in which the agent made at least one call"
@@ -292,6 +373,11 @@ def _read_document(
             if kind == "run":
                 run = _run_and_entropy(span, attributes, trace_id, recording.entropy, to_int)
                 recording.runs.append((start, run))
+                continue
+            if attributes.get(S.CALL_LIBRARY) == "socket":
+                # A raw DNS lookup or connect (the socket instrumentor): no payload to serve. In
+                # replay the sandbox meets the agent's lookup or connect as the leak it is.
+                recording.socket_spans += 1
                 continue
             recording.add_call(where, span, attributes, to_int)
         except (ConfigurationError, InexactNumberError):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import operator
+import os
 import re
 import threading
 from collections import deque
@@ -33,7 +34,20 @@ from agenttrace._capture.model import Exchange, RequestData
 from agenttrace._capture.payload import redactor
 from agenttrace._format.exactjson import fast_loads, has_inexact, leaves, orjson_module
 
-__all__ = ["VOLATILE_HEADERS", "VOLATILE_PREFIXES", "Entry", "Matcher", "Miss", "normalize_url"]
+__all__ = [
+    "IGNORE_ENV",
+    "VOLATILE_HEADERS",
+    "VOLATILE_PREFIXES",
+    "Entry",
+    "IgnoreRules",
+    "Matcher",
+    "Miss",
+    "call_differences",
+    "ignoring",
+    "json_differences",
+    "normalize_url",
+    "parse_ignore",
+]
 
 # Headers that differ between two runs of the same agent (tracing context, clocks, client
 # versions and platforms, retry bookkeeping, connection management) or follow from the URL and
@@ -353,8 +367,11 @@ class Matcher:
     of parsing its URL and canonicalising its JSON body again.
     """
 
-    def __init__(self, exchanges: Iterable[Exchange]) -> None:
+    def __init__(self, exchanges: Iterable[Exchange], ignore: IgnoreRules | None = None) -> None:
+        """``ignore``: the parts of a request never compared (default: the rules :func:`ignoring` set)."""
         self._lock = threading.Lock()
+        rules = _rules_in_force() if ignore is None else ignore
+        self._ignore = rules if rules else None
         self._entries: list[Entry] = []
         self._index: dict[Key, deque[Entry]] = {}
         self._served_per_key: dict[Key, int] = {}
@@ -370,7 +387,7 @@ class Matcher:
             self._index.setdefault(entry.key, deque()).append(entry)
 
     def _entry(self, exchange: Exchange, position: int) -> Entry:
-        req = exchange.request
+        req = exchange.request if self._ignore is None else self._ignore.apply(exchange.request)
         url = self._urls.get(req.url)
         if url is None:
             url = self._urls[req.url] = normalize_url(req.url)
@@ -412,6 +429,8 @@ class Matcher:
 
     def match(self, request: RequestData, step_path: Sequence[str]) -> Entry | Miss:
         """Pop the recorded exchange for ``request`` made in ``step_path``, or explain the miss."""
+        if self._ignore is not None:
+            request = self._ignore.apply(request)
         url = self._urls.get(request.url) or normalize_url(request.url)
         kind, value = "", None
         content_type = _content_type(request.headers)
@@ -476,7 +495,9 @@ class Matcher:
         if best is None:
             return miss
         miss.closest = best
-        miss.differences = _differences(best, request, url=url, key=key, kind=kind, value=value, headers=headers)
+        miss.differences = _differences(
+            best, request, url=url, key=key, kind=kind, value=value, headers=headers, ignore=self._ignore
+        )
         return miss
 
 
@@ -510,9 +531,10 @@ def _differences(
     kind: str,
     value: Any,
     headers: dict[str, tuple[str, ...]],
+    ignore: IgnoreRules | None = None,
 ) -> list[str]:
     out: list[str] = []
-    rec = entry.exchange.request
+    rec = entry.exchange.request if ignore is None else ignore.apply(entry.exchange.request)
     if rec.method.upper() != key[0]:
         out.append(f"method: recorded {rec.method.upper()}, called {key[0]}")
     r_base, _, r_query = entry.url.partition("?")
@@ -545,7 +567,8 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _json_diff(recorded: Any, called: Any, path: str) -> list[str]:
+def _json_diff(recorded: Any, called: Any, path: str, words: tuple[str, str] = ("recorded", "called")) -> list[str]:
+    a, b = words
     if isinstance(recorded, dict) and isinstance(called, dict):
         out: list[str] = []
         for name in sorted(set(recorded) | set(called), key=str):
@@ -555,29 +578,40 @@ def _json_diff(recorded: Any, called: Any, path: str) -> list[str]:
                 else f"{path}[{json.dumps(name)}]"
             )
             if name not in called:
-                out.append(f"body {sub}: recorded {_short(recorded[name])}, missing in the call")
+                out.append(f"body {sub}: {a} {_short(recorded[name])}, {_absent(b)}")
             elif name not in recorded:
-                out.append(f"body {sub}: not in the recording, called {_short(called[name])}")
+                out.append(f"body {sub}: {_absent(a)}, {b} {_short(called[name])}")
             else:
-                out.extend(_json_diff(recorded[name], called[name], sub))
+                out.extend(_json_diff(recorded[name], called[name], sub, words))
         return out
     if isinstance(recorded, list) and isinstance(called, list):
         out = []
         for i in range(max(len(recorded), len(called))):
             sub = f"{path}[{i}]"
             if i >= len(called):
-                out.append(f"body {sub}: recorded {_short(recorded[i])}, missing in the call")
+                out.append(f"body {sub}: {a} {_short(recorded[i])}, {_absent(b)}")
             elif i >= len(recorded):
-                out.append(f"body {sub}: not in the recording, called {_short(called[i])}")
+                out.append(f"body {sub}: {_absent(a)}, {b} {_short(called[i])}")
             else:
-                out.extend(_json_diff(recorded[i], called[i], sub))
+                out.extend(_json_diff(recorded[i], called[i], sub, words))
         return out
     if recorded != called or type(recorded) is not type(called):
-        return [f"body {path}: recorded {_short(recorded)}, called {_short(called)}"]
+        return [f"body {path}: {a} {_short(recorded)}, {b} {_short(called)}"]
     return []
 
 
-def _pairs_diff(label: str, recorded: Sequence[tuple[str, str]], called: Sequence[tuple[str, str]]) -> list[str]:
+def _absent(word: str) -> str:
+    """How a value missing on one side reads: in a replay's words, or a diff's ("A", "B")."""
+    return {"recorded": "not in the recording", "called": "missing in the call"}.get(word, f"absent in {word}")
+
+
+def _pairs_diff(
+    label: str,
+    recorded: Sequence[tuple[str, str]],
+    called: Sequence[tuple[str, str]],
+    words: tuple[str, str] = ("recorded", "called"),
+) -> list[str]:
+    a, b = words
     rec: dict[str, list[str]] = {}
     cal: dict[str, list[str]] = {}
     for k, v in recorded:
@@ -590,11 +624,11 @@ def _pairs_diff(label: str, recorded: Sequence[tuple[str, str]], called: Sequenc
         if r == c:
             continue
         if c is None:
-            out.append(f"{label} {name!r}: recorded {_values(r)}, missing in the call")
+            out.append(f"{label} {name!r}: {a} {_values(r)}, {_absent(b)}")
         elif r is None:
-            out.append(f"{label} {name!r}: not in the recording, called {_values(c)}")
+            out.append(f"{label} {name!r}: {_absent(a)}, {b} {_values(c)}")
         else:
-            out.append(f"{label} {name!r}: recorded {_values(r)}, called {_values(c)}")
+            out.append(f"{label} {name!r}: {a} {_values(r)}, {b} {_values(c)}")
     return out
 
 
@@ -603,10 +637,14 @@ def _values(values: Sequence[str] | None) -> str:
     return _short(values[0]) if len(values) == 1 else _short(list(values))
 
 
-def _header_diff(recorded: dict[str, tuple[str, ...]], called: dict[str, tuple[str, ...]]) -> list[str]:
+def _header_diff(
+    recorded: dict[str, tuple[str, ...]],
+    called: dict[str, tuple[str, ...]],
+    words: tuple[str, str] = ("recorded", "called"),
+) -> list[str]:
     pairs_r = [(k, v) for k, vs in recorded.items() for v in vs]
     pairs_c = [(k, v) for k, vs in called.items() for v in vs]
-    return _pairs_diff("header", pairs_r, pairs_c)
+    return _pairs_diff("header", pairs_r, pairs_c, words)
 
 
 def _bytes_diff(recorded: bytes, called: bytes) -> str:
@@ -615,3 +653,251 @@ def _bytes_diff(recorded: bytes, called: bytes) -> str:
         f"body: recorded {len(recorded)} bytes, called {len(called)} bytes; first difference at byte {at}: "
         f"recorded {recorded[at : at + 24]!r}, called {called[at : at + 24]!r}"
     )
+
+
+# --- match rules: parts of a request never compared ----------------------------------------------
+
+_PATH_TOKEN = re.compile(
+    r"\.(?P<name>[A-Za-z_][A-Za-z0-9_-]*|\*)|\[(?P<index>\d+|\*)\]|\[(?P<quoted>\"(?:[^\"\\]|\\.)*\")\]"
+)
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    """What the matcher leaves out of every request before comparing (both the recorded and the live one).
+
+    ``json_paths``: paths into a JSON request body, each a tuple of keys (str), indexes (int) or
+    ``"*"`` (any key or index); ``headers``: header names (lower case); ``query``: query parameter
+    names. Built by :func:`parse_ignore` from rules such as ``"$.metadata.request_time"``,
+    ``"header:x-request-id"`` and ``"query:ts"``.
+    """
+
+    json_paths: tuple[tuple[str | int, ...], ...] = ()
+    headers: frozenset[str] = frozenset()
+    query: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.json_paths or self.headers or self.query)
+
+    def apply(self, request: RequestData) -> RequestData:
+        """``request`` without the ignored headers, query parameters and JSON body fields."""
+        headers = request.headers
+        if self.headers:
+            headers = tuple((k, v) for k, v in headers if k.lower() not in self.headers)
+        url = request.url
+        if self.query and "?" in url:
+            base, _, rest = url.partition("?")
+            query, hash_mark, fragment = rest.partition("#")
+            kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in self.query]
+            url = base + (f"?{urlencode(kept)}" if kept else "") + (hash_mark + fragment)
+        body = request.body
+        if self.json_paths and body:
+            kind, value = _parse_body(bytes(body), headers)
+            if kind == "json":
+                for path in self.json_paths:
+                    _drop(value, path)
+                body = _canonical_json(value)
+        if headers is request.headers and url == request.url and body is request.body:
+            return request
+        return RequestData(request.method, url, headers, body)
+
+
+def _drop(value: Any, path: tuple[str | int, ...]) -> None:
+    """Delete what ``path`` names inside ``value`` (in place); a path that leads nowhere is no error."""
+    if not path:
+        return
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        names = list(value) if head == "*" else [head] if head in value else []
+        for name in names:
+            if rest:
+                _drop(value[name], rest)
+            else:
+                del value[name]
+    elif isinstance(value, list):
+        if head == "*":
+            indexes = list(range(len(value)))
+        elif isinstance(head, int) and head < len(value):
+            indexes = [head]
+        else:
+            indexes = []
+        for index in reversed(indexes):
+            if rest:
+                _drop(value[index], rest)
+            else:
+                del value[index]
+
+
+def _json_path(text: str) -> tuple[str | int, ...]:
+    if not text.startswith("$"):
+        raise ValueError(f"JSON path {text!r} must start with '$' (for example '$.metadata.request_time')")
+    parts: list[str | int] = []
+    at = 1
+    while at < len(text):
+        token = _PATH_TOKEN.match(text, at)
+        if token is None:
+            raise ValueError(
+                f'JSON path {text!r} cannot be read at character {at + 1}; expected .name, [N], [*] or ["name"]'
+            )
+        name, index, quoted = token.group("name", "index", "quoted")
+        if name is not None:
+            parts.append(name)
+        elif index is not None:
+            parts.append("*" if index == "*" else int(index))
+        else:
+            parts.append(str(json.loads(quoted)))
+        at = token.end()
+    if not parts:
+        raise ValueError(f"JSON path {text!r} names the whole body; name a field inside it")
+    return tuple(parts)
+
+
+def parse_ignore(rules: Iterable[str] | str | None) -> IgnoreRules:
+    """Read match rules: ``"$.path.in[0].body"``, ``"header:NAME"``, ``"query:NAME"``.
+
+    ValueError names the rule and says what was expected.
+    """
+    if rules is None:
+        return IgnoreRules()
+    if isinstance(rules, str):
+        rules = [rules]
+    paths: list[tuple[str | int, ...]] = []
+    headers: set[str] = set()
+    query: set[str] = set()
+    for rule in rules:
+        if not isinstance(rule, str) or not rule.strip():
+            raise ValueError(f"match rule {rule!r} is not valid; expected '$.json.path', 'header:NAME' or 'query:NAME'")
+        text = rule.strip()
+        kind, colon, name = text.partition(":")
+        if text.startswith("$"):
+            paths.append(_json_path(text))
+        elif colon and kind.lower() == "body" and name.strip().startswith("$"):
+            paths.append(_json_path(name.strip()))
+        elif colon and kind.lower() == "header" and name.strip():
+            headers.add(name.strip().lower())
+        elif colon and kind.lower() == "query" and name.strip():
+            query.add(name.strip())
+        else:
+            raise ValueError(
+                f"match rule {rule!r} is not valid; expected a JSON path into the request body "
+                "('$.metadata.request_time'), 'header:NAME' or 'query:NAME'"
+            )
+    return IgnoreRules(tuple(paths), frozenset(headers), frozenset(query))
+
+
+# The rules a Matcher built without explicit ones uses (the pytest plugin sets them per test,
+# around the init() that builds the replay session).
+_ignore_in_force: list[IgnoreRules] = [IgnoreRules()]
+
+
+# A Python subprocess of a marked test gets its rules through the environment (a JSON list), as
+# it gets the rest of its settings; the variable is the plugin's, not a user setting.
+IGNORE_ENV = "_AGENTTRACE_MATCH_IGNORE"
+
+
+def _rules_in_force() -> IgnoreRules:
+    rules = _ignore_in_force[0]
+    if rules:
+        return rules
+    text = os.environ.get(IGNORE_ENV, "")
+    if not text:
+        return rules
+    try:
+        return parse_ignore(json.loads(text))
+    except ValueError as exc:
+        from agenttrace._core.errors import warn_once
+
+        warn_once("match-ignore-env", f"{IGNORE_ENV} is not a JSON list of match rules ({exc}); no field is ignored")
+        return rules
+
+
+def ignoring(rules: IgnoreRules) -> IgnoreRules:
+    """Make ``rules`` the ones new matchers use; returns the rules they replace."""
+    previous = _ignore_in_force[0]
+    _ignore_in_force[0] = rules
+    return previous
+
+
+# --- field-level differences between two calls (agenttrace diff) ---------------------------------
+
+
+def json_differences(a: Any, b: Any, words: tuple[str, str] = ("A", "B")) -> list[str]:
+    """The JSON paths at which ``a`` and ``b`` differ, one line each (``body $.x: A 1, B 2``)."""
+    return _json_diff(a, b, "$", words)
+
+
+def call_differences(a: Exchange, b: Exchange, words: tuple[str, str] = ("A", "B")) -> list[str]:
+    """What differs between two recorded calls, field by field, as the matcher compares requests.
+
+    Method, URL and query parameters, significant request headers (not the volatile ones or
+    secrets), request bodies (JSON as data, with the paths that differ), response status,
+    significant response headers and bodies (a body a replay served from its recording
+    compares by its digest), and the recorded error.
+    """
+    out: list[str] = []
+    ra, rb = a.request, b.request
+    if ra.method.upper() != rb.method.upper():
+        out.append(f"method: {words[0]} {ra.method.upper()}, {words[1]} {rb.method.upper()}")
+    ua, ub = normalize_url(ra.url), normalize_url(rb.url)
+    base_a, _, query_a = ua.partition("?")
+    base_b, _, query_b = ub.partition("?")
+    if base_a != base_b:
+        out.append(f"url: {words[0]} {base_a}, {words[1]} {base_b}")
+    out.extend(
+        _pairs_diff(
+            "query param",
+            parse_qsl(query_a, keep_blank_values=True),
+            parse_qsl(query_b, keep_blank_values=True),
+            words,
+        )
+    )
+    out.extend(_header_diff(_significant_headers(ra.headers), _significant_headers(rb.headers), words))
+    out.extend(_body_differences("", ra.body, ra.headers, rb.body, rb.headers, words))
+    sa, sb = a.response, b.response
+    if (sa is None) != (sb is None):
+        status_a = "none" if sa is None else sa.status_code
+        status_b = "none" if sb is None else sb.status_code
+        out.append(f"response: {words[0]} {status_a}, {words[1]} {status_b}")
+    elif sa is not None and sb is not None:
+        if sa.status_code != sb.status_code:
+            out.append(f"response status: {words[0]} {sa.status_code}, {words[1]} {sb.status_code}")
+        # A call a replay served keeps only the status, size and digest of what it served (the
+        # recording holds the rest): its response headers are not compared.
+        served = "served_from" in a.extra or "served_from" in b.extra
+        if not served:
+            out.extend(
+                line.replace("header ", "response header ", 1)
+                for line in _header_diff(_significant_headers(sa.headers), _significant_headers(sb.headers), words)
+            )
+        if sa.body.sha256 != sb.body.sha256:
+            if served or sa.body.truncated or sb.body.truncated:
+                out.append(
+                    f"response body: {words[0]} {sa.body.size} bytes (sha256 {sa.body.sha256[:12]}), "
+                    f"{words[1]} {sb.body.size} bytes (sha256 {sb.body.sha256[:12]})"
+                )
+            else:
+                out.extend(_body_differences("response ", sa.body.data, sa.headers, sb.body.data, sb.headers, words))
+    ea, eb = a.error, b.error
+    if (ea.type if ea else None) != (eb.type if eb else None):
+        out.append(f"error: {words[0]} {ea.type if ea else 'none'}, {words[1]} {eb.type if eb else 'none'}")
+    return out
+
+
+def _body_differences(  # noqa: PLR0917 - two (body, headers) pairs side by side
+    label: str,
+    a: bytes,
+    a_headers: Sequence[tuple[str, str]],
+    b: bytes,
+    b_headers: Sequence[tuple[str, str]],
+    words: tuple[str, str],
+) -> list[str]:
+    kind_a, value_a = _parse_body(bytes(a), a_headers)
+    kind_b, value_b = _parse_body(bytes(b), b_headers)
+    if kind_a == kind_b == "json":
+        return [label + line for line in _json_diff(value_a, value_b, "$", words)]
+    if kind_a == kind_b == "form":
+        return [label + line for line in _pairs_diff("body field", value_a, value_b, words)]
+    if bytes(a) == bytes(b):
+        return []
+    line = _bytes_diff(bytes(a), bytes(b)).replace("recorded", words[0]).replace("called", words[1])
+    return [label + line]

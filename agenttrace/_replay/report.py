@@ -9,7 +9,8 @@ Span attributes (besides ``agenttrace.run.replay_of``, set when the run starts):
 from __future__ import annotations
 
 from agenttrace._capture.model import Exchange
-from agenttrace._core.errors import ReplayMismatchError, say
+from agenttrace._core import errors as _errors
+from agenttrace._core.errors import AgentTraceError, ReplayMismatchError, say
 from agenttrace._format.schema import (
     REPLAY_CALLS_MISSED,
     REPLAY_CALLS_SERVED,
@@ -19,6 +20,7 @@ from agenttrace._format.schema import (
     REPLAY_SOURCE,
     REPLAY_VIOLATIONS,
 )
+from agenttrace._replay import children as _children
 from agenttrace._replay.session import ReplaySession, RunStats
 
 __all__ = [
@@ -41,12 +43,40 @@ def _call(exchange: Exchange) -> str:
     return f"{exchange.request.method} {exchange.request.url} (step {step}, call #{exchange.ordinal})"
 
 
+def _from_children(session: ReplaySession, stats: RunStats) -> set[str]:
+    """Add what child processes reported to ``stats``; the recorded calls they served."""
+    served: set[str] = set()
+    for kind, pid, text in _children.read():
+        where = f" (in child process {pid})"
+        if kind == "served":
+            served.add(text)
+            stats.served += 1
+        elif kind == "missed":
+            stats.missed.append(text + where)
+        elif kind == "leak":
+            stats.leaks.append(text + where)
+        elif kind == "violation" and session.governance:
+            name, _, message = text.partition("\t")
+            cls = getattr(_errors, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, AgentTraceError)):
+                cls = ReplayMismatchError
+            stats.run.add_violation(cls(f"in child process {pid}: {message}"))
+    return served
+
+
 def report(session: ReplaySession, stats: RunStats) -> None:
     """Summarise one replay run; in governance with ``fail_on_unused``, unused calls fail it."""
     run = stats.run
+    served_by_children = _from_children(session, stats)
     unused: list[Exchange] = []
-    if not stats.nested:  # a nested run's outer run accounts for the whole recorded trace
-        unused = session.matcher.unused(stats.replay_of or None)
+    # A nested run's outer run accounts for the whole recorded trace; a child process's run
+    # for none of it (its parent reports what stayed unused).
+    if not stats.nested and not _children.in_child():
+        unused = [
+            e
+            for e in session.matcher.unused(stats.replay_of or None)
+            if f"{e.trace_id}/{e.span_id}" not in served_by_children
+        ]
     settings = session.settings
     if unused and session.governance and settings.fail_on_unused:
         run.add_violation(

@@ -9,8 +9,9 @@ While active, these events are leaks unless accounted for: ``socket.getaddrinfo`
 ``socket.gethostbyname``, ``socket.gethostbyaddr``, ``socket.getnameinfo``, ``socket.connect``,
 ``socket.sendto`` and ``socket.sendmsg`` (datagrams). Accounted for means: an AF_UNIX socket
 (asyncio's self-pipe), a destination a relaxed replay let through on purpose (:func:`allow_host`),
-the SDK's own export traffic (OTel's suppress-instrumentation context, threads named
-``OtelBatch*`` or marked with :func:`exempt_current_thread`). What a leak does (raise
+the SDK's own export traffic (AgentTrace's export context key, the OpenTelemetry SDK's export
+threads, threads marked with :func:`exempt_current_thread`). OpenTelemetry's
+suppress-instrumentation key is not an exemption: any library can set it. What a leak does (raise
 ``DeterminismLeakError`` or warn) is the handler's decision, set by the replay session.
 
 State is process-global under a lock, not in contextvars: asyncio runs ``getaddrinfo`` in an
@@ -106,17 +107,12 @@ def allow_host(host: str, port: int | None = None) -> None:
 
 
 def _suppressed() -> bool:
+    # OpenTelemetry's suppress-instrumentation keys exempt nothing: any library can set them.
     if getattr(_local, "exempt", False) or threading.get_ident() in _exempt_threads:
         return True
-    if threading.current_thread().name.startswith("OtelBatch"):
-        return True
-    from opentelemetry.context import (
-        _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-        _SUPPRESS_INSTRUMENTATION_KEY,
-        get_value,
-    )
+    from agenttrace._capture.record import own_traffic
 
-    return bool(get_value(_SUPPRESS_INSTRUMENTATION_KEY) or get_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY))
+    return own_traffic()
 
 
 def _address(address: Any) -> tuple[str, str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from agenttrace._capture.model import Exchange, RecordedError, ResponseData
@@ -18,14 +19,46 @@ from agenttrace._core.errors import ReplayMismatchError
 from agenttrace._core.runtime import runtime
 
 __all__ = [
+    "MAX_PACING_GAP_S",
+    "MAX_PACING_TOTAL_S",
+    "RecordedArgument",
     "check_servable",
     "error_class",
+    "header_bytes",
     "make_error",
     "pacing_delays",
     "served_chunks",
     "served_parts",
     "stream_chunks",
 ]
+
+
+# replay_pacing="recorded" waits at most this long before one chunk, and at most the second
+# bound over one response: a recording with absurd offsets (a clock jump, an edited file) must not
+# hang the replay for days. Gaps beyond a bound are cut to it; docs/replay.md states both.
+MAX_PACING_GAP_S = 30.0
+MAX_PACING_TOTAL_S = 300.0
+
+
+def header_bytes(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Recorded headers as the bytes the server sent.
+
+    The clients decode header bytes as latin-1 (httpx, http.client for urllib3), so each recorded
+    character is one byte: encoding back as latin-1 gives the exact bytes, a ``café`` sent as
+    UTF-8 included. Text that cannot come from that decoding (a character above U+00FF, written
+    by hand into a trace file) is sent as UTF-8.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        out.append((_latin1(name), _latin1(value)))
+    return out
+
+
+def _latin1(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
 
 
 def error_class(name: str) -> type[BaseException] | None:
@@ -83,8 +116,11 @@ def pacing_delays(exchange: Exchange) -> list[float]:
     offsets += [offsets[-1] if offsets else 0] * (n - len(offsets))
     delays: list[float] = []
     previous = 0
+    budget = MAX_PACING_TOTAL_S
     for offset in offsets:
-        delays.append(max(0, offset - previous) / 1e9)
+        delay = min(max(0, offset - previous) / 1e9, MAX_PACING_GAP_S, budget)
+        budget -= delay
+        delays.append(delay)
         previous = offset
     return delays
 
@@ -147,7 +183,13 @@ def make_error(
     recorded: RecordedError,
     build: Callable[[type[BaseException], str], BaseException | None] | None = None,
 ) -> BaseException:
-    """An exception of the recorded type (built by the adapter's ``build`` when it knows how)."""
+    """An exception of the recorded type, whose ``str()`` is the recorded message.
+
+    The adapter's ``build`` constructs the library's own exceptions (with the request, the pool);
+    an ``OSError`` gets back its ``errno`` and ``strerror`` from its recorded text, which is
+    ``[Errno N] strerror`` exactly when it had them. Whatever the constructor adds to the message
+    (urllib3 prefixes the pool's name), ``str(exc)`` is made the recorded text.
+    """
     cls = error_class(recorded.type)
     message = recorded.message or f"{recorded.type} (replayed)"
     if cls is None:
@@ -158,13 +200,96 @@ def make_error(
         except Exception:  # noqa: BLE001 - fall back to the generic construction below
             built = None
         if built is not None:
-            return built
+            return _with_message(built, message)
+    if issubclass(cls, OSError):
+        found = _ERRNO_TEXT.fullmatch(message)
+        if found is not None:
+            rebuilt = _errno_error(cls, int(found.group(1)), found.group(2))
+            if rebuilt is not None and str(rebuilt) == message:
+                return rebuilt
     try:
-        return cls(message)
+        return _with_message(cls(message), message)
     except Exception:  # noqa: BLE001 - constructors with other signatures: bypass __init__
         exc = cls.__new__(cls)
         exc.args = (message,)
         return exc
+
+
+# str() of an OSError built with (errno, strerror): what the recorded message holds then.
+_ERRNO_TEXT = re.compile(r"\[Errno (-?\d+)\] (.*)", re.DOTALL)
+
+
+def _with_message(exc: BaseException, message: str) -> BaseException:
+    """``exc`` with ``str(exc) == message``: its args replaced when its constructor changed the text.
+
+    An exception raised with several arguments (urllib3's ``ProtocolError('Connection broken:
+    ...', IncompleteRead(...))``) has the repr of its args tuple as its text: its args are rebuilt
+    from it, so ``repr(exc)`` and what wraps it (requests' ``ChunkedEncodingError``) read as live.
+    """
+    args = _tuple_args(message)
+    if args is not None and _set_args(exc, args) and _text(exc) == message:
+        return exc
+    if _text(exc) != message:
+        _set_args(exc, (message,))
+    return exc
+
+
+def _text(exc: BaseException) -> str | None:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a __str__ that needs attributes the constructor did not set
+        return None
+
+
+def _set_args(exc: BaseException, args: tuple[Any, ...]) -> bool:
+    try:
+        exc.args = args
+    except Exception:  # noqa: BLE001 - keep the exception as built
+        return False
+    return True
+
+
+class RecordedArgument:
+    """An exception argument known only by its recorded repr (the ``IncompleteRead(...)`` inside a
+    urllib3 ``ProtocolError``): it reads as the original did in the exception's text and repr."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _tuple_args(message: str) -> tuple[Any, ...] | None:
+    """``(first, RecordedArgument(rest))`` for a message ``"('first', rest)"``: the text of an
+    exception raised with several arguments, the first a string; else None."""
+    if len(message) < 6 or message[0] != "(" or message[-1] != ")" or message[1] not in "'\"":
+        return None
+    import ast
+    import io
+    import tokenize
+
+    try:
+        token = next(tokenize.generate_tokens(io.StringIO(message[1:]).readline))
+        if token.type != tokenize.STRING or token.start[0] != 1 or token.end[0] != 1:
+            return None
+        first = ast.literal_eval(token.string)
+    except (SyntaxError, ValueError, tokenize.TokenError, StopIteration):
+        return None
+    rest = message[1 + token.end[1] : -1]
+    if not isinstance(first, str) or not rest.startswith(", ") or len(rest) < 3:
+        return None
+    return (first, RecordedArgument(rest[2:]))
+
+
+def _errno_error(cls: type[BaseException], errno: int, strerror: str) -> BaseException | None:
+    """``cls(errno, strerror)``, or None for a subclass whose constructor takes other arguments."""
+    try:
+        return cls(errno, strerror)
+    except Exception:  # noqa: BLE001 - built another way by the caller
+        return None
 
 
 def stream_chunks(exchange: Exchange) -> Iterator[tuple[float, bytes]]:

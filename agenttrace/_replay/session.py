@@ -40,6 +40,7 @@ from agenttrace._core.errors import (
 from agenttrace._core.scope import RunState, current_scope
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.RUN_REPLAY_OF
 from agenttrace._format.events import event_exchange
+from agenttrace._replay import children as _children
 from agenttrace._replay import entropy as _entropy
 from agenttrace._replay import sandbox as _sandbox
 from agenttrace._replay.matcher import Entry, Matcher
@@ -100,6 +101,7 @@ class ReplaySession:
         self._stats: dict[int, RunStats] = {}  # id(RunState) -> stats
         self._order: list[RunStats] = []  # active runs, oldest first
         self._run_entropy: dict[int, deque[tuple[str, bytes]]] = {}
+        self._armed = False
 
     # --- switched on while runs are active -------------------------------------------------------
 
@@ -123,6 +125,9 @@ class ReplaySession:
             _serving[0] = None
         _entropy.set_server(None)
         _sandbox.set_handler(None)
+        if self._armed:
+            self._armed = False
+            _children.disarm()
 
     def run_started(self, run: RunState) -> None:
         """Map the new run to the recorded run it replays and mark its span as a replay."""
@@ -137,16 +142,29 @@ class ReplaySession:
                 self._run_entropy[id(run)] = deque(self._entropy.get(key, ()))
             else:
                 stats.replay_of = self._first_trace
-                self._run_entropy[id(run)] = deque()
+                if not _children.in_child():
+                    self._run_entropy[id(run)] = deque()
+                # A child process's run the recording holds no run for: its draws were never
+                # recorded (nor the child's start-up's), so they are drawn for real, not governed.
             self._stats[id(run)] = stats
             self._order.append(stats)
+            arm = not self._armed
+            self._armed = True
+        if arm:
+            try:
+                with _entropy.exempt():  # the channel's temporary name is AgentTrace's draw
+                    _children.arm(self.settings, run.name)
+            except Exception as exc:  # noqa: BLE001 - the parent's replay goes on; children then fail closed
+                warn_once("replay-children", f"could not pass the replay on to child processes: {exc!r}")
         if stats.replay_of:
             run.span.set_attribute(S.RUN_REPLAY_OF, stats.replay_of)
 
     def _claim(self, name: str) -> Mapping[str, Any] | None:
         # The n-th run started replays the n-th recorded run (by start time), preferring the
-        # next one with the same name; a recording without run events serves runs anyway.
-        fallback = None
+        # next one with the same name; a recording without run events serves runs anyway. A
+        # child process's run replays a recorded run of its own name only: the others are its
+        # parent's (their entropy draws are not the child's).
+        fallback = None if not _children.in_child() else -1
         for index, event in enumerate(self._runs):
             if index in self._claimed:
                 continue
@@ -155,7 +173,7 @@ class ReplaySession:
                 return event
             if fallback is None:
                 fallback = index
-        if fallback is not None:
+        if fallback is not None and fallback >= 0:
             self._claimed.add(fallback)
             return self._runs[fallback]
         return None
@@ -211,6 +229,8 @@ class ReplaySession:
             if stats is not None:
                 with self._lock:
                     stats.served += 1
+            if _children.in_child():
+                _children.tell("served", f"{exchange.trace_id}/{exchange.span_id}")
             return exchange
         self._miss(stats, request, library, "not in the recording\n" + found.describe())
         return None
@@ -220,6 +240,8 @@ class ReplaySession:
         if stats is not None:
             with self._lock:
                 stats.missed.append(label)
+        if _children.in_child():
+            _children.tell("missed", label)
         if self.governance:
             error = ReplayMismatchError(f"governance replay: {library} call {label} {why}")
             self._violation(stats, error)
@@ -230,6 +252,8 @@ class ReplaySession:
             _sandbox.allow_host(host, urlsplit(request.url).port)
 
     def _violation(self, stats: RunStats | None, error: AgentTraceError) -> None:
+        if _children.in_child():
+            _children.tell("violation", f"{type(error).__name__}\t{error}")
         with self._lock:
             targets = [stats] if stats is not None else list(self._order)
             for target in targets:
@@ -246,6 +270,8 @@ class ReplaySession:
         if stats is not None:
             with self._lock:
                 stats.leaks.append(description)
+        if _children.in_child():
+            _children.tell("leak", description)
         if self.governance:
             # A raw connect or datagram is also a network call the recording lacks (the SDK
             # reference's ReplayMismatchError); DNS and the rest are leaks only.
@@ -282,6 +308,8 @@ class ReplaySession:
         description = f"entropy {source}({size} bytes), draw #{number} of run {run.name!r}, but {recorded}"
         with self._lock:
             stats.leaks.append(description)
+        if _children.in_child():
+            _children.tell("leak", description)
         if self.governance:
             if stats.halted is not None:
                 raise stats.halted

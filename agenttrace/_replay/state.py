@@ -35,8 +35,9 @@ def configure(settings: Settings) -> None:
                 events, exchanges = check_events(settings.replay_events, source, keep_calls=False)
             elif settings.replay_events_file:
                 source = settings.replay_events_file
-                # A trace file's call spans become exchanges directly, with no call events between.
-                events, exchanges = load_recording(source, source)
+                # A trace file's call spans become exchanges directly, with no call events between;
+                # governance serves a file only as it was written (digests checked, no span twice).
+                events, exchanges = load_recording(source, source, sealed=settings.governance)
             else:
                 raise ConfigurationError(
                     "mode 'replay' needs a recording: pass init(replay_events=[...]) (see agenttrace.load_events) "

@@ -156,7 +156,7 @@ class HttpxAdapter:
         served: Any = (_AsyncServed if asynchronous else _SyncServed)(exchange, stream_error)
         response = self.module.Response(
             status_code=recorded.status_code,
-            headers=list(recorded.headers),
+            headers=serve.header_bytes(recorded.headers),  # the bytes sent, not ASCII-only text
             stream=served,
             extensions={
                 "http_version": recorded.http_version.encode("ascii", "replace"),

@@ -109,11 +109,15 @@ class _ServedBody:
         for name, value in headers:
             self.msg[name] = value
         if any(k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in headers):
-            # urllib3 reads chunked bodies chunk by chunk through ``fp``: give it the recorded
-            # chunks re-framed, so stream() yields them with the recorded boundaries.
-            self.fp = _Frames(self._chunks, self._error)
-            self._chunks = []
-            self._error = None
+            # urllib3's stream() reads chunked bodies chunk by chunk through ``fp``: give it the
+            # recorded chunks re-framed, so it yields them with the recorded boundaries. A plain
+            # read() (preload_content, as http.client decoding the chunks itself) reads them here;
+            # whichever starts first owns the body.
+            self.fp = _Frames(self._chunks, self._error, self._give_to_frames)
+
+    def _give_to_frames(self) -> None:
+        self._chunks = []
+        self._error = None
 
     def _safe_read(self, amt: int) -> bytes:
         return self.fp.read(amt)
@@ -167,14 +171,21 @@ class _ServedBody:
 class _Frames:
     """The recorded chunks in chunked transfer framing, then the recorded error if any."""
 
-    def __init__(self, chunks: list[bytes], error: BaseException | None) -> None:
+    def __init__(self, chunks: list[bytes], error: BaseException | None, on_start: Callable[[], None]) -> None:
         import io
 
         framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
         self._buffer = io.BytesIO(framed if error is not None else framed + b"0\r\n\r\n")
         self._error = error
+        self._on_start: Callable[[], None] | None = on_start
+
+    def _start(self) -> None:
+        on_start, self._on_start = self._on_start, None
+        if on_start is not None:
+            on_start()
 
     def readline(self, limit: int = -1) -> bytes:
+        self._start()
         line = self._buffer.readline(limit)
         if not line and self._error is not None:
             error, self._error = self._error, None
@@ -182,6 +193,7 @@ class _Frames:
         return line
 
     def read(self, amt: int) -> bytes:
+        self._start()
         return self._buffer.read(amt)
 
 
@@ -340,15 +352,28 @@ def _build_error(pool: Any, bound: dict[str, Any]) -> Any:
     def build(cls: type[BaseException], message: str) -> BaseException | None:
         from urllib3.exceptions import NewConnectionError, PoolError, RequestError
 
+        # The recorded message is str() of the exception, which already begins with the pool's
+        # (or the connection's) name: that prefix is taken off so the constructor's own is not a
+        # second one. serve.make_error makes str() the recorded text whatever the prefix was.
         if issubclass(cls, RequestError):
-            return cls(pool, str(bound["url"]), message)
+            return cls(pool, str(bound["url"]), _unprefixed(message, f"{pool}: "))
         if issubclass(cls, NewConnectionError):
-            return cls(bound["conn"], message)
+            return cls(bound["conn"], _unprefixed(message, "<", ">: "))
         if issubclass(cls, PoolError):
-            return cls(pool, message)
+            return cls(pool, _unprefixed(message, f"{pool}: "))
         return None
 
     return build
+
+
+def _unprefixed(message: str, prefix: str, end: str = "") -> str:
+    """``message`` without its leading ``prefix`` (up to and including ``end`` when given)."""
+    if not message.startswith(prefix):
+        return message
+    if not end:
+        return message[len(prefix) :]
+    cut = message.find(end)
+    return message[cut + len(end) :] if cut >= 0 else message
 
 
 def _fp_done(response: Any) -> bool:

@@ -109,14 +109,14 @@ def test_argument_beats_variable_and_an_empty_list_turns_it_off(
     folder: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """init(filter=[]) overrides AGENTTRACE_FILTER: nothing is filtered."""
-    monkeypatch.setenv("AGENTTRACE_FILTER", "password")
+    monkeypatch.setenv("AGENTTRACE_FILTER", "ssn")
     agenttrace.init(trace_dir=str(folder), quiet=True, filter=[])
 
     def agent() -> None:
-        _echo(server, {"password": "visible"})
+        _echo(server, {"ssn": "visible"})
 
     _, trace = Recorder(folder).run(agent)
-    assert json.loads(trace.exchanges[0].request.body) == {"password": "visible"}
+    assert json.loads(trace.exchanges[0].request.body) == {"ssn": "visible"}
 
 
 def test_a_call_outside_any_run_is_filtered(folder: Path, server: TestServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ def test_split_request_keeps_every_span_resource_and_scope() -> None:
 
 
 def test_spool_claim_is_exclusive_and_dead_claims_are_released(tmp_path: Path) -> None:
-    """A claimed file is invisible to others; a claim by a dead pid returns to the pending list."""
+    """A claimed file is invisible to others; a claim nobody holds (its process died) returns to the pending list."""
     spool = Spool(tmp_path, "agenttrace", 1 << 20)
     assert spool.put(b"abc", 3)
     (path,) = spool.pending()
@@ -57,8 +58,8 @@ def test_spool_claim_is_exclusive_and_dead_claims_are_released(tmp_path: Path) -
     assert claimed is not None
     assert spool.pending() == []
     assert spool.claim(path) is None
-    dead = claimed.with_name(f"{path.name}.claimed-999999999")
-    os.rename(claimed, dead)
+    spool.release(claimed)
+    os.rename(path, path.with_name(f"{path.name}.claimed-999999999"))  # what a claimer that died leaves
     assert spool.pending() == [path]
     assert [count for _, count in spool.files()] == [3]
 
@@ -110,14 +111,15 @@ def test_release_mine_gives_back_only_this_process_claims(tmp_path: Path) -> Non
     assert spool.put(b"b", 1, kind="json")
     first, second = spool.pending()
     mine = spool.claim(first)
-    theirs = spool.claim(second)
     assert mine is not None
-    assert theirs is not None
-    other = theirs.with_name(theirs.name.replace(f"claimed-{os.getpid()}", f"claimed-{os.getppid()}"))
-    os.rename(theirs, other)  # as if the parent process (alive) had claimed it
-    spool.release_mine()
-    assert spool.pending() == [first]
-    assert other.exists()
+    # As the parent process (alive) claims a file: renamed, and locked for as long as it sends.
+    other = second.with_name(f"{second.name}.claimed-{os.getppid()}")
+    os.rename(second, other)
+    with open(other, "rb") as theirs:
+        fcntl.flock(theirs, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        spool.release_mine()
+        assert spool.pending() == [first]
+        assert other.exists()
 
 
 class Recording(SpanExporter):

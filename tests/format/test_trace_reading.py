@@ -25,7 +25,8 @@ from agenttrace._format.files import SPANS_CUT, Documents, SplitError, read_span
 
 
 def _text_iter_documents(file: Path, text: str, what: str = "trace file") -> Iterator[tuple[int, Any]]:
-    """The reader before orjson, verbatim."""
+    """The reader before orjson, and the one rule added since: a last line cut short (no line break
+    after it) after whole documents ends the reading instead of failing it."""
     try:
         whole = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -39,12 +40,15 @@ def _text_iter_documents(file: Path, text: str, what: str = "trace file") -> Ite
             "expected OTLP JSON (one TracesData object per line) or a JSON array of events"
         )
     first = True
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             document = json.loads(line)
         except json.JSONDecodeError as exc:
+            if not first and number == len(lines) and not text.endswith("\n"):
+                return  # cut short by a killed writer: the lines before it are read
             if first:
                 raise ConfigurationError(
                     f"{what} {file}, line {whole_error.lineno}: not valid JSON ({whole_error.msg}; "

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import requests
+from agenttrace.exporters.traffic import suppress_instrumentation as export_traffic
 from agenttrace.instrumentors.httpx import HttpxInstrumentor
 from agenttrace.instrumentors.urllib3 import Urllib3Instrumentor
 from opentelemetry import context as otel_context
@@ -100,17 +101,26 @@ def test_installed_only_during_runs(server: TestServer, recorder: Recorder) -> N
     assert httpx.HTTPTransport.__dict__["handle_request"] is original
 
 
-def test_suppressed_context_not_recorded(recorder: Recorder, server: TestServer) -> None:
-    """Calls made under OTel's suppress-instrumentation context (exporters) are never recorded."""
+def test_foreign_suppression_recorded_export_key_not(recorder: Recorder, server: TestServer) -> None:
+    """Calls under OTel's suppress-instrumentation key (Logfire sets it) are recorded; our export key's are not."""
 
     def agent() -> None:
         with suppress_instrumentation():
             httpx.get(server.url("/json"))
             requests.get(server.url("/json"), timeout=5)
+        token = export_traffic()
+        try:
+            httpx.get(server.url("/json?export=1"))
+        finally:
+            otel_context.detach(token)
         httpx.get(server.url("/status/200"))
 
     _, trace = recorder.run(agent)
-    assert [e.request.url for e in trace.exchanges] == [server.url("/status/200")]
+    assert [e.request.url for e in trace.exchanges] == [
+        server.url("/json"),
+        server.url("/json"),
+        server.url("/status/200"),
+    ]
     assert otel_context.get_current() is not None
 
 

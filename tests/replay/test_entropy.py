@@ -52,3 +52,27 @@ print(main() == expected)
     result = run_agent(code)  # type: ignore[operator]
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+TEMPFILE_AGENT = """
+import json, os, sys, tempfile, uuid, httpx, agenttrace
+
+@agenttrace.run("scratch")
+def main(base):
+    httpx.get(base + "/json")
+    # The process's first temporary file: tempfile seeds its name generator from os.urandom now.
+    handle, path = tempfile.mkstemp()
+    os.close(handle)
+    os.unlink(path)
+    return {"name": os.path.basename(path), "after": str(uuid.uuid4())}
+
+print(json.dumps(main(sys.argv[1])))
+"""
+
+
+def test_the_agents_first_temporary_file_draws_as_recorded(replayer: Replayer, server: TestServer) -> None:
+    """AgentTrace's own files in replay never seed tempfile's generator before the agent does."""
+    rec = replayer.record(TEMPFILE_AGENT, [server.base_url])
+    rep = replayer.replay(TEMPFILE_AGENT, rec, [server.base_url])
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(rep.stdout) == json.loads(rec.result.stdout)

@@ -90,12 +90,23 @@ def test_not_json_names_line_one(tmp_path: Path) -> None:
         agenttrace.load_events(bad)
 
 
-def test_truncated_last_line_is_named(recording: Recorded, tmp_path: Path) -> None:
-    """A trace cut mid-line is refused naming that line."""
+def test_truncated_last_line_is_read_up_to_the_cut(
+    recording: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace whose last line a killed writer cut is read up to that line, with a warning naming it."""
     lines = recording.path.read_text().splitlines()
     cut = tmp_path / "cut.jsonl"
     cut.write_text("\n".join([*lines, lines[0][: len(lines[0]) // 2]]))
-    with pytest.raises(ConfigurationError, match=rf"cut\.jsonl, line {len(lines) + 1}: not valid JSON .*truncated"):
+    assert agenttrace.load_events(cut) == agenttrace.load_events(recording.path)
+    assert f"cut.jsonl was cut short: line {len(lines) + 1}, its last, is incomplete" in capsys.readouterr().err
+
+
+def test_truncated_middle_line_is_named(recording: Recorded, tmp_path: Path) -> None:
+    """A line cut in the middle of a file (lines follow it) is refused naming that line."""
+    lines = recording.path.read_text().splitlines()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join([lines[0][: len(lines[0]) // 2], *lines]) + "\n")
+    with pytest.raises(ConfigurationError, match=r"cut\.jsonl, line \d+: not valid JSON"):
         agenttrace.load_events(cut)
 
 
