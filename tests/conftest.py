@@ -38,6 +38,21 @@ trace.set_tracer_provider(_PROVIDER)
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTTRACE_", "OTEL_"))}
 
 
+def run_command(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end in ``cwd`` with ``env`` (the suite's clean environment if None), capturing text."""
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=_CLEAN_ENV if env is None else env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture
 def spans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     """In-process: AgentTrace initialised into tmp_path, the shared in-memory exporter cleared."""
@@ -83,14 +98,11 @@ class AgentRunner:
         script = self.tmp_path / f"agent_{self._count}.py"
         script.write_text(textwrap.dedent(code), encoding="utf-8")
         full_env = {**_CLEAN_ENV, "AGENTTRACE_TRACE_DIR": str(self.trace_dir), **(env or {})}
-        done = subprocess.run(
+        done = run_command(
             [sys.executable, str(script), *(args or [])],
-            capture_output=True,
-            text=True,
-            env=full_env,
             cwd=self.tmp_path,
+            env=full_env,
             timeout=timeout,
-            check=False,
         )
         return AgentResult(done.returncode, done.stdout, done.stderr, self.trace_dir)
 
@@ -99,6 +111,11 @@ class AgentRunner:
 def run_agent(tmp_path: Path) -> AgentRunner:
     """Run an agent script (source text) in a subprocess; returns its AgentResult."""
     return AgentRunner(tmp_path)
+
+
+def agenttrace_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The ``agenttrace`` command (``python -m agenttrace._cli``) run to its end, text output captured."""
+    return run_command([sys.executable, "-m", "agenttrace._cli", *args], cwd=Path.cwd(), timeout=timeout)
 
 
 # --- loopback servers and a recorder (the instrumentor and capture tests) --------------------------

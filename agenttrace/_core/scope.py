@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +14,7 @@ from opentelemetry.trace import Span
 
 from agenttrace._capture.filter import EMPTY, Filter
 
-__all__ = ["EXPORT_TRAFFIC_KEY", "RunState", "Scope", "current_scope"]
+__all__ = ["EXPORT_TRAFFIC_KEY", "RunState", "Scope", "ThreadFlag", "current_scope"]
 
 # The OpenTelemetry context key that marks AgentTrace's own export traffic (set by
 # agenttrace.exporters.traffic): code running under it belongs to no run, and the replay sandbox
@@ -80,3 +82,29 @@ def exit_scope(token: Any) -> None:
     except ValueError:
         # Token made in another context (a generator resumed elsewhere): clear instead.
         _current.set(None)
+
+
+class ThreadFlag:
+    """A flag a thread raises for the length of a block (``with flag.raised():``), read with ``flag.up``.
+
+    Unlike a contextvar it is not copied into the threads and tasks the block starts: it marks
+    what the calling thread itself does there (AgentTrace's own lookups, connects and draws).
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def up(self) -> bool:
+        """True inside a ``raised()`` block of the calling thread."""
+        return bool(getattr(self._local, "up", False))
+
+    @contextlib.contextmanager
+    def raised(self) -> Iterator[None]:
+        """Raise the flag for the calling thread until the block ends (nested blocks keep it up)."""
+        previous = self.up
+        self._local.up = True
+        try:
+            yield
+        finally:
+            self._local.up = previous

@@ -25,6 +25,7 @@ the real value is used) when the recording cannot serve it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import os
 import random
@@ -32,11 +33,10 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from agenttrace._core.scope import RunState, current_scope
+from agenttrace._core.scope import RunState, ThreadFlag, current_scope
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
 Server = Callable[[RunState, str, int], "bytes | None"]
 
 _lock = threading.RLock()
-_local = threading.local()
+_exempt = ThreadFlag()
 _real_urandom = os.urandom
 _real_random_urandom: Callable[[int], bytes] = random._urandom  # type: ignore[attr-defined]
 _real_seed = random.Random.seed
@@ -104,15 +104,9 @@ def private_folder(prefix: str, folder: str | os.PathLike[str] | None = None) ->
         return path
 
 
-@contextmanager
-def exempt() -> Iterator[None]:
+def exempt() -> contextlib.AbstractContextManager[None]:
     """Draws made inside this block are AgentTrace's own: neither recorded nor served."""
-    previous = getattr(_local, "exempt", False)
-    _local.exempt = True
-    try:
-        yield
-    finally:
-        _local.exempt = previous
+    return _exempt.raised()
 
 
 def set_server(server: Server | None) -> None:
@@ -131,7 +125,7 @@ def _current_run() -> RunState | None:
 
 
 def _exempt_thread() -> bool:
-    if getattr(_local, "exempt", False):
+    if _exempt.up:
         return True
     # The export pipeline's own threads: their timing differs between record and replay.
     return threading.current_thread().name.startswith("OtelBatch")

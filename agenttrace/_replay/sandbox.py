@@ -20,12 +20,14 @@ executor thread that carries no context, and the sandbox must hold there too.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from agenttrace._core.scope import ThreadFlag
 
 __all__ = [
     "allow_host",
@@ -45,7 +47,7 @@ _handler: Handler | None = None  # None = inactive: the hook returns at once
 _allowed_hosts: set[str] = set()
 _allowed_ips: set[str] = set()
 _exempt_threads: set[int] = set()
-_local = threading.local()
+_exempt = ThreadFlag()
 
 _DNS_EVENTS = frozenset({"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"})
 SOCKET_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
@@ -77,15 +79,9 @@ def exempt_current_thread() -> None:
         _exempt_threads.add(threading.get_ident())
 
 
-@contextmanager
-def exempt() -> Iterator[None]:
+def exempt() -> contextlib.AbstractContextManager[None]:
     """Inside this block the calling thread's DNS and connects are the SDK's own, not the agent's."""
-    previous = getattr(_local, "exempt", False)
-    _local.exempt = True
-    try:
-        yield
-    finally:
-        _local.exempt = previous
+    return _exempt.raised()
 
 
 def allow_host(host: str, port: int | None = None) -> None:
@@ -108,7 +104,7 @@ def allow_host(host: str, port: int | None = None) -> None:
 
 def _suppressed() -> bool:
     # OpenTelemetry's suppress-instrumentation keys exempt nothing: any library can set them.
-    if getattr(_local, "exempt", False) or threading.get_ident() in _exempt_threads:
+    if _exempt.up or threading.get_ident() in _exempt_threads:
         return True
     from agenttrace._capture.record import own_traffic
 

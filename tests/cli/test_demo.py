@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import _CLEAN_ENV
+from tests.conftest import _CLEAN_ENV, run_command
 
 
 def test_demo_command_shows_identical_outputs(tmp_path: Path) -> None:
     """The demo exits 0 and says the recorded and replayed outputs are identical."""
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-m", "agenttrace._cli", "demo", "--trace-dir", str(tmp_path / "traces")],
-        capture_output=True,
-        text=True,
-        env=_CLEAN_ENV,
         cwd=tmp_path,
+        env=_CLEAN_ENV,
         timeout=120,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4. identical" in done.stdout

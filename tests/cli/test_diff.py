@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from agenttrace._demo.llm_server import FakeLLMServer
-from tests.conftest import AgentRunner
+from tests.conftest import AgentRunner, agenttrace_cli
 
 AGENT = """
 import os, sys
@@ -43,13 +42,7 @@ def _record(run_agent: AgentRunner, llm: FakeLLMServer, prompt: str, calls: int 
 
 
 def _diff(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agenttrace._cli", "diff", "--no-color", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return agenttrace_cli("diff", "--no-color", *args)
 
 
 def test_two_recordings_with_different_prompts_differ_at_the_json_path(

@@ -40,6 +40,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agenttrace._format.files import read_spans
 
+KEY = "at_test_0123456789abcdef"  # the API key the exporter tests send
+
 _DROP = ("AGENTTRACE_", "OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
 CLEAN_ENV["NO_PROXY"] = CLEAN_ENV["no_proxy"] = "127.0.0.1,localhost"
@@ -340,3 +342,33 @@ AGENT = (
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
 """
 )
+
+
+def assert_one_spool_warning(stderr: str, spool_dir: Path, reason: str) -> None:
+    """``stderr`` holds exactly one warning, giving ``reason`` and naming the spool and `agenttrace upload`; no key."""
+    warnings = [line for line in stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, stderr
+    assert reason in warnings[0]
+    assert str(spool_dir / "agenttrace") in warnings[0]
+    assert "agenttrace upload" in warnings[0]
+    assert KEY not in stderr
+
+
+def otlp_env(url: str, **extra: str) -> dict[str, str]:
+    """OTLP/HTTP to ``url`` by the standard variables."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+        **extra,
+    }
+
+
+def backend_and_collector_env(backend_url: str, collector_url: str) -> dict[str, str]:
+    """The AgentTrace backend at ``backend_url``, an OTLP collector at ``collector_url``, local files on."""
+    return {
+        **otlp_env(collector_url),
+        "AGENTTRACE_API_KEY": KEY,
+        "AGENTTRACE_API_URL": backend_url,
+        "AGENTTRACE_LOCAL_FILES": "1",
+    }

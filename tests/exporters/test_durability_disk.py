@@ -17,6 +17,7 @@ import pytest
 
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import read_spans
+from tests.conftest import run_command
 from tests.servers import TestServer
 
 from .conftest import CLEAN_ENV
@@ -61,14 +62,11 @@ def _run(tmp_path: Path, trace_dir: Path, url: str) -> subprocess.CompletedProce
     script = tmp_path / "agent.py"
     script.write_text(textwrap.dedent(AGENT), encoding="utf-8")
     env = {**CLEAN_ENV, "AGENTTRACE_TRACE_DIR": str(trace_dir)}
-    return subprocess.run(
+    return run_command(
         [sys.executable, str(script), url],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
+        env=env,
         timeout=300,
-        check=False,
     )
 
 
@@ -111,14 +109,11 @@ def test_file_size_limit_warns_at_once_and_memory_stays_bounded(tmp_path: Path, 
     script = tmp_path / "agent_fsize.py"
     script.write_text(code, encoding="utf-8")
     env = {**CLEAN_ENV, "AGENTTRACE_TRACE_DIR": str(tmp_path / "traces")}
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, str(script), big_server.url(f"/big?size={SIZE}")],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
+        env=env,
         timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "WARNED DURING RUN True" in done.stdout

@@ -16,17 +16,7 @@ import pytest
 
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 
-from .conftest import AGENT, Agents, Receiver, wait_until
-
-KEY = "at_test_0123456789abcdef"
-
-
-def _otlp(url: str) -> dict[str, str]:
-    return {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
-    }
+from .conftest import AGENT, KEY, Agents, Receiver, backend_and_collector_env, otlp_env, wait_until
 
 
 def _run_span_keys(receiver: Receiver) -> set[str]:
@@ -43,12 +33,7 @@ def test_run_metadata_stays_out_of_other_otlp_destinations(
     agents: Agents, receiver: Receiver, receiver2: Receiver
 ) -> None:
     """The collector gets the run without its source and distributions; the local file and the backend keep them."""
-    env = {
-        **_otlp(receiver2.url),
-        "AGENTTRACE_API_KEY": KEY,
-        "AGENTTRACE_API_URL": receiver.url,
-        "AGENTTRACE_LOCAL_FILES": "1",
-    }
+    env = backend_and_collector_env(receiver.url, receiver2.url)
     done = agents(AGENT, env)
     assert done.returncode == 0, done.stderr
     assert wait_until(lambda: len(receiver.accepted_span_ids()) == 6 and len(receiver2.accepted_span_ids()) == 6)
@@ -67,7 +52,7 @@ def test_run_metadata_stays_out_of_other_otlp_destinations(
 
 def test_run_metadata_goes_to_otlp_when_asked(agents: Agents, receiver2: Receiver) -> None:
     """AGENTTRACE_EXPORT_RUN_METADATA=1 sends the run's source and distributions to the collector too."""
-    env = {**_otlp(receiver2.url), "AGENTTRACE_EXPORT_RUN_METADATA": "1"}
+    env = {**otlp_env(receiver2.url), "AGENTTRACE_EXPORT_RUN_METADATA": "1"}
     done = agents(AGENT, env)
     assert done.returncode == 0, done.stderr
     assert wait_until(lambda: len(receiver2.accepted_span_ids()) == 6)

@@ -21,6 +21,7 @@ from agenttrace import ConfigurationError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import read_spans
 from agenttrace._replay.loader import load_recording
+from tests.conftest import agenttrace_cli
 from tests.servers import TestServer
 
 from .conftest import CLEAN_ENV, wait_until
@@ -82,13 +83,7 @@ def _wait_ready(proc: subprocess.Popen[str]) -> list[str]:
 
 
 def _show(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agenttrace._cli", "show", "--no-color", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return agenttrace_cli("show", "--no-color", *args)
 
 
 def _call_spans(path: Path) -> list[int]:
@@ -166,14 +161,20 @@ def test_kill_9_mid_line_keeps_the_whole_lines(tmp_path: Path, loopback: TestSer
     assert whole >= 1
 
 
-def test_sigterm_default_writes_everything_and_still_dies_of_sigterm(tmp_path: Path, loopback: TestServer) -> None:
-    """SIGTERM's default action: every call is kept (<trace_id>.incomplete.jsonl); the process dies of SIGTERM."""
-    proc = _start(tmp_path, AGENT, [loopback.url("/json"), "300"])
+def _terminated(tmp_path: Path, code: str, args: list[str]) -> tuple[subprocess.Popen[str], str, str]:
+    """Start the agent, send SIGTERM once it has made its first calls; the process and its output."""
+    proc = _start(tmp_path, code, args)
     try:
         _wait_ready(proc)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
+    return proc, out, err
+
+
+def test_sigterm_default_writes_everything_and_still_dies_of_sigterm(tmp_path: Path, loopback: TestServer) -> None:
+    """SIGTERM's default action: every call is kept (<trace_id>.incomplete.jsonl); the process dies of SIGTERM."""
+    proc, _, err = _terminated(tmp_path, AGENT, [loopback.url("/json"), "300"])
     assert proc.returncode == -signal.SIGTERM, err  # the signal's behaviour is unchanged
     traces = tmp_path / "traces"
     (kept,) = traces.glob("*.incomplete.jsonl")
@@ -197,12 +198,7 @@ signal.signal(signal.SIGTERM, on_term)
 
 def test_sigterm_chains_to_the_agents_handler(tmp_path: Path, loopback: TestServer) -> None:
     """The agent's own SIGTERM handler still runs (and decides the exit); the run ends normally with every call."""
-    proc = _start(tmp_path, AGENT_WITH_HANDLER, [loopback.url("/json"), "50"])
-    try:
-        _wait_ready(proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+    proc, out, err = _terminated(tmp_path, AGENT_WITH_HANDLER, [loopback.url("/json"), "50"])
     assert proc.returncode == 7, err
     assert "agent handler" in out
     (file,) = (tmp_path / "traces").glob("*.jsonl")

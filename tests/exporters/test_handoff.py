@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import AGENT, SQUARE_WORKER, Agents, Answer, Receiver, wait_until
+from .conftest import AGENT, SQUARE_WORKER, Agents, Answer, Receiver, assert_one_spool_warning, wait_until
 from .test_backend import AGENT_THEN_IDLE, EAGER, KEY, WAIT, backend_env
 
 
@@ -54,12 +54,7 @@ def test_uploader_that_cannot_start_leaves_the_spool_and_says_so(agents: Agents,
     done = agents(code, backend_env(receiver.url))
     assert done.returncode == 0, done.stderr
     assert done.uploader is None
-    warnings = [line for line in done.stderr.splitlines() if "WARNING" in line]
-    assert len(warnings) == 1, done.stderr
-    assert "the background upload could not start" in warnings[0]
-    assert str(done.spool_dir / "agenttrace") in warnings[0]
-    assert "agenttrace upload" in warnings[0]
-    assert KEY not in done.stderr
+    assert_one_spool_warning(done.stderr, done.spool_dir, "the background upload could not start")
     assert receiver.requests == []  # exit did not send either
     assert [p.suffix for p in done.spool_files()] == [".json"]
     uploaded = agents.upload(backend_env(receiver.url))

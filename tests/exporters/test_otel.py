@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import AGENT, Agents, Done, Receiver, wait_until
+from .conftest import AGENT, KEY, Agents, Done, Receiver, backend_and_collector_env, otlp_env, wait_until
 
-KEY = "at_test_0123456789abcdef"
 PLAIN = """
     import sys
     print("args", sys.argv[1:])
@@ -19,24 +18,9 @@ PLAIN = """
 """
 
 
-def otlp_env(url: str, **extra: str) -> dict[str, str]:
-    """OTLP/HTTP to ``url`` by the standard variables."""
-    return {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
-        **extra,
-    }
-
-
 def test_otlp_collector_alongside_the_backend(agents: Agents, receiver: Receiver, receiver2: Receiver) -> None:
     """OTEL_TRACES_EXPORTER=otlp adds a collector next to the backend; both get every span of the file."""
-    env = {
-        **otlp_env(receiver2.url),
-        "AGENTTRACE_API_KEY": KEY,
-        "AGENTTRACE_API_URL": receiver.url,
-        "AGENTTRACE_LOCAL_FILES": "1",
-    }
+    env = backend_and_collector_env(receiver.url, receiver2.url)
     done = agents(AGENT, env)
     assert done.returncode == 0, done.stderr
     local = done.local_span_ids()

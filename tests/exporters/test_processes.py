@@ -10,9 +10,8 @@ from collections import Counter
 
 import pytest
 
-from .conftest import SQUARE_WORKER, Agents, Receiver, wait_until
+from .conftest import KEY, SQUARE_WORKER, Agents, Receiver, wait_until
 
-KEY = "at_test_0123456789abcdef"
 POOL = (
     SQUARE_WORKER
     + """

@@ -55,6 +55,16 @@ class Replayer:
         assert new, result.stderr
         return Recorded(result, new[-1])
 
+    def round_trip(self, code: str, server: TestServer) -> tuple[Recorded, AgentResult]:
+        """Record ``code`` against ``server``, replay it in governance: same output, no new connection."""
+        rec = self.record(code, [server.base_url])
+        before = server.connections
+        rep = self.replay(code, rec, [server.base_url])
+        assert rep.returncode == 0, rep.stderr
+        assert rep.stdout == rec.result.stdout
+        assert server.connections == before
+        return rec, rep
+
     def replay(
         self,
         code: str,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from agenttrace._demo.llm_server import FakeLLMServer
 from agenttrace._format.files import read_spans
+from tests.conftest import run_command
 from tests.servers import TestServer
 
 from .agents import ASYNC_AGENT, HTTPX_AGENT, OPENAI_AGENT, REQUESTS_AGENT
@@ -18,23 +18,13 @@ from .conftest import Replayer
 
 def test_httpx_agent_replays_identically_with_no_connections(replayer: Replayer, server: TestServer) -> None:
     """httpx JSON + SSE stream + uuid4/random/urandom: same output in governance, zero connections."""
-    rec = replayer.record(HTTPX_AGENT, [server.base_url])
-    before = server.connections
-    rep = replayer.replay(HTTPX_AGENT, rec, [server.base_url])
-    assert rep.returncode == 0, rep.stderr
-    assert rep.stdout == rec.result.stdout
-    assert server.connections == before
+    _, rep = replayer.round_trip(HTTPX_AGENT, server)
     assert "0 missed, 0 leak(s), 0 recorded call(s) unused" in rep.stderr
 
 
 def test_requests_and_urllib3_agent_replays_identically(replayer: Replayer, server: TestServer) -> None:
     """requests (gzip, redirect, form) and urllib3 (binary, JSON) replay byte for byte."""
-    rec = replayer.record(REQUESTS_AGENT, [server.base_url])
-    before = server.connections
-    rep = replayer.replay(REQUESTS_AGENT, rec, [server.base_url])
-    assert rep.returncode == 0, rep.stderr
-    assert rep.stdout == rec.result.stdout
-    assert server.connections == before
+    replayer.round_trip(REQUESTS_AGENT, server)
 
 
 def test_concurrent_async_tasks_get_their_own_responses(replayer: Replayer, server: TestServer) -> None:
@@ -108,19 +98,16 @@ def test_cli_replays_a_script_with_no_agenttrace_import(tmp_path: Path, server: 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTTRACE_", "OTEL_"))}
     env["AGENTTRACE_TRACE_DIR"] = str(tmp_path / "traces")
     bin_dir = Path(sys.executable).parent
-    recorded = subprocess.run(
+    recorded = run_command(
         [str(bin_dir / "agenttrace-instrument"), sys.executable, str(script), server.base_url],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
+        env=env,
         timeout=60,
-        check=False,
     )
     assert recorded.returncode == 0, recorded.stderr
     (trace,) = (tmp_path / "traces").glob("*.jsonl")
     before = server.connections
-    replayed = subprocess.run(
+    replayed = run_command(
         [
             str(bin_dir / "agenttrace"),
             "replay",
@@ -132,12 +119,9 @@ def test_cli_replays_a_script_with_no_agenttrace_import(tmp_path: Path, server: 
             str(script),
             server.base_url,
         ],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
+        env=env,
         timeout=60,
-        check=False,
     )
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout == recorded.stdout

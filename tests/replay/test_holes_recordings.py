@@ -18,7 +18,7 @@ import agenttrace
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.BODY
 from agenttrace._replay.loader import load_recording
-from tests.conftest import AgentRunner
+from tests.conftest import AgentRunner, run_command
 from tests.servers import TestServer
 
 from .conftest import Recorded, Replayer
@@ -175,14 +175,11 @@ def test_zero_code_replay_without_its_recording_stops_before_the_agent(
         OTEL_LOGS_EXPORTER="none",
     )
     before = server.connections
-    done = subprocess.run(
+    done = run_command(
         [str(BIN / launcher), sys.executable, str(script), server.base_url],
-        capture_output=True,
-        text=True,
-        env=env,
         cwd=tmp_path,
+        env=env,
         timeout=60,
-        check=False,
     )
     assert done.returncode == 2, done.stderr
     assert "agent ran" not in done.stdout
