@@ -19,7 +19,7 @@ _adapters_lock = threading.Lock()
 def shared_adapter(library: str, make: Callable[[], _T]) -> _T:
     """The process's one adapter of ``library``, made by ``make()`` the first time it is asked for.
 
-    Its instrumentor and ``@run`` (see _interceptors) share it: a patch is recognised by the
+    Its instrumentor and ``@run`` (see agenttrace._capture.activation) share it: a patch is recognised by the
     identity of its wrapper, so whichever installed it, either can see and remove it. ``make``
     runs outside the lock, since it imports the library and an import may run hooks that ask for
     an adapter; of two made at once, the first stored is kept.

@@ -100,7 +100,7 @@ def set_replay_lookup(fn: ReplayLookup | None) -> None:
     applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
     then recorded as usual), or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
     """
-    global _lookup  # noqa: PLW0603 - process-global mode state, as DESIGN.md asks
+    global _lookup  # noqa: PLW0603 - process-global mode state (docs/design.md)
     _lookup = fn
 
 

@@ -25,7 +25,7 @@ __all__ = ["set_result", "step"]
 _PRIMITIVES = (str, bool, int, float)
 
 
-class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...)
+class step:  # noqa: N801 - the API names it as a function: agenttrace.step(...) (docs/api.md)
     """Mark a logical step of the run; I/O inside is tagged with it (``with`` or ``async with``).
 
     ``type`` classifies the step ("tool_call", "thought", "observation", ...); ``filter`` names
@@ -35,7 +35,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
 
     __slots__ = ("_implicit", "_otel_token", "_rules", "_scope_token", "filter", "kwargs", "name", "span", "type")
 
-    def __init__(self, name: str, type: str = "observation", filter: FilterSpec = None, **kwargs: Any) -> None:  # noqa: A002 - names fixed by the spec
+    def __init__(self, name: str, type: str = "observation", filter: FilterSpec = None, **kwargs: Any) -> None:  # noqa: A002 - names fixed by the API (docs/api.md)
         if not isinstance(name, str) or not name:
             raise TypeError(f"agenttrace.step() needs a non-empty str name, got {name!r}")
         self.name = name
@@ -49,7 +49,7 @@ class step:  # noqa: N801 - the spec names it as a function: agenttrace.step(...
         parent = current_scope()
         if parent is None and not runtime.runs_active:
             # A step outside any run is a run of its own, named after it: its I/O is recorded
-            # (and served, and sandboxed, in replay) as the spec promises for a step's block.
+            # (and served, and sandboxed, in replay) as docs/api.md promises for a step's block.
             # While a run is active elsewhere (a worker thread that did not copy the context),
             # the step stays a step: its calls and violations belong to the runs in progress.
             self._implicit = RunContext(None, self.name, file=_caller_file())

@@ -3,7 +3,7 @@
 Why not ``google.protobuf.json_format`` over the OTLP protobuf encoder: OTLP JSON differs from
 the proto3 JSON mapping (trace and span ids are hex, not base64), and going through protobuf
 costs several times more per span on the agent's thread. The mapping is small and stable;
-``tests/test_otlp_json.py`` checks it against ``opentelemetry-proto``'s ``TracesData`` parser.
+``tests/format/test_otlp_json.py`` checks it against ``opentelemetry-proto``'s ``TracesData`` parser.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _flags(context: SpanContext | None) -> int:
 # The trace writer encodes every span straight to JSON text: building the nested dicts first
 # and serialising them with json.dumps cost about four times as much, and a pending batch of
 # dicts kept the garbage collector busy (strings are not tracked by it, dicts are).
-# tests/test_otlp_json.py checks the text against opentelemetry-proto's own encoder.
+# tests/format/test_otlp_json.py checks the text against opentelemetry-proto's own encoder.
 
 _quote = json.encoder.encode_basestring  # C-accelerated; keeps non-ASCII as is (UTF-8 files)
 _key_prefixes: dict[str, str] = {}

@@ -18,7 +18,7 @@ class HttpxFamilyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Base of the httpx and httpx2 instrumentors; subclasses only name their module.
 
     The patch itself is the library's adapter in ``agenttrace.instrumentors.httpx.adapter``, which ``@run``
-    installs directly (without importing ``opentelemetry.instrumentation``, see _interceptors).
+    installs directly (without importing ``opentelemetry.instrumentation``, see agenttrace._capture.activation).
     """
 
     module_name = "httpx"

@@ -1,7 +1,7 @@
 """The socket patches: raw TCP connects and DNS lookups made outside an instrumented client.
 
 Shared by ``agenttrace.instrumentors.socket.SocketInstrumentor`` and by ``@run`` (see
-_interceptors), which installs it without importing ``opentelemetry.instrumentation``.
+agenttrace._capture.activation), which installs it without importing ``opentelemetry.instrumentation``.
 What is recorded is described in ``agenttrace.instrumentors.socket`` and docs/instrumentors.md.
 """
 

@@ -1,7 +1,7 @@
 """The adapter between :mod:`agenttrace._capture.record` and urllib3 (and so ``requests`` and botocore).
 
 Shared by ``agenttrace.instrumentors.urllib3.Urllib3Instrumentor`` and by ``@run`` (see
-_interceptors), which installs it without importing ``opentelemetry.instrumentation``.
+agenttrace._capture.activation), which installs it without importing ``opentelemetry.instrumentation``.
 
 The patch sits on ``HTTPConnectionPool._make_request``: one HTTP exchange on one connection,
 below urllib3's retries and redirects (each attempt is its own call span, as each is its own

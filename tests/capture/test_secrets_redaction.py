@@ -1,4 +1,4 @@
-"""Secrets never leave in clear (issue 16, points 13 and 14).
+"""Secrets never leave in clear: URL secrets in every recorded text, and the default rules.
 
 Each test runs a real client against a loopback server inside a run and then reads the whole
 trace file as text: the secret must occur nowhere in it, and its placeholder must be where the

@@ -1,4 +1,4 @@
-"""Every attribute and event name is defined once, in agenttrace/_schema.py, and documented."""
+"""Every attribute and event name is defined once, in agenttrace/_format/schema.py, and documented."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replayed headers and failures are the recorded ones, for httpx, httpx2 and requests (issue 16).
+"""Replayed headers and failures are the recorded ones, for httpx, httpx2 and requests.
 
 A raw loopback server sends what the stdlib test server cannot: a header that is not ASCII, a
 connection reset (RST), a response that stalls past the client's read timeout. Each agent runs

@@ -23,7 +23,7 @@ import agenttrace
 from agenttrace import ConfigurationError
 from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
 from agenttrace._format import exactjson
-from agenttrace._format import files as _traceio
+from agenttrace._format import files as trace_files
 from agenttrace._format.events import event_exchange, exchange_of
 from agenttrace._format.otlp_json import decode_body
 from agenttrace._replay import matcher as _matcher
@@ -128,7 +128,7 @@ def test_spans_with_links_and_look_alike_bytes_load_the_same(recording: Recorded
             span["links"] = [{"traceId": "a" * 32, "spanId": "b" * 16}, {"traceId": "c" * 32, "spanId": "d" * 16}]
 
     path = _edit(recording.path, tmp_path / "links.jsonl", add_links)
-    documents = _traceio.Documents(path, path.read_bytes(), split_spans=True)
+    documents = trace_files.Documents(path, path.read_bytes(), split_spans=True)
     cut = [number for number, _ in documents if number in documents._cuts]
     if parser == "orjson":
         assert cut  # at least one line is read span by span, its linked spans whole
