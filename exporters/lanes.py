@@ -131,7 +131,9 @@ class ExportLane(SpanProcessor):
         self._spool = spool if spool is not None else getattr(exporter, "spool", None)
         # The run's source code and installed distributions (up to 1 MiB) are AgentTrace's own:
         # other destinations get them only with export_run_metadata.
-        self._strip_run_metadata = getattr(exporter, "target", None) != BACKEND_TARGET and not run_metadata_exported()
+        # Run metadata stays out of destinations other than the backend unless the setting in
+        # force (read at each span: a later init() may change it) sends it there too.
+        self._other_destination = getattr(exporter, "target", None) != BACKEND_TARGET
         self._init_state()
         _LANES.add(self)
         if self._spool is not None and self._spool.pending() and getattr(exporter, "deliver_serialized", None):
@@ -167,7 +169,7 @@ class ExportLane(SpanProcessor):
         ctx = span.context
         if ctx is None or not ctx.trace_flags.sampled:
             return
-        if self._strip_run_metadata:
+        if self._other_destination and not run_metadata_exported():
             span = _without_run_metadata(span)
         overflow: list[ReadableSpan] = []
         with self._lock:

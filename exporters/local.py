@@ -53,7 +53,11 @@ def _merge_lock(path: Path) -> Iterator[None]:
         yield
         return
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (NFS without lockd, some FUSE mounts)
+            yield
+            return
         try:
             yield
         finally:
@@ -130,7 +134,17 @@ class TraceFile:
         creating = self.folder / f".{self.name}.creating-{self._token}"
         handle = open(creating, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open across calls
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise
+            except OSError as exc:
+                # A file system without locks (NFS without lockd, some FUSE mounts): the file is
+                # written unlocked, and recovery goes by the writer's process id, as on Windows.
+                warn_once(
+                    f"trace-file-no-lock:{self.folder}",
+                    f"{self.folder} has no file locks ({exc}); trace files there are recovered by process id",
+                )
             os.replace(creating, self._partial)
         except OSError:
             handle.close()
@@ -225,13 +239,21 @@ class TraceFile:
         if self._file is not None:
             target = self.folder / self.name.replace(".jsonl", ".incomplete.jsonl")
             try:
-                if self._partial.stat().st_size > 0 and not target.exists():
-                    os.replace(self._partial, target)  # a rename needs no free space
-                    kept = target
+                if self._partial.stat().st_size > 0:
+                    if target.exists():
+                        # Another process's cut-short file of this trace is there: leave ours as
+                        # it is (unlocked once closed), for the next recovery to merge, not delete.
+                        kept = self._partial
+                    else:
+                        os.replace(self._partial, target)  # a rename needs no free space
+                        kept = target
             except OSError:
                 pass
         self._report_dropped(kept)
-        self._discard()
+        if kept is self._partial:
+            self._close_file()
+        else:
+            self._discard()
 
     def forget_after_fork(self) -> None:
         """In a forked child: let go of the parent's partial file without writing to it.
@@ -247,13 +269,16 @@ class TraceFile:
             self._file = None
         self._pending.clear()
 
-    def _discard(self) -> None:
+    def _close_file(self) -> None:
         if self._file is not None:
             try:
                 self._file.close()
             except OSError:
                 pass
             self._file = None
+
+    def _discard(self) -> None:
+        self._close_file()
         try:
             self._partial.unlink(missing_ok=True)
         except OSError:
@@ -321,6 +346,10 @@ def _claim(partial: Path, owner: str) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
+            return
+        except OSError:  # a file system without locks: the writer's process id decides
+            pid = owner.partition("-")[0]
+            yield pid.isdigit() and not _alive(int(pid))
             return
         yield True
 

@@ -158,9 +158,12 @@ def _locked(path: Path) -> tuple[bool, IO[bytes] | None]:
         return False, None  # gone: another process took it
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         handle.close()
         return False, None
+    except OSError:  # a file system without locks (NFS without lockd): the process id decides
+        handle.close()
+        return True, None
     return True, handle
 
 

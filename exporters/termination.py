@@ -61,7 +61,9 @@ def install() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> Any:
     previous = _previous
-    dying = not callable(previous)
+    # A process that is PID 1 (a container's command with no init) does not die of a signal left
+    # to its default action: the kernel ignores it. Then nothing ends; only what is pending is written.
+    dying = not callable(previous) and os.getpid() != 1
     worker = threading.Thread(target=_secure, args=(dying,), name="agenttrace-sigterm", daemon=True)
     try:
         worker.start()
@@ -70,6 +72,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> Any:
         pass
     if callable(previous):
         return previous(signum, frame)
+    if not dying:
+        return None  # PID 1: the signal did nothing without AgentTrace either
     # The default action: die of SIGTERM, exactly as without AgentTrace.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

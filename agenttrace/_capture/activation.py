@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from agenttrace._core.config import Settings
 from agenttrace._core.errors import warn_once
-from agenttrace._core.scope import current_scope
+from agenttrace._core.scope import current_scope, export_thread
 
 __all__ = ["INSTRUMENTORS", "install", "uninstall"]
 
@@ -220,9 +220,14 @@ def _start(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str,
 
 
 def _is_pool_worker(thread: Any) -> bool:
+    """A pool's worker, or a thread of the export machinery: neither belongs to the run that started it."""
     target = getattr(thread, "_target", None)
     module = getattr(target, "__module__", "") or ""
-    return module.startswith("concurrent.futures") or bool(getattr(thread, "_agenttrace_exporter", False))
+    return (
+        module.startswith("concurrent.futures")
+        or bool(getattr(thread, "_agenttrace_exporter", False))
+        or export_thread(thread)
+    )
 
 
 def _patch_executor() -> None:

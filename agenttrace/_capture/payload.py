@@ -437,10 +437,12 @@ def filter_url(url: str, rules: Filter) -> str:
 def _filter_url(url: str, rules: Filter, redactor: Redactor) -> str:
     base, sep, query = url.partition("?")
     scheme, slashes, rest = base.partition("://")
-    if slashes and "@" in rest.split("/", 1)[0]:
+    authority, slash, path = rest.partition("/")
+    if slashes and "@" in authority:
         # Credentials in the URL are secrets like an Authorization header (semconv asks the same).
-        userinfo, _, hostpart = rest.partition("@")
-        base = f"{scheme}://{placeholder(userinfo)}@{hostpart}"
+        # The host follows the last "@": a password may hold one unencoded, as clients accept.
+        userinfo, _, host = authority.rpartition("@")
+        base = f"{scheme}://{placeholder(userinfo)}@{host}{slash}{path}"
     if sep and query and not rules and "%" not in query and "+" not in query:
         # No escapes: parse_qsl's names are the raw ones. When none is secret the query is kept
         # as it is, as below, without parsing it.
@@ -595,7 +597,7 @@ def redact_chunks(
 # repr or JSON text (a quote, a space, a backslash escape, a closing bracket).
 _QUERY_PAIR = re.compile(r"([?&])([^=&#?\s'\"<>\\/]+)=([^&#\s'\"<>\\)\]},]*)")
 # The credentials of a URL (``scheme://user:pass@host``).
-_USERINFO = re.compile(r"://([^/?#\s@'\"<>\\]+)@")
+_USERINFO = re.compile(r"://([^/?#\s'\"<>\\]+)@")  # greedy: up to the authority's last "@"
 
 
 def redact_text(text: str) -> str:

@@ -39,7 +39,7 @@ from agenttrace._capture.model import Body, Exchange, RequestData
 from agenttrace._core.config import Settings
 from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
-from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, current_scope
+from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, current_scope, export_thread
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
 from agenttrace._format.otlp_json import decode_body, encode_body
 
@@ -64,10 +64,6 @@ _lookup: ReplayLookup | None = None
 # instrumentor stays quiet and a nested instrumented call is not recorded twice.
 _in_call: ContextVar[bool] = ContextVar("agenttrace_in_call", default=False)
 
-# Threads of the OpenTelemetry SDK's own processors and readers (BatchSpanProcessor,
-# BatchLogRecordProcessor, PeriodicExportingMetricReader): export work, never the agent's.
-_SDK_EXPORT_THREADS = ("OtelBatch", "OtelPeriodic")
-
 
 def own_traffic() -> bool:
     """True for export traffic: AgentTrace's export key in the context, or an OTel SDK export thread.
@@ -78,7 +74,7 @@ def own_traffic() -> bool:
     """
     if otel_context.get_value(EXPORT_TRAFFIC_KEY):
         return True
-    return threading.current_thread().name.startswith(_SDK_EXPORT_THREADS)
+    return export_thread()
 
 
 # A call can reach capture outside any run, through an instrumentor turned on (by the user, or

@@ -14,7 +14,7 @@ from opentelemetry.trace import Span
 
 from agenttrace._capture.filter import EMPTY, Filter
 
-__all__ = ["EXPORT_TRAFFIC_KEY", "RunState", "Scope", "ThreadFlag", "current_scope"]
+__all__ = ["EXPORT_TRAFFIC_KEY", "RunState", "Scope", "ThreadFlag", "current_scope", "export_thread"]
 
 # The OpenTelemetry context key that marks AgentTrace's own export traffic (set by
 # agenttrace.exporters.traffic): code running under it belongs to no run, and the replay sandbox
@@ -108,3 +108,14 @@ class ThreadFlag:
             yield
         finally:
             self._local.up = previous
+
+
+# Threads that are never the agent's: the OpenTelemetry SDK's processors and readers
+# (BatchSpanProcessor, BatchLogRecordProcessor, PeriodicExportingMetricReader) and AgentTrace's
+# own (the trace writer, the export lanes, the exit probe, the SIGTERM writer: "agenttrace-...").
+_EXPORT_THREAD_PREFIXES = ("OtelBatch", "OtelPeriodic", "agenttrace-")
+
+
+def export_thread(thread: threading.Thread | None = None) -> bool:
+    """True for a thread of the export machinery (``thread``, or the calling one): never the agent's work."""
+    return (thread or threading.current_thread()).name.startswith(_EXPORT_THREAD_PREFIXES)

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agenttrace._core.scope import RunState, ThreadFlag, current_scope
+from agenttrace._core.scope import RunState, ThreadFlag, current_scope, export_thread
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
 
 __all__ = [
@@ -128,7 +128,7 @@ def _exempt_thread() -> bool:
     if _exempt.up:
         return True
     # The export pipeline's own threads: their timing differs between record and replay.
-    return threading.current_thread().name.startswith("OtelBatch")
+    return export_thread()
 
 
 def _draw(source: str, size: int, real: Callable[[int], bytes]) -> bytes:

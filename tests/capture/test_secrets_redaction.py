@@ -248,3 +248,23 @@ def test_redact_text_is_idempotent_and_keeps_json_valid() -> None:
     assert "u:pw" not in once
     assert payload.redact_text(once) == once
     assert json.loads(once)["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bob:p@ss-word@host.example/v1?q=1",  # an unencoded "@" in the password
+        "https://bob:p%40ss-word@host.example/v1?q=1",
+    ],
+)
+def test_credentials_holding_at_signs_are_redacted_whole(url: str) -> None:
+    """The host follows a URL's last "@": no part of a password holding one is left, in url.full or in text."""
+    from agenttrace._capture.filter import EMPTY
+
+    recorded = payload.filter_url(url, EMPTY)
+    assert recorded.startswith("https://[REDACTED sha256:")
+    assert recorded.endswith("@host.example/v1?q=1")
+    assert "ss-word" not in recorded
+    text = payload.redact_text(f"GET {url} failed: 401")
+    assert "ss-word" not in text
+    assert "@host.example/v1" in text

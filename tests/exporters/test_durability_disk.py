@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,27 @@ def test_file_size_limit_warns_at_once_and_memory_stays_bounded(tmp_path: Path, 
     (kept,) = (tmp_path / "traces").glob("*.incomplete.jsonl")
     assert f"the spans written before are in {kept}" in done.stderr
     assert any(s.attributes.get(S.KIND) == "call" for s in read_spans(kept))
+
+
+def test_a_folder_without_file_locks_still_keeps_traces_and_spool_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock fails (NFS without lockd; simulated, no such file system here), files are written unlocked."""
+    import errno
+    import fcntl
+
+    from agenttrace.exporters import spool
+    from agenttrace.exporters.local import TraceFile
+
+    def no_locks(handle: Any, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    trace = TraceFile(tmp_path, 0xABC)
+    handle = trace._open_partial()
+    handle.write("{}\n")
+    handle.close()
+    assert list(tmp_path.glob(".*.partial-*")), "the partial file is written, without its lock"
+    claimed = tmp_path / "batch.json.claimed-1"
+    claimed.write_text("{}")
+    assert spool._locked(claimed) == (True, None)  # no lock to read: the process id decides

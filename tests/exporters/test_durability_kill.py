@@ -8,6 +8,7 @@ Each test runs a real agent in a subprocess against the loopback server, ends it
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from agenttrace import ConfigurationError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import read_spans
 from agenttrace._replay.loader import load_recording
-from tests.conftest import agenttrace_cli
+from tests.conftest import agenttrace_cli, run_command
 from tests.servers import TestServer
 
 from .conftest import CLEAN_ENV, wait_until
@@ -269,3 +270,43 @@ def test_show_says_a_live_partial_file_is_still_being_written(tmp_path: Path, lo
     finally:
         proc.kill()
         proc.communicate(timeout=30)
+
+
+PID_1_AGENT = """
+import os, signal, sys, httpx, agenttrace
+
+@agenttrace.run("pid-one")
+def main(url):
+    httpx.get(url)
+    os.kill(os.getpid(), signal.SIGTERM)  # PID 1: the default action is ignored, the process goes on
+    for _ in range(3):
+        httpx.get(url)
+    return os.getpid()
+
+print("pid", main(sys.argv[1]))
+"""
+
+
+def test_sigterm_to_pid_1_keeps_recording(tmp_path: Path, loopback: TestServer) -> None:
+    """A container's PID 1 survives a default-action SIGTERM: its later calls are still recorded, in one file."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("a PID namespace needs unshare(1) and root")
+    script = tmp_path / "pid_one.py"
+    script.write_text(PID_1_AGENT, encoding="utf-8")
+    done = run_command(
+        [unshare, "--pid", "--fork", sys.executable, str(script), loopback.url("/json")],
+        cwd=tmp_path,
+        env={**CLEAN_ENV, "AGENTTRACE_TRACE_DIR": str(tmp_path / "traces")},
+        timeout=120,
+    )
+    if "unshare failed" in done.stderr:
+        pytest.skip(f"no PID namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert "pid 1" in done.stdout
+    (trace,) = (tmp_path / "traces").glob("*.jsonl")
+    assert ".incomplete." not in trace.name
+    calls = [span for span in read_spans(trace) if span.attributes.get(S.KIND) == "call"]
+    assert len(calls) == 4

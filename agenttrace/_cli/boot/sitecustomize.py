@@ -1,5 +1,9 @@
-"""Run by Python at start-up under ``agenttrace-instrument``: AgentTrace on, one run per process."""
+"""Run by Python at start-up under ``agenttrace-instrument`` (and in a replaying process's children): AgentTrace
+on, one run per process."""
 
-from agenttrace._cli.instrument import bootstrap
-
-bootstrap()
+try:
+    from agenttrace._cli.instrument import bootstrap
+except ImportError:  # an interpreter without agenttrace (another virtual environment): it runs as it would
+    pass
+else:
+    bootstrap()
