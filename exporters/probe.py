@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+import urllib.request
 from urllib.parse import urlsplit
 
 from agenttrace.exporters.traffic import mark_exporter_thread, suppress_instrumentation
@@ -26,12 +27,20 @@ _REFUSALS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTUNREACH: "host
 _REFUSALS[errno.ENETUNREACH] = "network unreachable"
 
 
+def _through_a_proxy(scheme: str, host: str) -> bool:
+    """True when the exporter reaches ``host`` through a proxy (HTTPS_PROXY and NO_PROXY, as requests
+    reads them): a direct connect says nothing about it then."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
+
+
 def unreachable(url: str, bound: float = PROBE_BOUND) -> str | None:
     """Why nothing can connect to ``url``'s host and port, if a connect says so within ``bound`` seconds.
 
-    None when it connects, when it takes longer (a slow receiver is not failing), or when the
-    URL has no host. Runs on an export thread of its own, so the caller waits ``bound`` at most
-    (name resolution has no timeout of its own) and no instrumentor records it.
+    None when it connects, when it takes longer (a slow receiver is not failing), when the URL
+    has no host, or when a proxy stands between (a direct connect would test the wrong address).
+    Runs on an export thread of its own, so the caller waits ``bound`` at most (name resolution
+    has no timeout of its own) and no instrumentor records it.
     """
     try:
         parts = urlsplit(url)
@@ -39,7 +48,7 @@ def unreachable(url: str, bound: float = PROBE_BOUND) -> str | None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return None
-    if not host:
+    if not host or _through_a_proxy(parts.scheme, host):
         return None
     found: list[str | None] = []
 
