@@ -323,7 +323,7 @@ class _Configured:
             "AGENTTRACE_BACKEND": "0",
             "AGENTTRACE_FAIL_ON_UNUSED": "1" if plan.fail_on_unused else "0",
         }
-        from agenttrace._cli.instrument import boot_pythonpath
+        from agenttrace._replay.children import boot_pythonpath
 
         env["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))
         env[matcher.IGNORE_ENV] = json.dumps(list(plan.ignore)) if plan.ignore else None

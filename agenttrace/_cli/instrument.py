@@ -28,18 +28,16 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-from agenttrace._replay.children import CHANNEL_VAR, PROCESS_RUN_VAR
+from agenttrace._replay.children import CHANNEL_VAR, PROCESS_RUN_VAR, boot_pythonpath
 
 __all__ = [
     "AgentTraceConfigurator",
     "AgentTraceDistro",
-    "boot_pythonpath",
     "bootstrap",
     "main",
     "start_process_run",
 ]
 
-_PARENT_RUN = PROCESS_RUN_VAR  # the run name, for multiprocessing spawn workers
 _lock = threading.Lock()
 _started_in: int | None = None  # pid of the process whose run is open
 
@@ -47,7 +45,7 @@ _started_in: int | None = None  # pid of the process whose run is open
 def _run_name() -> str | None:
     """The process run's name from the command line; None when this process should not have one."""
     argv = list(getattr(sys, "orig_argv", sys.argv))
-    parent = os.environ.get(_PARENT_RUN)
+    parent = os.environ.get(PROCESS_RUN_VAR)
     if "--multiprocessing-fork" in argv:
         return f"{parent} (worker)" if parent else None
     args = argv[1:]
@@ -80,7 +78,7 @@ def start_process_run(name: str | None = None) -> None:
     agenttrace.init()
     if name is None:
         return
-    os.environ.setdefault(_PARENT_RUN, name)
+    os.environ.setdefault(PROCESS_RUN_VAR, name)
     script = _script_path()
     run = RunContext(_entry_function(name, script), name)
     run.__enter__()
@@ -144,13 +142,6 @@ def bootstrap() -> None:
 def _replay_requested() -> bool:
     """True when the environment asks for a replay (``AGENTTRACE_MODE=replay``, however written)."""
     return os.environ.get("AGENTTRACE_MODE", "").strip().lower() == "replay"
-
-
-def boot_pythonpath(current: str) -> str:
-    """``PYTHONPATH`` with the folder of AgentTrace's ``sitecustomize`` first (once)."""
-    boot = str(Path(__file__).resolve().parent / "boot")
-    paths = [p for p in current.split(os.pathsep) if p and p != boot]
-    return os.pathsep.join([boot, *paths])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if _needs_process_run(command, events):
         # An unmodified script (recorded with agenttrace-instrument) has no @run of its own:
         # replay it the same way, with one run per process, or its calls would go out for real.
-        from agenttrace._cli.instrument import boot_pythonpath
+        from agenttrace._replay.children import boot_pythonpath
 
         env["PYTHONPATH"] = boot_pythonpath(env.get("PYTHONPATH", ""))
     level = env.get("AGENTTRACE_GOVERNANCE_LEVEL", "relaxed")

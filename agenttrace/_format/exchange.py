@@ -17,9 +17,14 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import fast_loads
 from agenttrace._format.otlp_json import decode_attributes, decode_body
 
-__all__ = ["HeaderCache", "exchange_from_span", "header_pairs"]
+__all__ = ["BodyMismatchError", "HeaderCache", "exchange_from_span", "header_pairs"]
 
 HeaderCache = dict[str, tuple[tuple[str, str], ...]]
+
+
+class BodyMismatchError(ValueError):
+    """A recorded body does not match its recorded size or SHA-256 (the file was changed after it was written)."""
+
 
 _HEADER_CACHE_LIMIT = 4096
 
@@ -59,6 +64,7 @@ def exchange_from_span(
     *,
     to_int: Callable[[Any], int] = int,
     headers: HeaderCache | None = None,
+    verify: bool = False,
 ) -> Exchange:
     """Rebuild the :class:`Exchange` a call span recorded; ValueError (or KeyError, TypeError) says what is wrong.
 
@@ -66,7 +72,8 @@ def exchange_from_span(
     turns JSON numbers into integers (see :func:`~agenttrace._format.otlp_json.decode_value`);
     ``headers`` caches parsed header lists across the spans of one recording, where the same
     lists repeat call after call. A call a replay served, whose body lives in the recording it
-    was served from, has ``extra["served_from"]`` set to ``"<trace id>/<span id>"``.
+    was served from, has ``extra["served_from"]`` set to ``"<trace id>/<span id>"``. ``verify``
+    checks each body against its recorded size and SHA-256 (:class:`BodyMismatchError` otherwise).
     """
     attrs = decode_attributes(span.get("attributes"), to_int) if attributes is None else attributes
     if attrs.get(_KIND) != "call":
@@ -82,13 +89,13 @@ def exchange_from_span(
         str(get(_HTTP_METHOD, attrs.get("http.request.method", ""))).upper(),
         str(get(_HTTP_URL, attrs.get("url.full", ""))),
         _headers(get(_HTTP_HEADERS), cache),
-        _body_bytes(req),
+        _body_bytes(req, _EVENT_REQUEST if verify else None),
     )
     response: ResponseData | None = None
     resp = events.get(_EVENT_RESPONSE)
     if resp is not None:
         get = resp.get
-        data = _body_bytes(resp)
+        data = _body_bytes(resp, _EVENT_RESPONSE if verify else None)
         sizes = get(_STREAM_CHUNK_SIZES) or ()
         offsets = get(_STREAM_CHUNK_OFFSETS) or ()
         response = ResponseData(
@@ -135,8 +142,23 @@ def exchange_from_span(
     )
 
 
-def _body_bytes(attrs: Mapping[str, Any]) -> bytes:
-    return decode_body(attrs.get(_BODY, "") or "", attrs.get(_BODY_ENCODING, "utf-8"))
+def _body_bytes(attrs: Mapping[str, Any], verified_as: str | None = None) -> bytes:
+    """The event's body; with ``verified_as`` (the event's name), checked against its recorded size and digest."""
+    data = decode_body(attrs.get(_BODY, "") or "", attrs.get(_BODY_ENCODING, "utf-8"))
+    if verified_as is not None and _BODY_SHA256 in attrs and not attrs.get(_BODY_TRUNCATED):
+        # A cut body's digest is of bytes not kept: it is never served in governance anyway.
+        recorded, actual = str(attrs[_BODY_SHA256]), hashlib.sha256(data).hexdigest()
+        if recorded != actual:
+            raise BodyMismatchError(
+                f"the {_BODY} of its {verified_as} event does not match its {_BODY_SHA256} "
+                f"(recorded {recorded or '(empty)'}, the body's is {actual})"
+            )
+        size = attrs.get(_BODY_SIZE)
+        if size is not None and int(size) != len(data):
+            raise BodyMismatchError(
+                f"the {_BODY} of its {verified_as} event holds {len(data)} bytes but its {_BODY_SIZE} says {size}"
+            )
+    return data
 
 
 def _headers(text: Any, cache: HeaderCache) -> tuple[tuple[str, str], ...]:

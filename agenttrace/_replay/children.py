@@ -25,7 +25,7 @@ from pathlib import Path
 from agenttrace._core.config import Settings
 from agenttrace._replay.entropy import private_file
 
-__all__ = ["CHANNEL_VAR", "PROCESS_RUN_VAR", "arm", "disarm", "in_child", "read", "tell"]
+__all__ = ["CHANNEL_VAR", "PROCESS_RUN_VAR", "arm", "boot_pythonpath", "disarm", "in_child", "read", "tell"]
 
 CHANNEL_VAR = "_AGENTTRACE_REPLAY_CHANNEL"
 PROCESS_RUN_VAR = "_AGENTTRACE_PROCESS_RUN"  # the name a child's process run is derived from
@@ -42,8 +42,11 @@ def in_child() -> bool:
     return bool(os.environ.get(CHANNEL_VAR)) and _owner_pid != os.getpid()
 
 
-def _boot_folder() -> str:
-    return str(Path(__file__).resolve().parents[1] / "_cli" / "boot")
+def boot_pythonpath(current: str) -> str:
+    """``PYTHONPATH`` with the folder of AgentTrace's ``sitecustomize`` first (once): Python children start it."""
+    boot = str(Path(__file__).resolve().parents[1] / "_cli" / "boot")
+    paths = [p for p in current.split(os.pathsep) if p and p != boot]
+    return os.pathsep.join([boot, *paths])
 
 
 def arm(settings: Settings, run_name: str) -> None:
@@ -75,9 +78,7 @@ def arm(settings: Settings, run_name: str) -> None:
         env["AGENTTRACE_REPLAY_PACING"] = settings.replay_pacing
         env["AGENTTRACE_QUIET"] = "1"  # a child's clean report is the parent's to give
         env[PROCESS_RUN_VAR] = os.environ.get(PROCESS_RUN_VAR) or run_name
-        boot = _boot_folder()
-        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot]
-        env["PYTHONPATH"] = os.pathsep.join([boot, *paths])
+        env["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))
         for key, value in env.items():
             _saved[key] = os.environ.get(key)
             os.environ[key] = value

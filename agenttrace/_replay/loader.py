@@ -41,14 +41,13 @@ from agenttrace._format.events import (
     run_event,
 )
 from agenttrace._format.exactjson import InexactNumberError, exact_int, fast_loads, has_inexact
-from agenttrace._format.exchange import HeaderCache, exchange_from_span
+from agenttrace._format.exchange import BodyMismatchError, HeaderCache, exchange_from_span
 from agenttrace._format.files import SPANS_CUT, Documents, SplitError, collector_paused
-from agenttrace._format.otlp_json import decode_attributes, decode_body
+from agenttrace._format.otlp_json import decode_attributes
 from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
 __all__ = [
     "check_events",
-    "check_span_bodies",
     "collector_paused",
     "load_events",
     "load_recording",
@@ -91,34 +90,8 @@ def _reseal_hint(file: Path) -> str:
     )
 
 
-def check_span_bodies(where: str, span: Mapping[str, Any], file: Path) -> None:
-    """Each request and response body of a call span against its recorded size and SHA-256."""
-    for event in span.get("events", ()):
-        name = event.get("name")
-        if name not in (S.EVENT_REQUEST, S.EVENT_RESPONSE):
-            continue
-        values = decode_attributes(event.get("attributes"), int)
-        if S.BODY_SHA256 not in values or values.get(S.BODY_TRUNCATED):
-            continue  # a cut body's digest is of the bytes not kept (never served in governance)
-        data = decode_body(str(values.get(S.BODY, "")), str(values.get(S.BODY_ENCODING, "utf-8")))
-        actual = hashlib.sha256(data).hexdigest()
-        recorded = str(values[S.BODY_SHA256])
-        size = values.get(S.BODY_SIZE)
-        label = f"{where}: span {span.get('name', '')!r} (span id {span.get('spanId', '')})"
-        if recorded != actual:
-            raise ConfigurationError(
-                f"{label}: the {S.BODY} of its {name} event does not match its {S.BODY_SHA256} "
-                f"(recorded {recorded or '(empty)'}, the body's is {actual}); {_reseal_hint(file)}"
-            )
-        if size is not None and int(size) != len(data):
-            raise ConfigurationError(
-                f"{label}: the {S.BODY} of its {name} event holds {len(data)} bytes but its "
-                f"{S.BODY_SIZE} says {size}; {_reseal_hint(file)}"
-            )
-
-
 def _check_sealed(file: Path, exchanges: Sequence[Exchange]) -> None:
-    """No call span twice, and (for list-form calls) each response body matches its digest."""
+    """No call span twice."""
     seen: set[tuple[str, str]] = set()
     for index, exchange in enumerate(exchanges):
         label = f"replay file {file}, call #{index} ({exchange.request.method} {exchange.request.url})"
@@ -131,13 +104,19 @@ def _check_sealed(file: Path, exchanges: Sequence[Exchange]) -> None:
                     "concatenated with itself, or a span copied); remove the copy"
                 )
             seen.add(key)
+
+
+def _check_list_digests(file: Path, exchanges: Sequence[Exchange]) -> None:
+    """Each response body of a list-form recording against its body_sha256 (spans are checked as decoded)."""
+    for index, exchange in enumerate(exchanges):
         response = exchange.response
         if response is None or response.body.truncated:
             continue
         actual = hashlib.sha256(response.body.data).hexdigest()
         if response.body.sha256 != actual:
             raise ConfigurationError(
-                f"{label}: span {exchange.span_id}: the response body does not match its body_sha256 "
+                f"replay file {file}, call #{index} ({exchange.request.method} {exchange.request.url}): "
+                f"span {exchange.span_id}: the response body does not match its body_sha256 "
                 f"(recorded {response.body.sha256}, the body's is {actual}); {_reseal_hint(file)}"
             )
 
@@ -165,6 +144,8 @@ def _load(
         if source is None:
             return validate_events(parsed, str(file)), None
         events, exchanges = check_events(parsed, str(file))
+        if sealed:
+            _check_list_digests(file, exchanges)
         return events, exchanges
     if fast_loads() is not None:
         # Span by span (see Documents): the same result, or SplitError, or a ConfigurationError
@@ -250,9 +231,16 @@ class _Recording:
         self, where: str, span: Mapping[str, Any], attributes: Mapping[str, Any], to_int: Callable[[Any], int]
     ) -> None:
         """Add the call's exchange (when exchanges are built) or its list-form event."""
-        exchange = exchange_from_span(span, attributes, to_int=to_int, headers=self.headers)
-        if self.sealed is not None:
-            check_span_bodies(where, span, self.sealed)
+        try:
+            exchange = exchange_from_span(
+                span, attributes, to_int=to_int, headers=self.headers, verify=self.sealed is not None
+            )
+        except BodyMismatchError as exc:
+            assert self.sealed is not None
+            raise ConfigurationError(
+                f"{where}: span {span.get('name', '')!r} (span id {span.get('spanId', '')}): {exc}; "
+                f"{_reseal_hint(self.sealed)}"
+            ) from None
         served_from = exchange.extra.get("served_from")
         if served_from is not None:
             raise ConfigurationError(

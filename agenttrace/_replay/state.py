@@ -1,7 +1,7 @@
 """The replay session in force and the hooks that connect it to the run lifecycle.
 
-Everything here is reached through the cheap registrations in ``agenttrace._replay``; nothing
-is imported or loaded until ``init()`` runs or a run starts.
+Everything here is reached through the functions of ``agenttrace._replay``, which import this
+module only once ``init()`` configures a replay or a run starts.
 """
 
 from __future__ import annotations
