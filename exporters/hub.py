@@ -27,6 +27,8 @@ class ExportHub(SpanProcessor):
     here instead.
     """
 
+    agenttrace_own = True  # see agenttrace._core.runtime.Runtime.traced
+
     def __init__(self) -> None:
         self.lanes: dict[tuple[Any, ...], ExportLane] = {}
 

@@ -41,6 +41,8 @@ class RunFileProcessor(SpanProcessor):
     one trace share a file). Spans of traces with no open run are not this processor's business.
     """
 
+    agenttrace_own = True  # see agenttrace._core.runtime.Runtime.traced
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[int, tuple[TraceFile, int]] = {}

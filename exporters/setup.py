@@ -44,7 +44,7 @@ from agenttrace._core.errors import warn_once
 if TYPE_CHECKING:
     from agenttrace._core.config import Settings
 
-__all__ = ["configure"]
+__all__ = ["configure", "exporting"]
 
 _hub = ExportHub()
 _hub_provider: Any = None
@@ -70,6 +70,11 @@ def configure(settings: Settings, provider: Any, *, owns_provider: bool) -> None
         _configure(settings, provider, owns_provider)
     except Exception as exc:  # noqa: BLE001 - export set-up must never stop the agent
         warn_once("export-setup", f"could not set up trace export: {exc}; the agent runs unaffected")
+
+
+def exporting() -> bool:
+    """True while an export lane is on (the backend, an OTLP exporter): spans have a receiver."""
+    return bool(_hub.lanes)
 
 
 def _configure(settings: Settings, provider: Any, owns_provider: bool) -> None:

@@ -501,7 +501,13 @@ def redact_fields(data: bytes, headers: Sequence[tuple[str, str]]) -> tuple[byte
     redactor = _redactor
     if not redactor.fields or not data:
         return data, False
-    content_type = _header(headers, "content-type")
+    content_type = encoding = ""
+    for key, value in headers:  # both headers in one pass: this runs for every call
+        lower = key.lower()
+        if lower == "content-type" and not content_type:
+            content_type = value.lower()
+        elif lower == "content-encoding" and not encoding:
+            encoding = value.lower().strip()
     form = "x-www-form-urlencoded" in content_type
     if not form and (
         len(data) > MAX_FIELD_SCAN_BYTES
@@ -509,7 +515,6 @@ def redact_fields(data: bytes, headers: Sequence[tuple[str, str]]) -> tuple[byte
     ):
         return data, False
     try:
-        encoding = _header(headers, "content-encoding").strip()
         plain = data
         if encoding and encoding != "identity":
             decoded = _decompress(data, encoding)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from agenttrace._capture import payload as _payload
 from agenttrace._capture.filter import Filter
@@ -39,7 +39,7 @@ from agenttrace._capture.model import Body, Exchange, RequestData
 from agenttrace._core.config import Settings
 from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
-from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, current_scope, export_thread
+from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, Scope, current_scope, export_thread
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
 from agenttrace._format.otlp_json import decode_body, encode_body
 
@@ -291,6 +291,7 @@ class Call:
         "run",
         "span",
         "status_code",
+        "traced",
     )
 
     def __init__(self, library: str, span: Span, rules: Filter, run: RunState | None, max_bytes: int) -> None:
@@ -314,6 +315,7 @@ class Call:
         self._status_set = -1
         self._done = False
         self._lock = threading.Lock()
+        self.traced = True  # False: a served call without a span (nothing would receive it)
 
     # The adapters call these.
 
@@ -334,7 +336,7 @@ class Call:
 
     def chunk(self, data: bytes) -> None:
         """The client received ``data`` (raw, still content-encoded) from the body."""
-        if not data or self._done:
+        if not data or self._done or not self.traced:
             return
         size = len(data)
         self._sizes.append(size)
@@ -356,6 +358,8 @@ class Call:
             if self._done:
                 return
             self._done = True
+        if not self.traced:
+            return
         try:
             self._write_response(end)
             if error is not None:
@@ -371,6 +375,8 @@ class Call:
             if self._done:
                 return
             self._done = True
+        if not self.traced:
+            return
         try:
             self._write_error(error, "request")
         except Exception as exc:  # noqa: BLE001 - never raise into the agent's call
@@ -570,7 +576,12 @@ def begin(library: str, request: RequestData) -> Call | None:
             if call is not None:
                 call.fail(exc)
             raise
-    call = _open_or_none(prepared, exchange, start_ns)
+    if exchange is not None and exchange.response is not None and not runtime.traced:
+        # Nothing would receive the span (see Runtime.traced): serve without one.
+        call = Call(library, INVALID_SPAN, prepared.rules, None, prepared.max_bytes)
+        call.traced = False
+    else:
+        call = _open_or_none(prepared, exchange, start_ns)
     if call is not None:
         call.exchange = exchange
     return call
@@ -580,11 +591,11 @@ class _Prepared(NamedTuple):
     """What :func:`begin` works out before the span starts."""
 
     library: str
+    request: RequestData
     recorded: RequestData
     filtered: bool
     rules: Filter
-    run: RunState | None
-    attributes: dict[str, Any]
+    scope: Scope | None
     max_bytes: int
 
 
@@ -595,27 +606,32 @@ def _prepare(library: str, request: RequestData) -> _Prepared:
         settings = _configure_first() if _configure_first is not None else runtime.current_settings()
     # A call outside any run or step (a thread without context) is still under the global filter.
     rules = scope.filter if scope is not None else settings.filter
-    run = scope.run if scope is not None else None
     recorded, filtered = _payload.redact_request(request, rules)
+    return _Prepared(library, request, recorded, filtered, rules, scope, settings.max_body_bytes)
+
+
+def _attributes(prepared: _Prepared) -> dict[str, Any]:
+    """The call span's attributes at its start."""
+    request, recorded, scope = prepared.request, prepared.recorded, prepared.scope
     host, port = _server(request.url)
     attributes: dict[str, Any] = {
         S.KIND: "call",
         S.SCHEMA: S.SCHEMA_VERSION,
         "http.request.method": request.method,
         "url.full": recorded.url,
-        S.CALL_LIBRARY: library,
+        S.CALL_LIBRARY: prepared.library,
     }
     if host is not None:
         attributes["server.address"] = host
     if port is not None:
         attributes["server.port"] = port
-    if run is not None:
-        attributes[S.CALL_ORDINAL] = run.next_ordinal()
-    if scope is not None and scope.step_path:
-        attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
-        attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
-    max_bytes = settings.max_body_bytes
-    return _Prepared(library, recorded, filtered, rules, run, attributes, max_bytes)
+    if scope is not None:
+        if scope.run is not None:
+            attributes[S.CALL_ORDINAL] = scope.run.next_ordinal()
+        if scope.step_path:
+            attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
+            attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
+    return attributes
 
 
 def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call | None:
@@ -627,7 +643,7 @@ def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int)
 
 
 def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call:
-    attributes = prepared.attributes
+    attributes = _attributes(prepared)
     response = exchange.response if exchange is not None else None
     if exchange is not None:
         attributes[S.CALL_REPLAYED] = True
@@ -635,7 +651,8 @@ def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call
         attributes["http.response.status_code"] = response.status_code
     recorded = prepared.recorded
     span = runtime.tracer.start_span(recorded.method, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns)
-    call = Call(prepared.library, span, prepared.rules, prepared.run, prepared.max_bytes)
+    run = prepared.scope.run if prepared.scope is not None else None
+    call = Call(prepared.library, span, prepared.rules, run, prepared.max_bytes)
     if response is not None:
         call._status_set = response.status_code
     event: dict[str, Any] = {
@@ -647,7 +664,6 @@ def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call
     if prepared.filtered:
         event[_payload.BODY_FILTERED] = True
     add_event(span, S.EVENT_REQUEST, event, pending)
-    run = prepared.run
     if run is not None:
         with _pending_lock:
             _pending.setdefault(id(run), set()).add(call)

@@ -120,6 +120,7 @@ def configure(settings: Settings) -> None:
             export.configure(settings, runtime.provider, owns_provider=runtime.owns_provider)
             activation.configure(settings)
             replay.configure(settings)
+            runtime.update_traced(export.exporting())
         except BaseException as exc:
             runtime.fail(exc)
             raise

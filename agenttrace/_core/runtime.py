@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from agenttrace._core.config import Settings
 from agenttrace._format.schema import INSTRUMENTATION_SCOPE
@@ -34,6 +34,10 @@ class Runtime:
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.files = RunFileProcessor()
         self.active_runs = 0  # changed under ``lock`` by agenttrace._core.lifecycle
+        # False while nothing would receive a call's span: AgentTrace's own provider, no trace
+        # files, no export lane and no span processor of anyone else's. Replay then serves calls
+        # without opening a span for them (the pytest plugin's default), see update_traced().
+        self.traced = True
 
     def apply(self, settings: Settings) -> None:
         """Make ``settings`` the settings in force: join or create the tracer provider, set the trace files."""
@@ -64,7 +68,7 @@ class Runtime:
             # No SDK provider yet (the API's proxy): make ours. A user's SDK provider, or a wrapper
             # such as Logfire's, is joined instead, never replaced.
             attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "agenttrace"}
-            created = TracerProvider(resource=Resource.create(attributes))
+            created = _OwnProvider(resource=Resource.create(attributes))
             trace.set_tracer_provider(created)
             provider = trace.get_tracer_provider()  # the user's, if they won a race to set it
             owned = provider is created
@@ -87,10 +91,35 @@ class Runtime:
             raise RuntimeError("AgentTrace is not configured yet (agenttrace.init() was not called)")
         return settings
 
+    def update_traced(self, exporting: bool) -> None:
+        """Work out :attr:`traced` after a configuration; ``exporting``: an export lane is on."""
+        provider = self.provider
+        self.traced = not (
+            self.owns_provider
+            and isinstance(provider, _OwnProvider)
+            and not provider.foreign
+            and not self.files.enabled
+            and not exporting
+        )
+
     @property
     def runs_active(self) -> bool:
         """True while at least one run is active in the process (any thread)."""
         return self.active_runs > 0
+
+
+class _OwnProvider(TracerProvider):
+    """The tracer provider AgentTrace creates when the process has none: it notes when code other
+    than AgentTrace's adds a span processor (from then on, every call's span has a receiver)."""
+
+    foreign = False
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Add ``span_processor``; one that is not AgentTrace's own makes the runtime traced."""
+        super().add_span_processor(span_processor)
+        if not getattr(span_processor, "agenttrace_own", False):
+            self.foreign = True
+            runtime.traced = True
 
 
 runtime = Runtime()

@@ -39,7 +39,7 @@ _offset = [0]  # how much of the channel the parent has read
 
 def in_child() -> bool:
     """True in a child of a replaying process (spawned, or forked with its parent's session)."""
-    return bool(os.environ.get(CHANNEL_VAR)) and _owner_pid != os.getpid()
+    return _owner_pid != os.getpid() and bool(os.environ.get(CHANNEL_VAR))
 
 
 def boot_pythonpath(current: str) -> str:

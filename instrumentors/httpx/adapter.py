@@ -44,7 +44,7 @@ class HttpxAdapter:
         # Bound once: the patch is recognised (and removed) by the identity of its wrapper.
         self.sync_wrapper = self._handle_request
         self.async_wrapper = self._handle_async_request
-        self._tee_sync, self._tee_async = _stream_classes(module)
+        self._tee_sync, self._tee_async, self._served_sync, self._served_async = _stream_classes(module)
 
     def install(self) -> None:
         """Patch the module's transports (idempotent)."""
@@ -153,7 +153,7 @@ class HttpxAdapter:
             self._build_error(request),
             lambda: self.module.TransportError("recorded call has neither response nor error", request=request),
         )
-        served: Any = (_AsyncServed if asynchronous else _SyncServed)(exchange, stream_error)
+        served: Any = (self._served_async if asynchronous else self._served_sync)(exchange, stream_error)
         response = self.module.Response(
             status_code=recorded.status_code,
             headers=serve.header_bytes(recorded.headers),  # the bytes sent, not ASCII-only text
@@ -163,49 +163,13 @@ class HttpxAdapter:
                 "reason_phrase": recorded.reason.encode("latin-1", "replace"),
             },
         )
+        if not call.traced:
+            return response  # nothing to record of what the client reads (see record.Call.traced)
         return self._tee(call, response, asynchronous=asynchronous, served=recorded)
 
 
-class _SyncServed:
-    """A recorded body, yielded chunk by chunk with the recorded boundaries, then any recorded error."""
-
-    def __init__(self, exchange: Exchange, error: BaseException | None) -> None:
-        self.exchange = exchange
-        self.error = error
-
-    def __iter__(self) -> Iterator[bytes]:
-        for delay, chunk in serve.stream_chunks(self.exchange):
-            if delay:
-                time.sleep(delay)
-            yield chunk
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        """Nothing to release: no connection was opened."""
-
-
-class _AsyncServed:
-    """The async twin of :class:`_SyncServed`."""
-
-    def __init__(self, exchange: Exchange, error: BaseException | None) -> None:
-        self.exchange = exchange
-        self.error = error
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for delay, chunk in serve.stream_chunks(self.exchange):
-            if delay:
-                await asyncio.sleep(delay)
-            yield chunk
-        if self.error is not None:
-            raise self.error
-
-    async def aclose(self) -> None:
-        """Nothing to release: no connection was opened."""
-
-
-def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
-    """Tee stream classes deriving from ``module``'s byte stream bases (httpx checks isinstance)."""
+def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any], type[Any], type[Any]]:
+    """Tee and served stream classes deriving from ``module``'s byte stream bases (httpx checks isinstance)."""
 
     class TeeStream(module.SyncByteStream):  # type: ignore[name-defined,misc]
         """Hands each chunk to the client as it arrives and records it on the way."""
@@ -277,7 +241,43 @@ def _stream_classes(module: ModuleType) -> tuple[type[Any], type[Any]]:
             if call is not None:
                 call.finish("closed_early" if call.started_body else "not_read")
 
-    return TeeStream, AsyncTeeStream
+    class ServedStream(module.SyncByteStream):  # type: ignore[name-defined,misc]
+        """A recorded body, yielded chunk by chunk with the recorded boundaries, then any recorded error."""
+
+        def __init__(self, exchange: Exchange, error: BaseException | None) -> None:
+            self.exchange = exchange
+            self.error = error
+
+        def __iter__(self) -> Iterator[bytes]:
+            for delay, chunk in serve.stream_chunks(self.exchange):
+                if delay:
+                    time.sleep(delay)
+                yield chunk
+            if self.error is not None:
+                raise self.error
+
+        def close(self) -> None:
+            """Nothing to release: no connection was opened."""
+
+    class AsyncServedStream(module.AsyncByteStream):  # type: ignore[name-defined,misc]
+        """The async twin of ServedStream."""
+
+        def __init__(self, exchange: Exchange, error: BaseException | None) -> None:
+            self.exchange = exchange
+            self.error = error
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for delay, chunk in serve.stream_chunks(self.exchange):
+                if delay:
+                    await asyncio.sleep(delay)
+                yield chunk
+            if self.error is not None:
+                raise self.error
+
+        async def aclose(self) -> None:
+            """Nothing to release: no connection was opened."""
+
+    return TeeStream, AsyncTeeStream, ServedStream, AsyncServedStream
 
 
 def adapter_for(module_name: str, library: str, extra: str | None) -> HttpxAdapter:

@@ -6,6 +6,7 @@ Run from the repository root::
     python -m tests.perf.profile record-requests
     python -m tests.perf.profile stream
     python -m tests.perf.profile replay            # per-call replay, 10,000-call recording
+    python -m tests.perf.profile replay-untraced   # the same, replay's own trace not written (pytest plugin)
     python -m tests.perf.profile replay-load       # load_events() + init(mode="replay"), 10,000 calls
     python -m tests.perf.profile replay-load-file  # init(mode="replay", replay_events_file=...), 10,000 calls
 
@@ -31,7 +32,7 @@ from .harness import HERE, Context, Plan
 
 __all__ = ["main"]
 
-TARGETS = ("record-httpx", "record-requests", "stream", "replay", "replay-load", "replay-load-file")
+TARGETS = ("record-httpx", "record-requests", "stream", "replay", "replay-untraced", "replay-load", "replay-load-file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             spec |= {
                 "scenario": "replay",
-                "contender": "agenttrace-file" if args.what == "replay-load-file" else "agenttrace",
+                "contender": {"replay-load-file": "agenttrace-file", "replay-untraced": "agenttrace-untraced"}.get(
+                    args.what, "agenttrace"
+                ),
                 "count": args.count,
                 "recording": str(recording),
                 "sample": min(args.calls, int(args.count * 0.8)),

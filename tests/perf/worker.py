@@ -599,11 +599,20 @@ def scenario_replay(spec: Spec) -> Result:
 
         imported = now_ns()
         trace_dir = str(Path(spec["scratch"]) / "traces")
-        if kind == "agenttrace-file":
+        if kind in ("agenttrace-file", "agenttrace-untraced"):
+            # "agenttrace-untraced": the pytest plugin's default, replay's own trace not written.
+            written = kind == "agenttrace-file"
             with _profiled(spec, "load"):
                 loaded = start
                 try:
-                    agenttrace.init(mode="replay", replay_events_file=path, trace_dir=trace_dir, quiet=True)
+                    agenttrace.init(
+                        mode="replay",
+                        replay_events_file=path,
+                        trace_dir=trace_dir,
+                        quiet=True,
+                        local_files=written,
+                        backend=False,
+                    )
                 except ValueError as exc:  # ConfigurationError: a tree without the setting
                     if "unknown setting" in str(exc):
                         raise Skip("init() has no replay_events_file setting in this tree") from exc
@@ -716,11 +725,126 @@ def scenario_memory(spec: Spec) -> Result:
     }
 
 
+_PYTEST_CONFTEST = """
+import json, os, pytest
+
+_durations = {}
+
+
+def pytest_runtest_logreport(report):
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["PERF_DURATIONS"], "w") as handle:
+        json.dump(_durations, handle)
+"""
+
+_PYTEST_TEST = """
+import json, os, httpx, pytest
+
+BASE = os.environ["PERF_BASE"]
+COUNT = int(os.environ["PERF_COUNT"])
+BODY = os.environ["PERF_BODY"].encode()
+HEADERS = {"content-type": "application/json"}
+
+
+def calls(client):
+    for i in range(COUNT):
+        response = client.post(f"{BASE}/json?i={i}", content=BODY, headers=HEADERS)
+        assert b'"id":"%06d"' % i in response.content
+
+
+# Both clients made once, at import: an httpx.Client() with its default transport builds an SSL
+# context (about 25 ms here) that a MockTransport client never does, and that is not replay's cost.
+CLIENT = httpx.Client()
+TABLE = {}
+
+
+def handler(request):
+    status, headers, content = TABLE[str(request.url)]
+    return httpx.Response(status, headers=headers, content=content)
+
+
+MOCK_CLIENT = httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def replay():
+    calls(CLIENT)
+
+
+def mock():
+    with open(os.environ["PERF_MOCK_TABLE"], encoding="utf-8") as handle:
+        TABLE.clear()
+        TABLE.update((e["url"], (e["status"], e["headers"], e["body"].encode())) for e in json.load(handle))
+    calls(MOCK_CLIENT)
+
+
+marked = pytest.mark.agenttrace(path=os.environ["PERF_RECORDING"])
+"""
+
+
+def scenario_pytest_replay(spec: Spec) -> Result:
+    """A pytest session of marked tests replaying ``count`` calls each, beside the same test on MockTransport.
+
+    Round k runs ``test_k_mock`` and ``test_k_replay`` (the order alternating by round) in one
+    session; each test's cost is its setup + call + teardown duration as pytest reports it.
+    ``record=True``: one marked test records the recording instead (the servers must be up).
+    """
+    import subprocess
+
+    folder = Path(spec["scratch"]) / "project"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "conftest.py").write_text(_PYTEST_CONFTEST)
+    lines = [_PYTEST_TEST]
+    if spec.get("record"):
+        lines.append("@marked\ndef test_record():\n    replay()\n")
+    else:
+        for k in range(spec["rounds"] + 1):  # round 0: the session's first marked test (not counted)
+            order = ("mock", "replay") if k % 2 else ("replay", "mock")
+            for kind in order:
+                mark = "@marked\n" if kind == "replay" else ""
+                lines.append(f"{mark}def test_{k}_{kind}():\n    {kind}()\n")
+    (folder / "test_perf_agent.py").write_text("\n".join(lines))
+    durations = Path(spec["scratch"]) / "durations.json"
+    env = {
+        **os.environ,
+        "PERF_BASE": spec["base_url"],
+        "PERF_COUNT": str(spec["count"]),
+        "PERF_BODY": REQUEST_BODY.decode(),
+        "PERF_MOCK_TABLE": spec["mock_table"],
+        "PERF_RECORDING": spec["recording"],
+        "PERF_DURATIONS": str(durations),
+    }
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(folder)]
+    done = subprocess.run(command, check=False, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise Skip(f"pytest exited {done.returncode}: {(done.stdout + done.stderr)[-600:]}")
+    if spec.get("record"):
+        return {"recorded": Path(spec["recording"]).exists()}
+    seconds = json.loads(durations.read_text())
+    rounds = range(1, spec["rounds"] + 1)
+
+    def pick(kind: str, k: int) -> float:
+        return float(next(v for n, v in seconds.items() if n.endswith(f"::test_{k}_{kind}")))
+
+    mock_s = [pick("mock", k) for k in rounds]
+    replay_s = [pick("replay", k) for k in rounds]
+    return {
+        "mock_s": statistics.median(mock_s),
+        "replay_s": statistics.median(replay_s),
+        "ratio": statistics.median(r / m for r, m in zip(replay_s, mock_s)),
+        "first_replay_s": pick("replay", 0),
+        "first_mock_s": pick("mock", 0),
+    }
+
+
 SCENARIOS: dict[str, Callable[[Spec], Result]] = {
     "record": scenario_record,
     "stream": scenario_stream,
     "replay-setup": scenario_replay_setup,
     "replay": scenario_replay,
+    "pytest-replay": scenario_pytest_replay,
     "export": scenario_export,
     "memory": scenario_memory,
 }
