@@ -53,6 +53,7 @@ __all__ = [
     "own_traffic",
     "qualified_name",
     "replay_lookup",
+    "set_call_started",
     "set_replay_lookup",
 ]
 
@@ -87,6 +88,17 @@ def configure_first_with(fn: Callable[[], Settings]) -> None:
     """Have the first call captured before any ``init()`` configure AgentTrace with ``fn()``."""
     global _configure_first  # noqa: PLW0603 - process-global, set by the instrumentors
     _configure_first = fn
+
+
+# Called with (run, span) as a run's call span starts: the entropy draws the run made since its
+# previous call are written on that span (agenttrace._replay.entropy), so a run cut short keeps them.
+_call_started: Callable[[RunState, Span], None] | None = None
+
+
+def set_call_started(fn: Callable[[RunState, Span], None] | None) -> None:
+    """Install (or remove, with None) the function told of each call span a run starts."""
+    global _call_started  # noqa: PLW0603 - process-global, set while runs are active
+    _call_started = fn
 
 
 def set_replay_lookup(fn: ReplayLookup | None) -> None:
@@ -663,6 +675,9 @@ def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call
     pending = _body_attributes(event, recorded.body, prepared.max_bytes)
     if prepared.filtered:
         event[_payload.BODY_FILTERED] = True
+    started = _call_started
+    if started is not None and run is not None:
+        started(run, span)
     add_event(span, S.EVENT_REQUEST, event, pending)
     if run is not None:
         with _pending_lock:

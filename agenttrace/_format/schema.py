@@ -53,13 +53,16 @@ EVENT_RESULT_FILTERED = "[FILTERED]"
 STEP_NAME_ON_CALL = STEP_NAME  # the active step's name, repeated on each call span
 
 # Call events: one request, then one response or one error (never more, whatever the number of
-# stream chunks, so OTel's 128-events-per-span limit can never drop part of a payload).
+# stream chunks, so OTel's 128-events-per-span limit can never drop part of a payload), and at
+# most one agenttrace.entropy event before them.
 EVENT_REQUEST = "agenttrace.request"
 EVENT_RESPONSE = "agenttrace.response"
 EVENT_ERROR = "agenttrace.error"
 EVENT_DNS = "agenttrace.dns"
 EVENT_CONNECT = "agenttrace.connect"
-EVENT_ENTROPY = "agenttrace.entropy"  # on the run span, all draws of the run in one event
+# The run's random draws: on a call span, those drawn since the last call began (so a run cut short
+# keeps them); on the run span, the rest. Each event's draws follow on from ENTROPY_FIRST.
+EVENT_ENTROPY = "agenttrace.entropy"
 
 HTTP_METHOD = "agenttrace.http.method"
 HTTP_URL = "agenttrace.http.url"
@@ -89,6 +92,8 @@ ERROR_PHASE = "agenttrace.error.phase"  # "request" | "stream"
 
 ENTROPY_SOURCES = "agenttrace.entropy.sources"  # str[]: "uuid4", "urandom", "random", ...
 ENTROPY_VALUES = "agenttrace.entropy.values"  # str[]: base64 of each draw, in order
+ENTROPY_FIRST = "agenttrace.entropy.first"  # int: the run's draw number of the event's first draw (absent: 0)
+ENTROPY_RUN_SPAN_ID = "agenttrace.entropy.run_span_id"  # on a call span: the run span the draws are of
 
 # Socket instrumentor: DNS lookups and raw connects made outside an instrumented client.
 DNS_FUNCTION = "agenttrace.dns.function"  # "getaddrinfo", "gethostbyname", ...

@@ -16,8 +16,11 @@ OpenTelemetry's ``RandomIdGenerator`` draws span ids from the global ``random`` 
 neither consumes the agent's sequence nor repeats the recording's ids.
 
 Draws are attributed to the run of the calling context (or, from a thread without context, the
-run that started last) and written when the run ends as one ``agenttrace.entropy`` event on its
-span: ``agenttrace.entropy.sources`` and ``agenttrace.entropy.values`` (base64), in draw order.
+run that started last) and written as ``agenttrace.entropy`` events: ``agenttrace.entropy.sources``
+and ``agenttrace.entropy.values`` (base64), in draw order, from draw number
+``agenttrace.entropy.first``. The draws made since the run's previous call go on each call span as
+it starts (with ``agenttrace.entropy.run_span_id`` and the run's name), so a run whose process is
+killed keeps the draws its recorded calls depend on; the rest go on the run span when it ends.
 In replay the session's :data:`server` supplies each value; it raises or returns None (relaxed:
 the real value is used) when the recording cannot serve it.
 """
@@ -40,6 +43,7 @@ from agenttrace._core.scope import RunState, ThreadFlag, current_scope, export_t
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
 
 __all__ = [
+    "call_started",
     "exempt",
     "install",
     "isolate_span_ids",
@@ -61,6 +65,8 @@ _real_random_urandom: Callable[[int], bytes] = random._urandom  # type: ignore[a
 _real_seed = random.Random.seed
 _real_module_seed = random.seed
 _draws: dict[int, list[tuple[str, bytes]]] = {}  # id(RunState) -> draws in order
+_written: dict[int, int] = {}  # id(RunState) -> how many of its draws are on call spans already
+_state_held: set[int] = set()  # runs whose draw 0 (the random state) no call span has written yet
 _active: list[RunState] = []
 _server: Server | None = None
 _installed = False
@@ -205,6 +211,9 @@ def install() -> None:
         random.Random.seed = _seed  # type: ignore[method-assign]
         # random.seed is a method bound at import time to the original; rebind it to the wrapper.
         random.seed = random._inst.seed
+    from agenttrace._capture.record import set_call_started
+
+    set_call_started(call_started)
 
 
 def uninstall() -> None:
@@ -219,6 +228,9 @@ def uninstall() -> None:
         random._urandom = _real_random_urandom  # type: ignore[attr-defined]
         random.Random.seed = _real_seed  # type: ignore[method-assign]
         random.seed = _real_module_seed
+    from agenttrace._capture.record import set_call_started
+
+    set_call_started(None)
 
 
 def _state_bytes() -> bytes:
@@ -240,6 +252,7 @@ def run_started(run: RunState) -> None:
     """Start the run's draw log and capture (or, in replay, restore) the ``random`` state."""
     with _lock:
         _draws[id(run)] = []
+        _written[id(run)] = 0
         _active.append(run)
     if not _installed:
         return
@@ -251,22 +264,73 @@ def run_started(run: RunState) -> None:
         _set_state(value)
 
 
+def call_started(run: RunState, span: Any) -> None:
+    """Write the draws ``run`` made since its previous call on ``span``, the call span starting now.
+
+    The random state (draw 0) is written only once it differs from the generator's state now:
+    while the agent has not used the global generator it is not worth 2.5 kB, and a later call
+    (or the run's end) writes it if that changes.
+    """
+    try:
+        with _lock:
+            log = _draws.get(id(run))
+            first = _written.get(id(run), 0)
+            if log is None or len(log) <= first:
+                return
+            chunk = log[first:]
+            _written[id(run)] = len(log)
+            if first == 0 and chunk[0][0] == "random.state":
+                if chunk[0][1] == _state_bytes():
+                    _state_held.add(id(run))
+                    chunk, first = chunk[1:], 1
+            elif id(run) in _state_held and log[0][1] != _state_bytes():
+                _state_held.discard(id(run))
+                _add_event(span, run, log[:1], 0)
+            if not chunk:
+                return
+        _add_event(span, run, chunk, first)
+    except Exception as exc:  # noqa: BLE001 - never cost the agent its call's recording
+        from agenttrace._core.errors import warn_once
+
+        warn_once("entropy-call", f"could not record the run's random draws on a call span: {exc!r}")
+
+
+def _add_event(span: Any, run: RunState | None, draws: list[tuple[str, bytes]], first: int) -> None:
+    """One ``agenttrace.entropy`` event on ``span``: ``draws``, numbered from ``first``."""
+    attributes: dict[str, Any] = {
+        S.ENTROPY_SOURCES: [source for source, _ in draws],
+        S.ENTROPY_VALUES: [base64.b64encode(value).decode("ascii") for _, value in draws],
+    }
+    if first:
+        attributes[S.ENTROPY_FIRST] = first
+    if run is not None:  # on a call span: which run, even when the run's own span never gets written
+        attributes[S.ENTROPY_RUN_SPAN_ID] = format(run.span.get_span_context().span_id, "016x")
+        attributes[S.RUN_NAME] = run.name
+    span.add_event(S.EVENT_ENTROPY, attributes)
+
+
 def run_ended(run: RunState) -> None:
-    """Write the run's draws as one ``agenttrace.entropy`` event on its span (a run end hook)."""
+    """Write the run's draws not yet on a call span as ``agenttrace.entropy`` events on its span (a run end hook)."""
     with _lock:
         log = _draws.pop(id(run), [])
+        written = _written.pop(id(run), 0)
+        held = id(run) in _state_held
+        _state_held.discard(id(run))
         for i, active in enumerate(_active):
             if active is run:  # identity: RunState compares by value
                 del _active[i]
                 break
+    if held and log[0][1] != _state_bytes():
+        _add_event(run.span, None, log[:1], 0)  # the random state, changed since a call span skipped it
+    if written:
+        if len(log) > written:
+            _add_event(run.span, None, log[written:], written)
+        return
     if log and log[0][0] == "random.state" and log[0][1] == _state_bytes():
         # The run never drew from the global generator: its state is not worth 2.5 kB per run.
         del log[0]
+        if log:
+            _add_event(run.span, None, log, 1)
+        return
     if log:
-        run.span.add_event(
-            S.EVENT_ENTROPY,
-            {
-                S.ENTROPY_SOURCES: [source for source, _ in log],
-                S.ENTROPY_VALUES: [base64.b64encode(value).decode("ascii") for _, value in log],
-            },
-        )
+        _add_event(run.span, None, log, 0)

@@ -220,6 +220,9 @@ class _Recording:
         self.calls: list[tuple[str, int, Any]] = []  # (trace id, ordinal, event or exchange)
         self.headers: HeaderCache = {}  # header lists seen, parsed
         self.socket_spans = 0  # raw DNS/connect spans read (loaded, never served)
+        # (trace id, run span id) -> (start, run name) of the runs call spans' draws name: a run
+        # whose own span is missing (cut short) is known from them.
+        self.draw_runs: dict[tuple[str, str], tuple[int, str]] = {}
 
     def mark(self) -> tuple[int, int, int]:
         return len(self.runs), len(self.entropy), len(self.calls)
@@ -290,6 +293,10 @@ def _from_documents(
         )
     # Calls in causal order: trace by trace (as the runs started), then by ordinal within it.
     calls.sort(key=lambda item: (first_seen.get(item[0], 0), item[0], item[1]))
+    known = {(event["trace_id"], event["span_id"]) for _, event in runs}
+    for (trace_id, span_id), (start, name) in recording.draw_runs.items():
+        if (trace_id, span_id) not in known:  # cut short: the run's span was never written
+            runs.append((start, run_event(trace_id, span_id, name, start)))
     runs.sort(key=lambda item: item[0])
     head = [event for _, event in runs]
     if source is None:
@@ -368,6 +375,10 @@ def _read_document(
                 recording.socket_spans += 1
                 continue
             recording.add_call(where, span, attributes, to_int)
+            if len(span.get("events", ())) > 2:  # a request, a response or error, and maybe draws
+                owner = _entropy_events(span, trace_id, None, recording.entropy, to_int)
+                if owner is not None and (trace_id, owner[0]) not in recording.draw_runs:
+                    recording.draw_runs[(trace_id, owner[0])] = (start, owner[1])
         except (ConfigurationError, InexactNumberError):
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file, said precisely
@@ -395,6 +406,25 @@ def _run_and_entropy(
     to_int: Callable[[Any], int] = int,
 ) -> dict[str, Any]:
     span_id = str(span["spanId"]).lower()
+    _entropy_events(span, trace_id, span_id, entropy, to_int)
+    name = str(attributes.get(S.RUN_NAME, span.get("name", "")))
+    start = to_int(span.get("startTimeUnixNano", 0))
+    return run_event(trace_id, span_id, name, start, str(span.get("parentSpanId", "")))
+
+
+def _entropy_events(
+    span: Mapping[str, Any],
+    trace_id: str,
+    run_span_id: str | None,
+    entropy: list[dict[str, Any]],
+    to_int: Callable[[Any], int],
+) -> tuple[str, str] | None:
+    """Add the draws of ``span``'s ``agenttrace.entropy`` events to ``entropy``, numbered as the run drew them.
+
+    ``run_span_id``: the run's span id (a run span), or None for a call span, whose events name
+    their run. Returns the (run span id, run name) a call span's draws belong to, if it has any.
+    """
+    owner: tuple[str, str] | None = None
     for event in span.get("events", ()):
         if event.get("name") != S.EVENT_ENTROPY:
             continue
@@ -403,11 +433,16 @@ def _run_and_entropy(
         draws = list(values.get(S.ENTROPY_VALUES) or ())
         if len(sources) != len(draws):
             raise ValueError(f"{S.ENTROPY_SOURCES} and {S.ENTROPY_VALUES} differ in length")
-        for index, (source, value) in enumerate(zip(sources, draws)):
-            entropy.append(entropy_event(trace_id, span_id, index, str(source), base64.b64decode(value)))
-    name = str(attributes.get(S.RUN_NAME, span.get("name", "")))
-    start = to_int(span.get("startTimeUnixNano", 0))
-    return run_event(trace_id, span_id, name, start, str(span.get("parentSpanId", "")))
+        first = int(values.get(S.ENTROPY_FIRST, 0))
+        run = run_span_id
+        if run is None:
+            run = str(values.get(S.ENTROPY_RUN_SPAN_ID, "")).lower()
+            if not run:
+                raise ValueError(f"an {S.EVENT_ENTROPY} event on a call span has no {S.ENTROPY_RUN_SPAN_ID}")
+            owner = (run, str(values.get(S.RUN_NAME, "")))
+        for index, (source, value) in enumerate(zip(sources, draws), start=first):
+            entropy.append(entropy_event(trace_id, run, index, str(source), base64.b64decode(value)))
+    return owner
 
 
 def validate_events(events: Any, where: str) -> list[dict[str, Any]]:

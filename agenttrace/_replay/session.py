@@ -82,6 +82,7 @@ class ReplaySession:
         calls: list[Exchange] = list(exchanges) if exchanges is not None else []
         self._runs: list[Mapping[str, Any]] = []
         self._entropy: dict[str, deque[tuple[str, bytes]]] = {}
+        draws: dict[str, list[tuple[int, str, bytes]]] = {}
         import base64
 
         for index, event in enumerate(events):
@@ -94,7 +95,13 @@ class ReplaySession:
             elif kind == "entropy":
                 key = f"{event.get('trace_id', '')}/{event.get('run_span_id', '')}"
                 value = base64.b64decode(str(event.get("value", "")))
-                self._entropy.setdefault(key, deque()).append((str(event.get("source", "")), value))
+                number = int(event.get("index", 0))
+                draws.setdefault(key, []).append((number, str(event.get("source", "")), value))
+        for key, numbered in draws.items():
+            # In the order the run drew them: a run's draws are written on its call spans and
+            # on its own span, and read in the order of the file's lines.
+            numbered.sort(key=lambda draw: draw[0])
+            self._entropy[key] = deque((source, value) for _, source, value in numbered)
         self.matcher = Matcher(calls)
         self._first_trace = next((c.trace_id for c in calls if c.trace_id), "")
         self._claimed: set[int] = set()

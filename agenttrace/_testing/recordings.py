@@ -102,8 +102,9 @@ _REPLAY_ONLY = frozenset(
 def as_recording(paths: Iterable[Path], recording: Path) -> tuple[list[tuple[int, str, str]], int]:
     """The traces of a relaxed replay of ``recording`` (``new_episodes``) turned into a recording.
 
-    Each call the replay served takes back the events of the recorded call it was served from
-    (the replay's trace keeps only their size and digest); the calls it made for real keep
+    Each call the replay served takes back the payload events of the recorded call it was served
+    from (the replay's trace keeps only their size and digest), and keeps its own entropy events;
+    the calls it made for real keep
     theirs; the run span drops the replay's report and says ``record``. Returns the lines and
     the number of calls made for real (0: nothing new to write).
     """
@@ -118,7 +119,11 @@ def as_recording(paths: Iterable[Path], recording: Path) -> tuple[list[tuple[int
             served = _served_from(span)
             original = recorded.get(served) if served is not None else None
             if original is not None:
-                span = {**span, "events": original.get("events", [])}
+                # The payloads are the recorded call's; the draws are this run's (the replay drew
+                # them all, served or new, and numbered them in its own sequence).
+                draws = [e for e in span.get("events", ()) if e.get("name") == S.EVENT_ENTROPY]
+                payloads = [e for e in original.get("events", ()) if e.get("name") != S.EVENT_ENTROPY]
+                span = {**span, "events": draws + payloads}
             elif served is None:
                 new_calls += 1
         if kind in ("call", "run"):

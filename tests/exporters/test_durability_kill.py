@@ -310,3 +310,59 @@ def test_sigterm_to_pid_1_keeps_recording(tmp_path: Path, loopback: TestServer) 
     assert ".incomplete." not in trace.name
     calls = [span for span in read_spans(trace) if span.attributes.get(S.KIND) == "call"]
     assert len(calls) == 4
+
+
+# Draws entropy before each call (a uuid4 and the global generator) and prints what it drew.
+AGENT_WITH_DRAWS = """
+import random, sys, time, uuid
+import httpx
+import agenttrace
+
+URL = sys.argv[1]
+CALLS = int(sys.argv[2])
+
+@agenttrace.run("drawing-agent")
+def main():
+    with httpx.Client() as client:
+        for i in range(CALLS):
+            token = uuid.uuid4().hex
+            pick = random.random()
+            answer = client.post(URL, json={"i": i, "token": token}).json()["body"]
+            print("GOT", token, pick, answer, flush=True)
+    if sys.argv[3:] != ["replay"]:
+        print("ready", flush=True)
+        time.sleep(120)
+
+main()
+"""
+
+
+def test_kill_9_keeps_the_draws_and_governance_replays_the_cut_file(tmp_path: Path, loopback: TestServer) -> None:
+    """A run killed mid-way keeps the random draws its recorded calls depended on: a governance replay serves them."""
+    proc = _start(tmp_path, AGENT_WITH_DRAWS, [loopback.url("/json"), "3"])
+    try:
+        recorded = _wait_ready(proc)
+        traces = tmp_path / "traces"
+        assert wait_until(lambda: any(len(_call_spans(p)) == 3 for p in traces.glob(".*.jsonl.partial-*")))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    (partial,) = traces.glob(".*.jsonl.partial-*")
+    assert not any(s.attributes.get(S.KIND) == "run" for s in read_spans(partial))  # the run span never ended
+
+    before = len(loopback.requests)
+    replay = _start(
+        tmp_path,
+        AGENT_WITH_DRAWS,
+        [loopback.url("/json"), "3", "replay"],
+        {
+            "AGENTTRACE_MODE": "replay",
+            "AGENTTRACE_GOVERNANCE_LEVEL": "governance",
+            "AGENTTRACE_REPLAY_EVENTS_FILE": str(partial),
+        },
+    )
+    out, err = replay.communicate(timeout=60)
+    assert replay.returncode == 0, err
+    assert out.splitlines() == [line.rstrip("\n") for line in recorded]  # the same uuids, picks and answers
+    assert len(recorded) == 3
+    assert len(loopback.requests) == before
