@@ -59,6 +59,9 @@ class Lane(Protocol):
     def can_hand_off(self, spawn: bool) -> bool:
         """True when exit may spool the lane's work without waiting."""
 
+    def wait_inflight(self, deadline: float) -> None:
+        """Wait until ``deadline`` for the batch being sent to be answered."""
+
     def hand_off(self, spawn: bool) -> dict[str, str] | None:
         """Spool at once what is queued or in flight; the uploader's variables when it has something to send."""
 
@@ -111,6 +114,10 @@ def _exit_plan() -> str | None:
     return "spawn"
 
 
+# How long a multiprocessing worker's exit waits for an upload in flight before spooling it.
+_WORKER_INFLIGHT_WAIT = 1.0
+
+
 def close_lanes(lanes: Sequence[Lane]) -> None:
     """Close ``lanes`` (every lane of this process) at exit, sharing one exit bound between them.
 
@@ -127,6 +134,8 @@ def close_lanes(lanes: Sequence[Lane]) -> None:
         if plan is None or not lane.can_hand_off(spawn):
             waiting.append(lane)
             continue
+        if plan == "leave":  # a worker: an upload in flight is let finish (no second copy in the spool)
+            lane.wait_inflight(min(deadline, time.monotonic() + _WORKER_INFLIGHT_WAIT))
         env = lane.hand_off(spawn)
         if env is not None:
             jobs.append((lane, env))

@@ -247,6 +247,20 @@ class ExportLane(SpanProcessor):
             with contextlib.suppress(Exception):
                 self.exporter.shutdown()
 
+    def wait_inflight(self, deadline: float) -> None:
+        """Wait (until ``deadline``, or until its receiver is known to fail) for the batch being sent to be answered.
+
+        Exit in a multiprocessing worker: a batch abandoned in flight is spooled, and the
+        parent's uploader sends it again if the receiver had read it; the worker's exit is not
+        what the agent waits for, so it lets the answer come first.
+        """
+        with self._lock:
+            while self._inflight is not None and self._thread is not None and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._failing(deadline) is not None:
+                    return
+                self._wake.wait(min(remaining, 0.05))
+
     def can_hand_off(self, spawn: bool) -> bool:
         """True when exit may spool this lane's work without waiting.
 

@@ -84,6 +84,9 @@ class TraceFile:
         self.spans = 0
         self.dropped = 0  # spans not written because the file could not be
         self.failed: OSError | None = None
+        # Each span written as it is added: a forked worker's file of its parent's trace (the
+        # worker may end with os._exit or a signal at any moment, and its parent merges the file).
+        self.sync = False
 
     def add(self, span: ReadableSpan) -> None:
         """Encode ``span`` now (so the span object can be freed) and queue it for writing.
@@ -104,7 +107,11 @@ class TraceFile:
             self._pending.append((span.resource, span.instrumentation_scope, encoded))
             self._pending_chars += len(encoded)
             self.spans += 1
-            if self._pending_chars >= _FLUSH_CHARS or time.monotonic() - self._pending_since >= _SYNC_DELAY:
+            if (
+                self.sync
+                or self._pending_chars >= _FLUSH_CHARS
+                or time.monotonic() - self._pending_since >= _SYNC_DELAY
+            ):
                 self._write_pending()
 
     def write_out(self, timeout: float = -1) -> bool:
@@ -201,6 +208,7 @@ class TraceFile:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 with _merge_lock(self.folder / ".merge.lock"):
+                    self._take_workers_files()
                     if target.exists():
                         # Another run in the same trace got there first (a second top-level run
                         # under the user's span, a forked worker): keep both runs' spans.
@@ -220,6 +228,30 @@ class TraceFile:
                 self._discard()
                 return None
             return target
+
+    def _take_workers_files(self) -> None:
+        """Append the partial files of this trace whose writers are gone (worker processes) to ours.
+
+        A worker process of the run (forked, or spawned and joined to the run's trace) writes
+        the trace's spans to a partial file of its own and may end without committing it (a
+        pool's workers end with ``os._exit`` or SIGTERM). Its whole lines are kept; a last line
+        its death cut is not. A worker still alive keeps its file (it commits it itself, or
+        recovery keeps it as incomplete). Called under the merge lock, with our file open.
+        """
+        assert self._file is not None
+        for partial in self.folder.glob(f".{self.name}.partial-*"):
+            if partial == self._partial:
+                continue
+            owner = partial.name.rpartition(".partial-")[2]
+            with contextlib.suppress(OSError), _claim(partial, owner) as claimed:
+                if not claimed:
+                    continue
+                data = partial.read_bytes()
+                whole = data[: data.rfind(b"\n") + 1]
+                if whole:
+                    self._file.write(whole.decode("utf-8", "replace"))
+                    self._file.flush()
+                partial.unlink()
 
     def _report_dropped(self, kept: Path | None = None) -> None:
         if self.dropped:

@@ -50,29 +50,54 @@ class RunFileProcessor(SpanProcessor):
         self.folder = Path(".agenttrace/traces")
         self.quiet = False
         self._checked: set[Path] = set()  # folders already searched for interrupted runs
+        self._joined: set[int] = set()  # traces whose run lives in a parent process (see open_trace)
         self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
         _PROCESSORS.add(self)
+
+    def _before_fork(self) -> None:
+        # A forked child writes its inherited traces' spans on its own thread: the modules that
+        # takes must be imported before the fork, since a module lock another thread (the trace
+        # writer) holds at the fork stays held forever in the child.
+        if self._open:
+            import contextlib
+
+            from agenttrace._format.exactjson import orjson_module
+
+            orjson_module()
+            with contextlib.suppress(ImportError):
+                import fcntl  # noqa: F401 - imported for the child, see above
 
     def _after_fork_in_child(self) -> None:
         # A forked child (a multiprocessing worker) writes its own partial file, named by its pid,
-        # for the traces it inherited; the parent's runs are not its to end, so the count starts
-        # at zero and the child's own runs in that trace commit their spans when they end,
-        # merged into the same <trace_id>.jsonl.
+        # for the traces it inherited, each span as it ends (the worker may end with os._exit or
+        # a signal at any moment); the parent's runs are not its to end, so the count starts at
+        # zero. The parent takes the file into the trace's file when its run commits; the
+        # child's own runs in that trace commit their spans when they end, merged the same way.
         from agenttrace.exporters.local import TraceFile
 
         self._lock = threading.Lock()
         for trace_id, (inherited, _) in list(self._open.items()):
             inherited.forget_after_fork()
-            self._open[trace_id] = (TraceFile(self.folder, trace_id), 0)
+            file = TraceFile(self.folder, trace_id)
+            file.sync = True
+            self._open[trace_id] = (file, 0)
+            self._joined.add(trace_id)
 
-    def open_trace(self, trace_id: int) -> None:
-        """Start (or join) the file of ``trace_id``."""
+    def open_trace(self, trace_id: int, *, joined: bool = False) -> None:
+        """Start (or join) the file of ``trace_id``.
+
+        ``joined``: the trace's run lives in another process (this process's run was started by
+        a run of its parent): if this process dies mid-run, its file is left for that run to
+        take in, not kept as an incomplete trace of its own.
+        """
         from agenttrace.exporters.local import TraceFile
 
         with self._lock:
             if not self.enabled:
                 return
+            if joined:
+                self._joined.add(trace_id)
             if self.folder not in self._checked:
                 self._checked.add(self.folder)
                 self._recover()
@@ -121,7 +146,7 @@ class RunFileProcessor(SpanProcessor):
         if entry is None:
             return
         try:
-            if self._writer is not None:
+            if self._writer is not None and not entry[0].sync:
                 self._writer.submit(entry[0], span)
             else:
                 entry[0].add(span)
@@ -152,19 +177,19 @@ class RunFileProcessor(SpanProcessor):
         if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.01)):
             return False
         try:
-            files = [entry[0] for entry in self._open.values()]
+            files = [(entry[0], trace_id in self._joined) for trace_id, entry in self._open.items()]
             if dying:
                 self._open.clear()
         finally:
             self._lock.release()
         done = True
-        for file in files:
+        for file, joined in files:
             remaining = max(deadline - time.monotonic(), 0.01)
             if self._writer is not None and not self._writer.flush(file, remaining, quiet=True):
                 done = False
             if not file.write_out(timeout=max(deadline - time.monotonic(), 0.01)):
                 done = False
-            elif dying and file.spans:
+            elif dying and file.spans and not joined:  # a joined trace's file is its parent's to take in
                 path = file.commit(file.folder / file.name.replace(".jsonl", ".incomplete.jsonl"))
                 if path is not None and not self.quiet:
                     say(f"the process is ending mid-run: kept the spans so far in {_display(path)}")

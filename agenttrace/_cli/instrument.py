@@ -28,7 +28,13 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-from agenttrace._replay.children import CHANNEL_VAR, PROCESS_RUN_VAR, boot_pythonpath
+from agenttrace._replay.children import (
+    CHANNEL_VAR,
+    CHILD_RUN_SUFFIXES,
+    PROCESS_RUN_VAR,
+    boot_pythonpath,
+    parent_span,
+)
 
 __all__ = [
     "AgentTraceConfigurator",
@@ -47,7 +53,7 @@ def _run_name() -> str | None:
     argv = list(getattr(sys, "orig_argv", sys.argv))
     parent = os.environ.get(PROCESS_RUN_VAR)
     if "--multiprocessing-fork" in argv:
-        return f"{parent} (worker)" if parent else None
+        return f"{parent}{CHILD_RUN_SUFFIXES[0]}" if parent else None
     args = argv[1:]
     while args and args[0].startswith("-") and args[0] not in ("-m", "-c"):
         args = args[1:]  # interpreter options such as -u, -X dev (their values are rare here)
@@ -56,10 +62,11 @@ def _run_name() -> str | None:
     if args[0] == "-m":
         return args[1] if len(args) > 1 else None
     if args[0] == "-c":
-        if os.environ.get(CHANNEL_VAR):
-            # A child of a replaying process (a forkserver, a one-liner): it replays too, so
-            # it gets a run (the forkserver's is inherited by every worker it forks).
-            return f"{parent or 'replay'} (child)"
+        if os.environ.get(CHANNEL_VAR) or parent_span() is not None:
+            # A child of a replaying or recording process (a forkserver, a one-liner): it
+            # replays or records too, so it gets a run (the forkserver's is inherited by every
+            # worker it forks).
+            return f"{parent or 'replay'}{CHILD_RUN_SUFFIXES[1]}"
         return None  # multiprocessing's resource tracker, one-liners: no run of their own
     return Path(args[0]).name
 
@@ -80,7 +87,11 @@ def start_process_run(name: str | None = None) -> None:
         return
     os.environ.setdefault(PROCESS_RUN_VAR, name)
     script = _script_path()
-    run = RunContext(_entry_function(name, script), name)
+    # A child of a recording run joins it: its run is that run's child, in the same trace.
+    from agenttrace._core.runtime import runtime
+
+    joins = parent_span() if runtime.current_settings().mode == "record" else None
+    run = RunContext(_entry_function(name, script), name, parent=joins)
     run.__enter__()
     failure: list[BaseException] = []
     previous_hook = sys.excepthook

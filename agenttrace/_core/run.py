@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from agenttrace._core import lifecycle
 from agenttrace._core.outcome import record_failure, rendered_result
@@ -31,12 +31,21 @@ class RunContext:
     """Set-up and teardown of one run, shared by the sync and async wrappers and by a step
     opened outside any run (``func`` None: the run of that step, ``file`` the caller's file)."""
 
-    __slots__ = ("_otel_token", "_rules", "_scope_token", "file", "func", "name", "state")
+    __slots__ = ("_otel_token", "_rules", "_scope_token", "file", "func", "name", "parent", "state")
 
-    def __init__(self, func: Callable[..., Any] | None, name: str, file: str | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any] | None,
+        name: str,
+        file: str | None = None,
+        parent: tuple[int, int] | None = None,
+    ) -> None:
         self.func = func
         self.name = name
         self.file = file
+        # (trace id, span id) of a run in the parent process that this one joins (a child
+        # process's run): its span is that run's child, in the same trace and trace file.
+        self.parent = parent
 
     def __enter__(self) -> RunState:
         settings = lifecycle.current_settings()
@@ -60,11 +69,15 @@ class RunContext:
         if source is not None:
             # A key written into the entry file is found by the patterns (names need fields).
             attributes[S.RUN_SOURCE] = self._rules.text(source)
-        span = runtime.tracer.start_span(self.name, attributes=attributes)
+        context = None
+        if self.parent is not None:
+            remote = SpanContext(*self.parent, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            context = trace.set_span_in_context(NonRecordingSpan(remote))
+        span = runtime.tracer.start_span(self.name, context=context, attributes=attributes)
         trace_id = span.get_span_context().trace_id
         self.state = RunState(span=span, name=self.name, trace_id=trace_id)
         with _own_entropy():  # a trace file's unique name is AgentTrace's draw, not the agent's
-            runtime.files.open_trace(trace_id)
+            runtime.files.open_trace(trace_id, joined=self.parent is not None)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
         self._scope_token = enter_scope(Scope(span=span, kind="run", run=self.state, filter=self._rules))
         lifecycle.run_entered(self.state)

@@ -1,4 +1,13 @@
-"""Child processes of a replaying process replay too, and report what they did to the parent.
+"""Child processes of a recording process record into its run; those of a replaying one replay too.
+
+While record runs are active, the environment every child inherits carries the run's trace
+context (``_AGENTTRACE_PARENT_SPAN``), the record settings a child needs (mode, trace folder,
+local files) and the folder of AgentTrace's ``sitecustomize`` first on ``PYTHONPATH``: a Python
+child (a ``multiprocessing`` spawn or forkserver worker, a ``ProcessPoolExecutor`` worker, a
+``subprocess`` running Python) starts AgentTrace before any of its code runs, with one run
+around the process whose span is a child of the parent's run span, in the same trace. Its spans
+go to the same trace file (merged when either side commits), so replay serves them back in the
+workers. A forked child inherits its parent's run as it stands (see the trace files' processor).
 
 While replay runs are active, the environment every child inherits asks for the same replay:
 ``AGENTTRACE_MODE=replay``, the recording, the governance level and pacing, and the folder of
@@ -25,9 +34,26 @@ from pathlib import Path
 from agenttrace._core.config import Settings
 from agenttrace._replay.entropy import private_file
 
-__all__ = ["CHANNEL_VAR", "PROCESS_RUN_VAR", "arm", "boot_pythonpath", "disarm", "in_child", "read", "tell"]
+__all__ = [
+    "CHANNEL_VAR",
+    "CHILD_RUN_SUFFIXES",
+    "PARENT_SPAN_VAR",
+    "PROCESS_RUN_VAR",
+    "arm",
+    "arm_record",
+    "boot_pythonpath",
+    "disarm",
+    "in_child",
+    "parent_span",
+    "read",
+    "tell",
+]
 
 CHANNEL_VAR = "_AGENTTRACE_REPLAY_CHANNEL"
+PARENT_SPAN_VAR = "_AGENTTRACE_PARENT_SPAN"  # "<trace id>-<span id>" (hex) of the run a child joins
+# The process runs of multiprocessing workers and of `python -c` children are named after the
+# parent's run with these suffixes: they are never a top-level run of the recording.
+CHILD_RUN_SUFFIXES = (" (worker)", " (child)")
 PROCESS_RUN_VAR = "_AGENTTRACE_PROCESS_RUN"  # the name a child's process run is derived from
 
 _lock = threading.Lock()
@@ -82,6 +108,39 @@ def arm(settings: Settings, run_name: str) -> None:
         for key, value in env.items():
             _saved[key] = os.environ.get(key)
             os.environ[key] = value
+
+
+def arm_record(settings: Settings, run_name: str, trace_id: int, span_id: int) -> None:
+    """Make every child process started from now on record into the run ``span_id`` (first run in)."""
+    with _lock:
+        if _saved:
+            return
+        env = {
+            "AGENTTRACE_MODE": "record",
+            "AGENTTRACE_TRACE_DIR": str(Path(settings.trace_dir).resolve()),
+            "AGENTTRACE_LOCAL_FILES": "1" if settings.local_files else "0",
+            "AGENTTRACE_MAX_BODY_BYTES": str(settings.max_body_bytes),
+            "AGENTTRACE_QUIET": "1",  # the child's "trace written" line is the parent's to say
+            PARENT_SPAN_VAR: f"{trace_id:032x}-{span_id:016x}",
+            PROCESS_RUN_VAR: os.environ.get(PROCESS_RUN_VAR) or run_name,
+            "PYTHONPATH": boot_pythonpath(os.environ.get("PYTHONPATH", "")),
+        }
+        for key, value in env.items():
+            _saved[key] = os.environ.get(key)
+            os.environ[key] = value
+
+
+def parent_span() -> tuple[int, int] | None:
+    """``(trace id, span id)`` of the run this process's parent asked it to join, if any (and well formed)."""
+    value = os.environ.get(PARENT_SPAN_VAR, "")
+    trace_hex, _, span_hex = value.partition("-")
+    try:
+        trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    except ValueError:
+        return None
+    if len(trace_hex) != 32 or len(span_hex) != 16 or not trace_id or not span_id:
+        return None
+    return trace_id, span_id
 
 
 def disarm() -> None:

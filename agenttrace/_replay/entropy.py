@@ -66,14 +66,29 @@ _real_seed = random.Random.seed
 _real_module_seed = random.seed
 _draws: dict[int, list[tuple[str, bytes]]] = {}  # id(RunState) -> draws in order
 _written: dict[int, int] = {}  # id(RunState) -> how many of its draws are on call spans already
+_pids: dict[int, int] = {}  # id(RunState) -> the process that started the run
 _state_held: set[int] = set()  # runs whose draw 0 (the random state) no call span has written yet
 _active: list[RunState] = []
 _server: Server | None = None
 _installed = False
 # Span ids come from here while runs are active: seeded from the OS, never from a replayed draw.
 _id_rng = random.Random(int.from_bytes(_real_urandom(32), "big"))  # noqa: S311 - ids, not secrets
-if hasattr(os, "register_at_fork"):  # forked workers must not repeat their parent's (and siblings') ids
-    os.register_at_fork(after_in_child=lambda: _id_rng.seed(int.from_bytes(_real_urandom(32), "big")))
+
+
+def _after_fork_in_child() -> None:
+    # Forked workers must not repeat their parent's (and siblings') ids. The runs a worker
+    # inherited are its parent's: the worker's draws are not logged for them (their sequence is
+    # the parent's; a replay does not serve the worker from it either, see session.py).
+    _id_rng.seed(int.from_bytes(_real_urandom(32), "big"))
+    _draws.clear()
+    _written.clear()
+    _pids.clear()
+    _state_held.clear()
+    _active.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _private_names = itertools.count()
@@ -143,14 +158,19 @@ def _draw(source: str, size: int, real: Callable[[int], bytes]) -> bytes:
     run = _current_run()
     if run is None:
         return real(size)
+    with _lock:
+        log = _draws.get(id(run))
+        if log is None or _pids.get(id(run)) != os.getpid():
+            # A run this process did not start (a forked worker's inherited run): the draw is
+            # the worker's own, neither logged into nor served from the parent run's sequence.
+            # OpenTelemetry's own refresh of service.instance.id after a fork is one of these.
+            return real(size)
     server = _server
     value = server(run, source, size) if server is not None else None
     if value is None:
         value = real(size)
     with _lock:
-        log = _draws.get(id(run))
-        if log is not None:
-            log.append((source, value))
+        log.append((source, value))
     return value
 
 
@@ -253,6 +273,7 @@ def run_started(run: RunState) -> None:
     with _lock:
         _draws[id(run)] = []
         _written[id(run)] = 0
+        _pids[id(run)] = os.getpid()
         _active.append(run)
     if not _installed:
         return
@@ -314,6 +335,7 @@ def run_ended(run: RunState) -> None:
     with _lock:
         log = _draws.pop(id(run), [])
         written = _written.pop(id(run), 0)
+        _pids.pop(id(run), None)
         held = id(run) in _state_held
         _state_held.discard(id(run))
         for i, active in enumerate(_active):

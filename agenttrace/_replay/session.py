@@ -171,6 +171,12 @@ class ReplaySession:
         # next one with the same name; a recording without run events serves runs anyway. A
         # child process's run replays a recorded run of its own name only: the others are its
         # parent's (their entropy draws are not the child's).
+        # A pool worker's run claims none: which worker ran which task is the scheduler's
+        # choice, so a worker's draws cannot be matched to a recorded worker's (they are drawn
+        # for real, not governed; its calls are served all the same). Nor do other runs fall
+        # back on the runs of child processes.
+        if _children.in_child() and name.endswith(_children.CHILD_RUN_SUFFIXES[0]):
+            return None
         fallback = None if not _children.in_child() else -1
         for index, event in enumerate(self._runs):
             if index in self._claimed:
@@ -178,7 +184,7 @@ class ReplaySession:
             if event.get("name") == name:
                 self._claimed.add(index)
                 return event
-            if fallback is None:
+            if fallback is None and not str(event.get("name", "")).endswith(_children.CHILD_RUN_SUFFIXES):
                 fallback = index
         if fallback is not None and fallback >= 0:
             self._claimed.add(fallback)
@@ -351,6 +357,8 @@ def swallowed_violation(run: RunState) -> AgentTraceError | None:
 
 # The session serving while runs are active (set by activate, cleared by deactivate).
 _serving: list[ReplaySession | None] = [None]
+
+
 _sdk_patched = False
 
 

@@ -11,6 +11,7 @@ import threading
 from agenttrace._core.config import Settings
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._core.scope import RunState
+from agenttrace._replay import children as _children
 from agenttrace._replay import entropy as _entropy
 from agenttrace._replay.session import ReplaySession
 
@@ -19,6 +20,7 @@ __all__ = ["active", "configure", "install", "run_ended", "run_started", "sessio
 _lock = threading.RLock()
 session: ReplaySession | None = None
 active = False  # True while at least one run is active
+_children_armed = False  # the environment asks child processes to record into a run (record mode)
 
 
 def configure(settings: Settings) -> None:
@@ -65,20 +67,50 @@ def install() -> None:
 
 def uninstall() -> None:
     """The last run ended: undo :func:`install`."""
-    global active  # noqa: PLW0603 - process-global mode
+    global active, _children_armed  # noqa: PLW0603 - process-global mode
     with _lock:
         active = False
         if session is not None:
             session.deactivate()
         _entropy.uninstall()
+        if _children_armed:
+            _children_armed = False
+            _children.disarm()
 
 
 def run_started(run: RunState) -> None:
-    """A run starts: map it to the recorded run (replay), then start its entropy log."""
+    """A run starts: map it to the recorded run (replay), then start its entropy log.
+
+    When recording, the first run in asks the child processes started from now on to record
+    into it (see :mod:`agenttrace._replay.children`).
+    """
     current = session
     if current is not None:
         current.run_started(run)
+    else:
+        _arm_record(run)
     _entropy.run_started(run)
+
+
+def _arm_record(run: RunState) -> None:
+    global _children_armed  # noqa: PLW0603 - process-global mode
+    with _lock:
+        if _children_armed:
+            return
+        _children_armed = True
+    from agenttrace._core.runtime import runtime
+
+    settings = runtime.settings
+    if settings is None or settings.mode != "record":
+        return
+    try:
+        with _entropy.exempt():
+            context = run.span.get_span_context()
+            _children.arm_record(settings, run.name, context.trace_id, context.span_id)
+    except Exception as exc:  # noqa: BLE001 - the run goes on; its children run unrecorded
+        from agenttrace._core.errors import warn_once
+
+        warn_once("record-children", f"could not pass the recording on to child processes: {exc!r}")
 
 
 def run_ended(run: RunState) -> None:

@@ -366,3 +366,48 @@ def test_kill_9_keeps_the_draws_and_governance_replays_the_cut_file(tmp_path: Pa
     assert out.splitlines() == [line.rstrip("\n") for line in recorded]  # the same uuids, picks and answers
     assert len(recorded) == 3
     assert len(loopback.requests) == before
+
+
+# A worker process that makes one call and is then killed with SIGKILL, mid-run (after the
+# 200 ms within which a finished call reaches the disk; a forked worker writes it at once).
+AGENT_WITH_KILLED_WORKER = """
+import multiprocessing, os, signal, sys, time
+import httpx
+import agenttrace
+
+def work(url):
+    print("WORKER", httpx.get(url).json()["query"], flush=True)
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@agenttrace.run("killed-worker")
+def main(url, method):
+    process = multiprocessing.get_context(method).Process(target=work, args=(url + "?from=worker",))
+    process.start()
+    process.join()
+    print("PARENT", httpx.get(url + "?from=parent").json()["query"], process.exitcode, flush=True)
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_killed_mid_run_is_taken_into_the_trace(tmp_path: Path, loopback: TestServer, method: str) -> None:
+    """A worker killed with SIGKILL leaves its spans for the parent's run, which takes them into the trace file."""
+    proc = _start(tmp_path, AGENT_WITH_KILLED_WORKER, [loopback.url("/json"), method])
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "WORKER {'from': 'worker'}" in out
+    assert "PARENT {'from': 'parent'} -9" in out  # the worker died of SIGKILL
+    traces = tmp_path / "traces"
+    (trace,) = traces.glob("*.jsonl")
+    assert list(traces.glob(".*partial*")) == []
+    assert list(traces.glob("*.incomplete.jsonl")) == []
+    urls = sorted(
+        str(attrs[S.HTTP_URL]).rpartition("?")[2]
+        for span in read_spans(trace)
+        for name, _, attrs in span.events
+        if name == S.EVENT_REQUEST
+    )
+    assert urls == ["from=parent", "from=worker"]

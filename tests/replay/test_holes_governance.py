@@ -61,9 +61,9 @@ def fetch(url):
     return requests.get(url, timeout=5).status_code
 
 @agenttrace.run("pooled")
-def main(base, kind, method):
+def main(base, kind, method, query="i"):
     first = requests.get(base + "/json", timeout=5).json()["id"]
-    urls = [base + f"/json?i={i}" for i in range(4)]
+    urls = [base + f"/json?{query}={i}" for i in range(4)]
     ctx = multiprocessing.get_context(method)
     if kind == "pool":
         with ctx.Pool(2) as pool:
@@ -120,15 +120,35 @@ def test_thread_calls_belong_to_the_run_and_step(replayer: Replayer, server: Tes
     assert server.connections == before
 
 
-@pytest.mark.parametrize(("kind", "method"), [("pool", "spawn"), ("pool", "forkserver"), ("executor", "spawn")])
+WORKERS = [("pool", "fork"), ("pool", "spawn"), ("pool", "forkserver"), ("executor", "spawn"), ("executor", "fork")]
+
+
+@pytest.mark.parametrize(("kind", "method"), WORKERS)
+def test_worker_processes_record_into_the_run_and_replay(
+    replayer: Replayer, server: TestServer, kind: str, method: str
+) -> None:
+    """Workers started inside a run (fork, spawn, forkserver) record into its trace; replay serves them there."""
+    rec = replayer.record(POOL_AGENT, [server.base_url, kind, method])
+    assert json.loads(rec.result.stdout)[1] == [200, 200, 200, 200]
+    assert list(rec.path.parent.glob(".*partial*")) == []  # the workers' files were taken into the trace's
+    queries = sorted(str(e["request"]["url"]).rpartition("/")[2] for e in _calls(rec.path))
+    assert queries == ["json", "json?i=0", "json?i=1", "json?i=2", "json?i=3"]
+    before = server.connections
+    rep = replayer.replay(POOL_AGENT, rec, [server.base_url, kind, method])
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.result.stdout
+    assert "5 call(s) served, 0 missed, 0 leak(s), 0 recorded call(s) unused" in rep.stderr
+    assert server.connections == before
+
+
+@pytest.mark.parametrize(("kind", "method"), [("pool", "spawn"), ("pool", "forkserver"), ("executor", "fork")])
 def test_worker_processes_never_reach_the_network_in_governance(
     replayer: Replayer, server: TestServer, kind: str, method: str
 ) -> None:
-    """Spawn/forkserver workers of a governance replay replay too: their unrecorded calls fail, none goes out."""
+    """Workers of a governance replay replay too: calls the recording lacks fail there, none goes out."""
     rec = replayer.record(POOL_AGENT, [server.base_url, kind, method])
-    assert json.loads(rec.result.stdout)[1] == [200, 200, 200, 200]
     before = server.connections
-    rep = replayer.replay(POOL_AGENT, rec, [server.base_url, kind, method])
+    rep = replayer.replay(POOL_AGENT, rec, [server.base_url, kind, method, "changed"])
     assert server.connections == before
     assert rep.returncode == 1
     # The worker's violation reaches the parent's report, naming the child process.
@@ -139,7 +159,7 @@ def test_worker_processes_never_reach_the_network_in_governance(
 def test_workers_leaks_count_in_the_parent_in_relaxed(replayer: Replayer, server: TestServer) -> None:
     """In relaxed replay a spawn worker's unrecorded calls go through and the parent's report lists them."""
     rec = replayer.record(POOL_AGENT, [server.base_url, "pool", "spawn"])
-    rep = replayer.replay(POOL_AGENT, rec, [server.base_url, "pool", "spawn"], level="relaxed")
+    rep = replayer.replay(POOL_AGENT, rec, [server.base_url, "pool", "spawn", "changed"], level="relaxed")
     assert rep.returncode == 0, rep.stderr
     assert "1 call(s) served, 4 missed" in rep.stderr
     assert rep.stderr.count("(in child process ") >= 4 or "more missed" in rep.stderr
@@ -186,16 +206,16 @@ def fetch(url):
     return requests.get(url, timeout=5).status_code
 
 @agenttrace.run("pooled")
-def main(base):
+def main(base, query):
     first = requests.get(base + "/json", timeout=5).json()["id"]
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return [first, pool.map(fetch, [base + "/json?i=0"])]
+        return [first, pool.map(fetch, [base + f"/json?{query}=0"])]
 
 if __name__ == "__main__":
     recording = os.environ.pop("RECORDING", None)
     if recording:
         agenttrace.init(mode="replay", replay_events=agenttrace.load_events(recording), governance_level="governance")
-    print(json.dumps(main(sys.argv[1])))
+    print(json.dumps(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "i")))
 """
 
 
@@ -203,8 +223,11 @@ def test_workers_of_a_replay_configured_in_code_are_governed(replayer: Replayer,
     """init(replay_events=...) in code: spawn workers get the events through a file and stay off the network."""
     rec = replayer.record(CODE_REPLAY_POOL, [server.base_url])
     before = server.connections
-    rep = replayer.runner(CODE_REPLAY_POOL, args=[server.base_url], env={"RECORDING": str(rec.path)})
+    same = replayer.runner(CODE_REPLAY_POOL, args=[server.base_url], env={"RECORDING": str(rec.path)})
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == rec.result.stdout
+    changed = replayer.runner(CODE_REPLAY_POOL, args=[server.base_url, "j"], env={"RECORDING": str(rec.path)})
     assert server.connections == before
-    assert rep.returncode == 1
-    assert "(in child process " in rep.stderr
-    assert "urllib3 call GET " + server.url("/json?i=0") + " not in the recording" in rep.stderr
+    assert changed.returncode == 1
+    assert "(in child process " in changed.stderr
+    assert "urllib3 call GET " + server.url("/json?j=0") + " not in the recording" in changed.stderr
