@@ -191,7 +191,7 @@ def make_error(
     (urllib3 prefixes the pool's name), ``str(exc)`` is made the recorded text.
     """
     cls = error_class(recorded.type)
-    message = recorded.message or f"{recorded.type} (replayed)"
+    message = recorded.message  # empty when the live one was (an async httpx timeout): the agent may show it
     if cls is None:
         return ConnectionError(f"{recorded.type}: {message} (replayed; class not importable)")
     if build is not None:
