@@ -42,7 +42,16 @@ __all__ = ["RECORD_MODES", "AgentTraceRecording", "ReplayReport", "agenttrace_re
 
 RECORD_MODES = ("once", "none", "new_episodes", "all")
 MARKER = "agenttrace"
-_MARKER_KEYS = ("record_mode", "governance_level", "path", "ignore", "fail_on_unused", "keep_failed")
+_MARKER_KEYS = (
+    "record_mode",
+    "governance_level",
+    "path",
+    "ignore",
+    "fail_on_unused",
+    "keep_failed",
+    "live",
+    "live_from",
+)
 _GOVERNANCE_LEVELS = ("relaxed", "governance")
 _LISTED = 10  # unused calls listed in the report section
 
@@ -80,6 +89,8 @@ class AgentTraceRecording:
     ignore: tuple[str, ...] = ()
     fail_on_unused: bool = False
     keep_failed: bool = False
+    live: tuple[str, ...] = ()  # calls the replay lets go live (replay_live)
+    live_from: str | None = None  # where the replay goes live (replay_live_from)
     written: bool = False
     _session: ReplaySession | None = field(default=None, repr=False)
     _run: Any = field(default=None, repr=False)
@@ -141,7 +152,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "agenttrace(record_mode=None, governance_level=None, path=None, ignore=(), fail_on_unused=None, "
-        "keep_failed=None): record the test's calls once, replay them afterwards (docs/testing.md)",
+        "keep_failed=None, live=(), live_from=None): record the test's calls once, replay them afterwards "
+        "(docs/testing.md)",
     )
 
 
@@ -217,6 +229,17 @@ def _plan(item: pytest.Item) -> AgentTraceRecording:
     fail_on_unused = kwargs.get("fail_on_unused")
     if fail_on_unused is None:
         fail_on_unused = bool(config.getini("agenttrace_fail_on_unused"))
+    live_value = kwargs.get("live", ())
+    live = (live_value,) if isinstance(live_value, str) else tuple(live_value or ())
+    live_from = kwargs.get("live_from")
+    try:
+        from agenttrace._replay.live import parse_fork_point, parse_live
+
+        parse_live(live, "live")
+        if live_from is not None:
+            parse_fork_point(str(live_from), "live_from")
+    except ValueError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.agenttrace: {exc}") from None
     replaying = path.is_file() and record_mode != "all"
     return AgentTraceRecording(
         path=path,
@@ -226,6 +249,8 @@ def _plan(item: pytest.Item) -> AgentTraceRecording:
         ignore=tuple(ignore),
         fail_on_unused=bool(fail_on_unused),
         keep_failed=bool(keep_failed),
+        live=live,
+        live_from=None if live_from is None else str(live_from),
     )
 
 
@@ -322,6 +347,8 @@ class _Configured:
             "AGENTTRACE_QUIET": "1",
             "AGENTTRACE_BACKEND": "0",
             "AGENTTRACE_FAIL_ON_UNUSED": "1" if plan.fail_on_unused else "0",
+            "AGENTTRACE_REPLAY_LIVE": ",".join(plan.live) if plan.replaying and plan.live else None,
+            "AGENTTRACE_REPLAY_LIVE_FROM": plan.live_from if plan.replaying else None,
         }
         from agenttrace._replay.children import boot_pythonpath
 
@@ -344,6 +371,8 @@ class _Configured:
                 quiet=True,
                 backend=False,
                 fail_on_unused=plan.fail_on_unused,
+                replay_live=list(plan.live) if plan.replaying else [],
+                replay_live_from=plan.live_from if plan.replaying else None,
             )
         except BaseException:
             self.restore()

@@ -57,7 +57,9 @@ __all__ = [
     "set_replay_lookup",
 ]
 
-ReplayLookup = Callable[[RequestData, str], "Exchange | None"]
+# What replay's lookup gives: the Exchange to serve, None (the real call goes through and is
+# recorded), or a live-call object (_replay.live.LiveCall: the same, told the answer at the end).
+ReplayLookup = Callable[[RequestData, str], Any]
 
 _lookup: ReplayLookup | None = None
 
@@ -106,7 +108,8 @@ def set_replay_lookup(fn: ReplayLookup | None) -> None:
 
     ``fn(request, library)`` gets the request as recorded (secrets redacted, step and global filter
     applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
-    then recorded as usual), or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
+    then recorded as usual), an object with an ``answered(status, body, error_type)`` method to let
+    it happen and be told its answer, or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
     """
     global _lookup  # noqa: PLW0603 - process-global mode state (docs/design.md)
     _lookup = fn
@@ -296,6 +299,7 @@ class Call:
         "exchange",
         "http_version",
         "library",
+        "live",
         "max_bytes",
         "reason",
         "response_headers",
@@ -328,6 +332,7 @@ class Call:
         self._done = False
         self._lock = threading.Lock()
         self.traced = True  # False: a served call without a span (nothing would receive it)
+        self.live: Any = None  # replay let this call go live: told the answer (see _replay.live.LiveCall)
 
     # The adapters call these.
 
@@ -451,6 +456,8 @@ class Call:
             attributes[_payload.BODY_FILTERED] = True
         self._chunks = []
         add_event(self.span, S.EVENT_RESPONSE, attributes, pending)
+        if self.live is not None:
+            self.live.answered(self.status_code, data, None)
 
     def _write_served_response(self, end: str, served: Exchange) -> None:
         """The response event of a call replay served: what the agent got, pointing at the recording.
@@ -490,6 +497,8 @@ class Call:
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
+        if self.live is not None and phase == "request":
+            self.live.answered(None, b"", name)
         # The URL in a client's message (requests' "Max retries exceeded with url: ...") is
         # redacted as in url.full; the rules' patterns apply as to any text.
         message = _payload.redact_text(self.rules.text(str(error)))
@@ -577,25 +586,31 @@ def begin(library: str, request: RequestData) -> Call | None:
         internal_error(library, exc)
         return None
     exchange: Exchange | None = None
+    live: Any = None
     lookup = _lookup
     if lookup is not None:
         # Looked up before the span starts, so a served call's span is born with what replay
         # knows (agenttrace.call.replayed, the status) instead of paying for set_attribute later.
         try:
-            exchange = lookup(prepared.recorded, library)
+            found = lookup(prepared.recorded, library)
         except BaseException as exc:
             call = _open_or_none(prepared, None, start_ns)
             if call is not None:
                 call.fail(exc)
             raise
+        if type(found) is Exchange:
+            exchange = found
+        elif found is not None:
+            live = found  # replay lets this call go live (agenttrace._replay.live.LiveCall)
     if exchange is not None and exchange.response is not None and not runtime.traced:
         # Nothing would receive the span (see Runtime.traced): serve without one.
         call = Call(library, INVALID_SPAN, prepared.rules, None, prepared.max_bytes)
         call.traced = False
     else:
-        call = _open_or_none(prepared, exchange, start_ns)
+        call = _open_or_none(prepared, exchange, start_ns, live is not None)
     if call is not None:
         call.exchange = exchange
+        call.live = live
     return call
 
 
@@ -646,16 +661,18 @@ def _attributes(prepared: _Prepared) -> dict[str, Any]:
     return attributes
 
 
-def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call | None:
+def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int, live: bool = False) -> Call | None:
     try:
-        return _open(prepared, exchange, start_ns)
+        return _open(prepared, exchange, start_ns, live)
     except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent's call
         internal_error(prepared.library, exc)
         return None
 
 
-def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int) -> Call:
+def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int, live: bool = False) -> Call:
     attributes = _attributes(prepared)
+    if live:
+        attributes[S.CALL_LIVE] = True
     response = exchange.response if exchange is not None else None
     if exchange is not None:
         attributes[S.CALL_REPLAYED] = True

@@ -42,6 +42,9 @@ class DiffNode:
     change: str = "equal"
     details: list[str] = field(default_factory=list)
     children: list[DiffNode] = field(default_factory=list)
+    # How B's side came to be, when B is a replay: a call "served" from the recording or gone
+    # "live"; a run's first divergence and where it went live. Not differences.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def differs(self) -> bool:
@@ -55,12 +58,14 @@ class DiffNode:
     def as_dict(self, *, only_differences: bool = True) -> dict[str, Any]:
         """The node as JSON data (``only_differences``: leave out equal subtrees)."""
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "change": self.change}
+        if self.notes:
+            out["notes"] = list(self.notes)
         if self.details:
             out["details"] = list(self.details)
             paths = self.paths()
             if paths:
                 out["json_paths"] = paths
-        children = [c for c in self.children if c.differs or not only_differences]
+        children = [c for c in self.children if c.differs or _noted(c) or not only_differences]
         if children:
             out["children"] = [c.as_dict(only_differences=only_differences) for c in children]
         return out
@@ -170,13 +175,13 @@ class _Context:
         return out
 
     def one_sided(self, span: SpanRecord, change: str, children: dict[str, list[SpanRecord]]) -> DiffNode:
-        node = DiffNode(_kind(span), _name(span), change)
+        node = DiffNode(_kind(span), _name(span), change, notes=_replay_notes(span) if change == "added" else [])
         node.children = [self.one_sided(child, change, children) for child in children.get(span.span_id, ())]
         return node
 
     def node(self, a: SpanRecord, b: SpanRecord) -> DiffNode:
         kind = _kind(a)
-        node = DiffNode(kind, _name(a))
+        node = DiffNode(kind, _name(a), notes=_replay_notes(b))
         if _name(a) != _name(b) and kind != "call":
             node.details.append(f"name: A {_name(a)}, B {_name(b)}")
         if kind == "call":
@@ -195,6 +200,19 @@ class _Context:
             node.change = "changed"
         node.children = self.pair(self.children_a.get(a.span_id, ()), self.children_b.get(b.span_id, ()))
         return node
+
+
+def _replay_notes(span: SpanRecord) -> list[str]:
+    """What a replay's span says of how it came to be (see :attr:`DiffNode.notes`)."""
+    attrs = span.attributes
+    if attrs.get(S.KIND) == "call":
+        return ["live"] if attrs.get(S.CALL_LIVE) else ["served"] if attrs.get(S.CALL_REPLAYED) else []
+    notes = []
+    if S.REPLAY_LIVE_FROM in attrs:
+        notes.append(f"live from {attrs[S.REPLAY_LIVE_FROM]}")
+    if S.REPLAY_FIRST_DIVERGENCE in attrs:
+        notes.append(f"first divergence: {attrs[S.REPLAY_FIRST_DIVERGENCE]}")
+    return notes
 
 
 def _status(span: SpanRecord) -> str:
@@ -304,14 +322,20 @@ def _render(top: DiffNode, title: str) -> Any:
     def label(node: DiffNode) -> str:
         style = _STYLE[node.change]
         note = {"missing": " (only in A)", "added": " (only in B)"}.get(node.change, "")
-        return f"[{style}]{_MARK[node.change]} {escape(node.kind)} {escape(node.name)}{note}[/]"
+        marks = "".join(f" [cyan]\\[{escape(n)}][/]" for n in node.notes if n in ("served", "live"))
+        return f"[{style}]{_MARK[node.change]} {escape(node.kind)} {escape(node.name)}{note}[/]{marks}"
 
     def grow(branch: Tree, node: DiffNode) -> None:
+        for line in node.notes:
+            if line not in ("served", "live"):
+                branch.add(f"[cyan]{escape(line)}[/]")
         for line in node.details:
             branch.add(f"[yellow]{escape(line)}[/]")
         for child in node.children:
             if child.differs:
                 grow(branch.add(label(child)), child)
+            elif _noted(child):
+                grow(branch.add(label(child) + " [dim]equal[/]"), child)
             elif child.kind != "call":
                 branch.add(label(child) + " [dim]equal[/]")
 
@@ -344,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
             "b": str(path_b),
             "equal": equal,
             "differences": top.count(),
-            "runs": [child.as_dict() for child in top.children if child.differs],
+            "runs": [child.as_dict() for child in top.children if child.differs or _noted(child)],
         }
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0 if equal else 1
@@ -352,8 +376,14 @@ def run(args: argparse.Namespace) -> int:
 
     width = None if sys.stdout.isatty() else 200
     console = Console(no_color=args.no_color, highlight=False, width=width)
-    if equal:
+    if equal and not _noted(top):
         console.print(f"equal: {path_a} and {path_b}", markup=False)
         return 0
-    console.print(_render(top, f"A {path_a}\nB {path_b}\n{top.count()} difference(s)"))
-    return 1
+    counted = "equal (B is a replay: how each call was answered below)" if equal else f"{top.count()} difference(s)"
+    console.print(_render(top, f"A {path_a}\nB {path_b}\n{counted}"))
+    return 0 if equal else 1
+
+
+def _noted(node: DiffNode) -> bool:
+    """True when ``node`` or one below it carries replay notes (served, live, a divergence)."""
+    return bool(node.notes) or any(_noted(child) for child in node.children)

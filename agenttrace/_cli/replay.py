@@ -29,6 +29,28 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fail-on-unused", action="store_true", help="in governance, fail when recorded calls go unused"
     )
+    parser.add_argument(
+        "--live",
+        action="append",
+        default=None,
+        metavar="CALLS",
+        help="let these calls go live, all else served: llm, tool, all, a host, a URL prefix or a * pattern "
+        "(repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--live-from",
+        default=None,
+        metavar="POINT",
+        help="serve everything before POINT, let everything from it go live: STEP, STEP#N or #N (the run's N-th call)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the command N times and summarise how each run ended against the recording",
+    )
+    parser.add_argument("--json", action="store_true", help="with --repeat: the summary as JSON")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +77,11 @@ def _split(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
         if getattr(parsed, name) is None:
             setattr(parsed, name, getattr(args, name))
     parsed.fail_on_unused = parsed.fail_on_unused or args.fail_on_unused
+    parsed.live = [*(args.live or ()), *(parsed.live or ())]
+    for name in ("live_from", "repeat"):
+        if getattr(parsed, name) is None:
+            setattr(parsed, name, getattr(args, name))
+    parsed.json = parsed.json or args.json
     return parsed, command
 
 
@@ -93,6 +120,19 @@ def run(args: argparse.Namespace) -> int:
     if not command:
         print("agenttrace replay: give the command to run after --, e.g. -- python agent.py", file=sys.stderr)
         return 2
+    from agenttrace._replay.live import parse_fork_point, parse_live
+
+    live = [part.strip() for entry in args.live for part in entry.split(",") if part.strip()]
+    try:
+        parse_live(live, "--live")
+        if args.live_from is not None:
+            parse_fork_point(args.live_from, "--live-from")
+    except ValueError as exc:
+        print(f"agenttrace replay: {exc}", file=sys.stderr)
+        return 2
+    if args.repeat is not None and args.repeat < 1:
+        print(f"agenttrace replay: --repeat {args.repeat}: expected a whole number from 1", file=sys.stderr)
+        return 2
     path = Path(args.file).resolve()
     level = args.governance_level or os.environ.get("AGENTTRACE_GOVERNANCE_LEVEL", "relaxed")
     try:
@@ -111,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
         env["AGENTTRACE_REPLAY_PACING"] = args.pacing
     if args.fail_on_unused:
         env["AGENTTRACE_FAIL_ON_UNUSED"] = "1"
+    if live:
+        env["AGENTTRACE_REPLAY_LIVE"] = ",".join(live)
+    if args.live_from is not None:
+        env["AGENTTRACE_REPLAY_LIVE_FROM"] = args.live_from
     if _needs_process_run(command, events):
         # An unmodified script (recorded with agenttrace-instrument) has no @run of its own:
         # replay it the same way, with one run per process, or its calls would go out for real.
@@ -119,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
         env["PYTHONPATH"] = boot_pythonpath(env.get("PYTHONPATH", ""))
     level = env.get("AGENTTRACE_GOVERNANCE_LEVEL", "relaxed")
     print(f"agenttrace: replaying {calls} recorded call(s) from {args.file} ({level})", file=sys.stderr)
+    if args.repeat is not None:
+        from agenttrace._cli.trials import run_trials
+
+        return run_trials(path, command, env, args.repeat, as_json=args.json)
     try:
         done = subprocess.run(command, env=env, check=False)  # noqa: S603 - the user's own command
     except FileNotFoundError:

@@ -72,8 +72,15 @@ def _label(span: SpanRecord) -> str:
         method, url, ended = call_summary(span)
         errored = failed and attrs.get("http.response.status_code") is None
         outcome = f"→ [red]{escape(ended)}[/]" if errored else f"→ {escape(ended)}"
-        replayed = " [cyan](replayed)[/]" if attrs.get(S.CALL_REPLAYED) else ""
-        parts.append(f"[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
+        replayed = ""
+        if attrs.get(S.CALL_REPLAYED):
+            replayed = " [cyan](replayed)[/]"
+        elif attrs.get(S.CALL_LIVE):
+            replayed = " [cyan](live)[/]"
+        ordinal = attrs.get(S.CALL_ORDINAL)
+        # The run's call number, as replay_live_from's #N names it.
+        number = f"[dim]#{ordinal + 1}[/] " if isinstance(ordinal, int) and ordinal >= 0 else ""
+        parts.append(f"{number}[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
     else:
         parts.append(f"[dim]{escape(span.name)}[/]")
     parts.append(f"[dim]{_duration(span)}[/]")

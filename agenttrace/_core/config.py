@@ -25,6 +25,7 @@ __all__ = [
     "SETTINGS_TABLE",
     "Settings",
     "resolve_settings",
+    "source_of_setting",
 ]
 
 MODES = ("record", "replay")
@@ -69,6 +70,18 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     _Setting(
         "fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."
     ),
+    _Setting(
+        "replay_live",
+        "AGENTTRACE_REPLAY_LIVE",
+        None,
+        "Calls a replay lets go live: `llm`, `tool`, `all`, hosts, URL prefixes, `*` patterns (comma list).",
+    ),
+    _Setting(
+        "replay_live_from",
+        "AGENTTRACE_REPLAY_LIVE_FROM",
+        None,
+        "Where a replay goes live: `STEP`, `STEP#N` or `#N` (the run's N-th call).",
+    ),
     # Export settings (docs/export.md): backend on/off, the spool, and the time bounds.
     _Setting("backend", "AGENTTRACE_BACKEND", None, "Send traces to the backend (default: when an API key is set)."),
     _Setting("spool_dir", "AGENTTRACE_SPOOL_DIR", DEFAULT_SPOOL_DIR, "Folder of undelivered traces."),
@@ -106,6 +119,8 @@ class Settings:
     filter: Filter = EMPTY
     replay_pacing: str = "instant"
     fail_on_unused: bool = False
+    replay_live: tuple[str, ...] = ()
+    replay_live_from: str | None = None
     backend: bool = False
     spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
@@ -131,6 +146,12 @@ def _source(name: str, how: str) -> str:
     if how.startswith("file:"):
         return f"{how[5:]}, key {name!r}"
     return f"init({name}=...)" if how == "arg" else f"{setting.env}" if how == "env" else "the default"
+
+
+def source_of_setting(settings: Settings, name: str) -> str:
+    """Where ``settings`` took the value of setting ``name`` from, for messages (``AGENTTRACE_X``, ``init(x=...)``)."""
+    how = settings.sources.get(name, "default")
+    return "the configuration file" if how == "file" else _source(name, how)
 
 
 CONFIG_FILE_ENV = "AGENTTRACE_CONFIG_FILE"
@@ -416,6 +437,14 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["local_files"] = values["api_key"] is None if local is None else _bool("local_files", local, how)
     values["quiet"] = _bool("quiet", *raw["quiet"])
     values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
+    values["replay_live"] = _names("replay_live", *raw["replay_live"])
+    live_from, how = raw["replay_live_from"]
+    if live_from is not None and not isinstance(live_from, str):
+        raise ConfigurationError(
+            f"replay_live_from {live_from!r} (from {_source('replay_live_from', how)}) is not valid; "
+            "expected STEP, STEP#N or #N as text"
+        )
+    values["replay_live_from"] = live_from.strip() or None if live_from is not None else None
     values["max_body_bytes"] = _positive_int("max_body_bytes", *raw["max_body_bytes"])
     values["redact_headers"] = _names("redact_headers", *raw["redact_headers"])
     values["filter"] = _global_filter(*raw["filter"])

@@ -45,6 +45,8 @@ def init(
     redact_headers: str | list[str] | tuple[str, ...] | None = None,
     filter: FilterSpec = None,  # noqa: A002 - the setting's name, as in step(filter=...)
     fail_on_unused: bool | None = None,
+    replay_live: str | list[str] | tuple[str, ...] | None = None,
+    replay_live_from: str | None = None,
     backend: bool | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
     spool_max_bytes: int | None = None,
@@ -69,7 +71,8 @@ def init(
     The rest are keyword-only: ``replay_events_file`` (a trace file to replay), ``trace_dir``,
     ``local_files``, ``quiet``, ``max_body_bytes``, ``replay_pacing`` (``"instant"`` or
     ``"recorded"``), ``redact_headers``, ``filter`` (the rules of ``step(filter=...)``, for every
-    run), ``fail_on_unused``, and the export settings ``backend``, ``spool_dir``,
+    run), ``fail_on_unused``, ``replay_live`` and ``replay_live_from`` (replay with one thing
+    changed, docs/replay.md), and the export settings ``backend``, ``spool_dir``,
     ``spool_max_bytes``, ``exit_timeout``, ``exit_upload`` (``"background"`` or ``"wait"``),
     ``export_timeout`` and ``export_run_metadata`` (the run's source and distributions to OTLP
     destinations too).
@@ -95,6 +98,8 @@ def init(
             "redact_headers": redact_headers,
             "filter": filter,
             "fail_on_unused": fail_on_unused,
+            "replay_live": replay_live,
+            "replay_live_from": replay_live_from,
             "backend": backend,
             "spool_dir": spool_dir,
             "spool_max_bytes": spool_max_bytes,
@@ -142,6 +147,14 @@ def run_entered(state: RunState) -> None:
             activation.install()
             replay.install()
     _guarded(replay.run_started, state)
+
+
+def step_started(name: str) -> None:
+    """A step starts inside a run."""
+    try:
+        replay.step_started(name)
+    except Exception as exc:  # noqa: BLE001 - an AgentTrace bug must not break the agent
+        warn_once("step-hook", f"internal error in a step hook: {exc!r}")
 
 
 def run_ended(state: RunState) -> None:

@@ -75,6 +75,8 @@ class step:  # noqa: N801 - the API names it as a function: agenttrace.step(...)
             filter=rules,
         )
         self._scope_token = enter_scope(scope)
+        if scope.run is not None:
+            lifecycle.step_started(self.name)
         return self
 
     def __exit__(

@@ -44,6 +44,7 @@ CALL_LIBRARY = "agenttrace.call.library"
 CALL_ORDINAL = "agenttrace.call.ordinal"
 CALL_STEP_PATH = "agenttrace.call.step_path"
 CALL_REPLAYED = "agenttrace.call.replayed"
+CALL_LIVE = "agenttrace.call.live"  # bool, on a call span of a replay: the call went live by the settings
 
 # Events.
 EVENT_RESULT_FILTERED = "[FILTERED]"
@@ -110,4 +111,7 @@ REPLAY_CALLS_MISSED = "agenttrace.replay.calls_missed"
 REPLAY_LEAKS = "agenttrace.replay.leaks"
 REPLAY_CALLS_UNUSED = "agenttrace.replay.calls_unused"
 REPLAY_ENTROPY_SERVED = "agenttrace.replay.entropy_served"
+REPLAY_CALLS_LIVE = "agenttrace.replay.calls_live"  # int: calls a replay let go live (replay_live, replay_live_from)
+REPLAY_LIVE_FROM = "agenttrace.replay.live_from"  # string: where the run went live (replay_live_from)
+REPLAY_FIRST_DIVERGENCE = "agenttrace.replay.first_divergence"  # string: where the run first left the recording
 REPLAY_VIOLATIONS = "agenttrace.replay.violations"

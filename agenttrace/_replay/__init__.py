@@ -13,7 +13,7 @@ from typing import Any
 from agenttrace._core.config import Settings
 from agenttrace._core.scope import RunState
 
-__all__ = ["configure", "install", "load_events", "run_ended", "run_started", "uninstall"]
+__all__ = ["configure", "install", "load_events", "run_ended", "run_started", "step_started", "uninstall"]
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
@@ -62,3 +62,10 @@ def run_ended(run: RunState) -> None:
     from agenttrace._replay import state as _state
 
     _state.run_ended(run)
+
+
+def step_started(name: str) -> None:
+    """A step starts in a run (a replay may go live from it, see ``replay_live_from``)."""
+    state = sys.modules.get("agenttrace._replay.state")
+    if state is not None:
+        state.step_started(name)

@@ -102,6 +102,9 @@ def arm(settings: Settings, run_name: str) -> None:
         env["AGENTTRACE_MODE"] = "replay"
         env["AGENTTRACE_GOVERNANCE_LEVEL"] = settings.governance_level
         env["AGENTTRACE_REPLAY_PACING"] = settings.replay_pacing
+        env["AGENTTRACE_REPLAY_LIVE"] = ",".join(settings.replay_live)
+        if settings.replay_live_from is not None:
+            env["AGENTTRACE_REPLAY_LIVE_FROM"] = settings.replay_live_from
         env["AGENTTRACE_QUIET"] = "1"  # a child's clean report is the parent's to give
         env[PROCESS_RUN_VAR] = os.environ.get(PROCESS_RUN_VAR) or run_name
         env["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))

@@ -455,6 +455,24 @@ class Matcher:
             kind, value = _parse_body(request.body, request.headers, content_type)
         return self._miss(request, url=url, key=key, kind=kind, value=value, headers=headers, queue=queue)
 
+    def take_place_of(self, miss: Miss) -> Exchange | None:
+        """The recorded call a live call that matched nothing stands in for: the closest one
+        with the same method, URL and step, not served yet (consumed: it is not unused)."""
+        entry = miss.closest
+        if entry is None or entry.used:
+            return None
+        method, url, step_path = entry.key[:3]
+        if (method, step_path) != (miss.method, miss.step_path) or url != normalize_url(miss.url):
+            return None
+        with self._lock:
+            queue = self._index.get(entry.key)
+            for index, queued in enumerate(queue or ()):
+                if queued is entry:
+                    del queue[index]  # type: ignore[union-attr]  # found in it
+                    entry.used = True
+                    return entry.exchange
+        return None
+
     def unused(self, trace_id: str | None = None) -> list[Exchange]:
         """Recorded exchanges never served (of one recorded trace when ``trace_id`` is given)."""
         with self._lock:

@@ -3,7 +3,9 @@
 Span attributes (besides ``agenttrace.run.replay_of``, set when the run starts):
 ``agenttrace.replay.source``, ``agenttrace.replay.calls_served``, ``agenttrace.replay.calls_missed``,
 ``agenttrace.replay.leaks``, ``agenttrace.replay.calls_unused``, ``agenttrace.replay.entropy_served``,
-``agenttrace.replay.violations``.
+``agenttrace.replay.violations``; with calls gone live (``replay_live``, ``replay_live_from``),
+``agenttrace.replay.calls_live``, and ``agenttrace.replay.live_from`` once the run went live; where
+the run first left the recording, ``agenttrace.replay.first_divergence``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from agenttrace._capture.model import Exchange
 from agenttrace._core import errors as _errors
 from agenttrace._core.errors import AgentTraceError, ReplayMismatchError, say
 from agenttrace._format.schema import (
+    REPLAY_CALLS_LIVE,
     REPLAY_CALLS_MISSED,
     REPLAY_CALLS_SERVED,
     REPLAY_CALLS_UNUSED,
     REPLAY_ENTROPY_SERVED,
+    REPLAY_FIRST_DIVERGENCE,
     REPLAY_LEAKS,
+    REPLAY_LIVE_FROM,
     REPLAY_SOURCE,
     REPLAY_VIOLATIONS,
 )
@@ -24,11 +29,14 @@ from agenttrace._replay import children as _children
 from agenttrace._replay.session import ReplaySession, RunStats
 
 __all__ = [
+    "REPLAY_CALLS_LIVE",
     "REPLAY_CALLS_MISSED",
     "REPLAY_CALLS_SERVED",
     "REPLAY_CALLS_UNUSED",
     "REPLAY_ENTROPY_SERVED",
+    "REPLAY_FIRST_DIVERGENCE",
     "REPLAY_LEAKS",
+    "REPLAY_LIVE_FROM",
     "REPLAY_SOURCE",
     "REPLAY_VIOLATIONS",
     "report",
@@ -51,6 +59,10 @@ def _from_children(session: ReplaySession, stats: RunStats) -> set[str]:
         if kind == "served":
             served.add(text)
             stats.served += 1
+        elif kind == "consumed":  # a recorded call a child's live call took the place of
+            served.add(text)
+        elif kind == "live":
+            stats.live += 1
         elif kind == "missed":
             stats.missed.append(text + where)
         elif kind == "leak":
@@ -93,16 +105,29 @@ def report(session: ReplaySession, stats: RunStats) -> None:
     span.set_attribute(REPLAY_CALLS_UNUSED, len(unused))
     span.set_attribute(REPLAY_ENTROPY_SERVED, stats.entropy_served)
     span.set_attribute(REPLAY_VIOLATIONS, len(run.violations))
-    clean = not (stats.missed or stats.leaks or unused or run.violations)
+    opened = bool(session.live) or session.fork is not None
+    if opened:
+        span.set_attribute(REPLAY_CALLS_LIVE, stats.live)
+    if stats.forked:
+        span.set_attribute(REPLAY_LIVE_FROM, stats.forked)
+    if stats.diverged:
+        span.set_attribute(REPLAY_FIRST_DIVERGENCE, stats.diverged)
+    clean = not (stats.missed or stats.leaks or unused or run.violations or stats.diverged)
     if clean and settings.quiet:
         return
     of = f", replay of trace {stats.replay_of}" if stats.replay_of else ""
     lines = [
         f"replay report for run {run.name!r} ({settings.governance_level}{of}): "
-        f"{stats.served} call(s) served, {len(stats.missed)} missed, {len(stats.leaks)} leak(s), "
+        f"{stats.served} call(s) served, "
+        + (f"{stats.live} live, " if opened else "")
+        + f"{len(stats.missed)} missed, {len(stats.leaks)} leak(s), "
         f"{len(unused)} recorded call(s) unused, {stats.entropy_served} entropy draw(s) served"
         + (f", {len(run.violations)} governance violation(s)" if run.violations else "")
     ]
+    if stats.forked:
+        lines.append(f"  live from: {stats.forked}")
+    if stats.diverged:
+        lines.append(f"  first divergence: {stats.diverged}")
     for label, items in (
         ("missed", stats.missed),
         ("leak", stats.leaks),

@@ -90,6 +90,9 @@ def allow_host(host: str, port: int | None = None) -> None:
     with _lock:
         _allowed_hosts.add(host)
     ips: set[str] = set()
+    from agenttrace._capture.record import enter_call, exit_call
+
+    token = enter_call()  # AgentTrace's own lookup, not the agent's: no dns span for it
     with exempt():
         try:
             # Resolve now, on the caller's thread, so the connect that follows (perhaps from an
@@ -98,6 +101,8 @@ def allow_host(host: str, port: int | None = None) -> None:
                 ips.add(str(info[4][0]))
         except (OSError, UnicodeError):
             pass
+        finally:
+            exit_call(token)
     with _lock:
         _allowed_ips.update(ips)
 

@@ -20,6 +20,7 @@ caught the error.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,8 @@ from agenttrace._format.events import event_exchange
 from agenttrace._replay import children as _children
 from agenttrace._replay import entropy as _entropy
 from agenttrace._replay import sandbox as _sandbox
-from agenttrace._replay.matcher import Entry, Matcher
+from agenttrace._replay.live import LiveCall, parse_fork_point, parse_live
+from agenttrace._replay.matcher import Entry, Matcher, Miss, json_differences
 
 __all__ = ["ReplaySession", "RunStats", "swallowed_violation"]
 
@@ -61,6 +63,11 @@ class RunStats:
     leaks: list[str] = field(default_factory=list)
     entropy_served: int = 0
     halted: BaseException | None = None  # the first governance violation: later calls fail with it
+    calls: int = 0  # calls looked up so far: the run's call numbers (#1, #2, ...)
+    live: int = 0  # calls that went live (replay_live, or after the replay_live_from point)
+    forked: str = ""  # where the run went live (replay_live_from), once it did
+    diverged: str = ""  # where the run first left the recording, once it did
+    step_starts: dict[str, int] = field(default_factory=dict)
 
 
 class ReplaySession:
@@ -78,6 +85,8 @@ class ReplaySession:
         self.settings = settings
         self.source = source
         self.governance = settings.governance
+        self.live = parse_live(settings.replay_live)
+        self.fork = parse_fork_point(settings.replay_live_from) if settings.replay_live_from else None
         self._lock = threading.RLock()
         calls: list[Exchange] = list(exchanges) if exchanges is not None else []
         self._runs: list[Mapping[str, Any]] = []
@@ -212,14 +221,25 @@ class ReplaySession:
 
     # --- calls ------------------------------------------------------------------------------------
 
-    def lookup(self, request: RequestData, library: str) -> Exchange | None:
-        """The recorded exchange for ``request``; None lets the real call through (relaxed)."""
+    def lookup(self, request: RequestData, library: str) -> Exchange | LiveCall | None:
+        """The recorded exchange for ``request``; None lets the real call through (relaxed); a
+        :class:`LiveCall` lets it through because the settings open the door to it."""
         scope = current_scope()
         stats = self._current(scope)
         if stats is not None and stats.halted is not None:
             raise stats.halted  # the run already failed governance: no waiting, no new lookups
+        number = 0
+        if stats is not None:
+            with self._lock:
+                stats.calls += 1
+                number = stats.calls
+            fork = self.fork
+            if fork is not None and fork.call is not None and not stats.forked and number >= fork.call:
+                self._go_live(stats, fork.describe())
         step_path = scope.step_path if scope is not None else ()
         found = self.matcher.match(request, step_path)
+        if (stats is not None and stats.forked) or (self.live and self.live.matches(request)):
+            return self._live(stats, request, library, found, number)
         if isinstance(found, Entry):
             exchange = found.exchange
             response = exchange.response
@@ -245,12 +265,80 @@ class ReplaySession:
             if _children.in_child():
                 _children.tell("served", f"{exchange.trace_id}/{exchange.span_id}")
             return exchange
-        self._miss(stats, request, library, "not in the recording\n" + found.describe())
+        self._miss(stats, request, library, "not in the recording\n" + found.describe(), number)
         return None
 
-    def _miss(self, stats: RunStats | None, request: RequestData, library: str, why: str) -> None:
+    # --- replay with one thing changed (docs/replay.md) -------------------------------------------
+
+    def _live(
+        self, stats: RunStats | None, request: RequestData, library: str, found: Entry | Miss, number: int
+    ) -> LiveCall:
+        """Let ``request`` go live; the recorded call at its place (if any) is what its answer is compared with."""
+        recorded = found.exchange if isinstance(found, Entry) else None
+        label = f"{library} call #{number} {request.method} {request.url}"
+        if recorded is None:
+            # A request the recording lacks (the agent asks otherwise after an earlier live
+            # answer): it takes the place of the recorded call at its position, if any.
+            miss: Miss = found  # type: ignore[assignment]  # not an Entry
+            stand_in = self.matcher.take_place_of(miss)
+            if stats is not None:
+                why = "is not in the recording"
+                if stand_in is not None and miss.differences:
+                    why = "differs from the recorded request at its place: " + "; ".join(miss.differences[:2])
+                self._diverged(stats, f"{label} went live and {why}")
+            if stand_in is not None and _children.in_child():
+                _children.tell("consumed", f"{stand_in.trace_id}/{stand_in.span_id}")
+        if stats is not None:
+            with self._lock:
+                stats.live += 1
+        if _children.in_child():
+            _children.tell("live", f"{request.method} {request.url}")
+            if recorded is not None:
+                _children.tell("consumed", f"{recorded.trace_id}/{recorded.span_id}")  # not unused
+        parts = urlsplit(request.url)
+        if parts.hostname:
+            _sandbox.allow_host(parts.hostname, parts.port)
+
+        def answered(status: int | None, body: bytes, error: str | None) -> None:
+            if stats is None or recorded is None:
+                return
+            why = _answer_difference(recorded, status, body, error)
+            if why:
+                self._diverged(stats, f"{label} went live and its answer differs from the recording: {why}")
+
+        return LiveCall(recorded, answered)
+
+    def _go_live(self, stats: RunStats, where: str) -> None:
+        """From here on the run is not served: every call goes live, entropy is drawn for real (relaxed)."""
+        with self._lock:
+            if stats.forked:
+                return
+            stats.forked = where
+            self._run_entropy.pop(id(stats.run), None)
+        say(f"replay: run {stats.run.name!r} goes live from {where} (replay_live_from)")
+
+    def _diverged(self, stats: RunStats | None, where: str) -> None:
+        if stats is None:
+            return
+        with self._lock:
+            if not stats.diverged:
+                stats.diverged = where
+
+    def step_started(self, name: str) -> None:
+        """A step starts: the run goes live if this is the ``replay_live_from`` step's start."""
+        fork = self.fork
+        stats = self._current()
+        if fork is None or fork.step != name or stats is None or stats.forked:
+            return
+        with self._lock:
+            count = stats.step_starts[name] = stats.step_starts.get(name, 0) + 1
+        if count == fork.occurrence:
+            self._go_live(stats, fork.describe())
+
+    def _miss(self, stats: RunStats | None, request: RequestData, library: str, why: str, number: int = 0) -> None:
         label = f"{request.method} {request.url}"
         if stats is not None:
+            self._diverged(stats, f"{library} call #{number} {label} is not in the recording")
             with self._lock:
                 stats.missed.append(label)
         if _children.in_child():
@@ -285,7 +373,7 @@ class ReplaySession:
                 stats.leaks.append(description)
         if _children.in_child():
             _children.tell("leak", description)
-        if self.governance:
+        if self.governance and not (stats is not None and stats.forked):
             # A raw connect or datagram is also a network call the recording lacks (the SDK
             # reference's ReplayMismatchError); DNS and the rest are leaks only.
             kind = SocketLeakError if event in _sandbox.SOCKET_EVENTS else DeterminismLeakError
@@ -305,7 +393,7 @@ class ReplaySession:
         with self._lock:
             queue = self._run_entropy.get(id(run))
             stats = self._stats.get(id(run))
-            if queue is None or stats is None:
+            if queue is None or stats is None or stats.forked:
                 return None
             if queue and queue[0][0] == source and len(queue[0][1]) == size:
                 stats.entropy_served += 1
@@ -382,3 +470,42 @@ def _patch_sdk_retries() -> None:
         wrapt.register_post_import_hook(
             lambda mod: wrapt.wrap_function_wrapper(mod, "BaseClient._calculate_retry_timeout", wrapper), module
         )
+
+
+def _answer_difference(recorded: Exchange, status: int | None, body: bytes, error: str | None) -> str:
+    """How a live answer differs from the recorded one ("" when it does not): status, error, JSON paths, bytes."""
+    response = recorded.response
+    if response is None:
+        recorded_error = recorded.error.type if recorded.error is not None else "nothing"
+        if error is not None and error == recorded_error:
+            return ""
+        return f"recorded {recorded_error}, live {error or status}"
+    if status is None:
+        return f"recorded status {response.status_code}, live {error or 'no response'}"
+    if status != response.status_code:
+        return f"status: recorded {response.status_code}, live {status}"
+    if body == response.body.data:
+        return ""
+    import json
+
+    try:
+        lines = json_differences(json.loads(response.body.data), json.loads(body), ("recorded", "live"))
+    except ValueError:
+        return f"the body differs ({len(response.body.data)} bytes recorded, {len(body)} live)"
+    paths = [line for line in lines if not _volatile_answer_field(line)]
+    return "; ".join(paths[:3]) + (f" (and {len(paths) - 3} more)" if len(paths) > 3 else "") if paths else ""
+
+
+# Fields of a model's answer that differ on every call whatever it says: its id, its time, the
+# serving system, the token counts, the ids it gives tool calls. A live answer differing only
+# there is the same answer.
+_VOLATILE_ANSWER_KEYS = frozenset({"id", "created", "created_at", "system_fingerprint", "usage"})
+_ANSWER_PATH = re.compile(r"^body (\$\S*):")
+
+
+def _volatile_answer_field(line: str) -> bool:
+    found = _ANSWER_PATH.match(line)
+    if found is None:
+        return False
+    keys = re.findall(r"\.([A-Za-z_][\w-]*)", found.group(1))
+    return bool(keys) and (keys[-1] in _VOLATILE_ANSWER_KEYS or "usage" in keys)

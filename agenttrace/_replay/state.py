@@ -15,7 +15,7 @@ from agenttrace._replay import children as _children
 from agenttrace._replay import entropy as _entropy
 from agenttrace._replay.session import ReplaySession
 
-__all__ = ["active", "configure", "install", "run_ended", "run_started", "session", "uninstall"]
+__all__ = ["active", "configure", "install", "run_ended", "run_started", "session", "step_started", "uninstall"]
 
 _lock = threading.RLock()
 session: ReplaySession | None = None
@@ -28,6 +28,7 @@ def configure(settings: Settings) -> None:
     global session
     new: ReplaySession | None = None
     if settings.replaying:
+        _check_live(settings)
         from agenttrace._replay.loader import check_events, collector_paused, load_recording
 
         with collector_paused():
@@ -53,6 +54,21 @@ def configure(settings: Settings) -> None:
                 old.deactivate()
             if new is not None:
                 new.activate()
+
+
+def _check_live(settings: Settings) -> None:
+    """The live settings parse, or ConfigurationError naming the setting and where it came from."""
+    from agenttrace._replay.live import parse_fork_point, parse_live
+
+    try:
+        parse_live(settings.replay_live)
+        if settings.replay_live_from is not None:
+            parse_fork_point(settings.replay_live_from)
+    except ValueError as exc:
+        from agenttrace._core.config import source_of_setting
+
+        name = str(exc).partition(":")[0]
+        raise ConfigurationError(f"{exc} (from {source_of_setting(settings, name)})") from None
 
 
 def install() -> None:
@@ -111,6 +127,13 @@ def _arm_record(run: RunState) -> None:
         from agenttrace._core.errors import warn_once
 
         warn_once("record-children", f"could not pass the recording on to child processes: {exc!r}")
+
+
+def step_started(name: str) -> None:
+    """A step starts: a replay going live from a step needs to know."""
+    current = session
+    if current is not None and current.fork is not None:
+        current.step_started(name)
 
 
 def run_ended(run: RunState) -> None:

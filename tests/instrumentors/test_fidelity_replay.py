@@ -8,7 +8,6 @@ live once, then in a governance replay with the server stopped: what it saw must
 from __future__ import annotations
 
 import asyncio
-
 import socket
 import struct
 import threading

@@ -508,3 +508,37 @@ def test_marker_on_a_class_and_closest_arguments_win(project: Project) -> None:
     assert project.recording("TestAgent.test_recorded").is_file()
     assert "FAILED tests/test_agent.py::TestAgent::test_replay_only" in result.stdout.str()
     assert str(project.recording("TestAgent.test_replay_only")) in result.stdout.str()
+
+
+def test_marker_live_sends_the_llm_calls_and_serves_the_tools(project: Project) -> None:
+    """`live="llm"`: a replaying test asks the LLM again, its tool call is served; `live_from` takes a step."""
+    project.write_tests(
+        """
+        import pytest
+        import agent
+
+        @pytest.mark.agenttrace(live="llm")
+        def test_llm_live():
+            text, path = agent.ask()
+            assert "hello there" in text and path == "/json"
+        """,
+        "test_agent.py",
+    )
+    project.run().assert_outcomes(passed=1)  # records
+    llm_before, tool_before = project.servers.llm.calls, project.servers.tool.connections
+    project.run("--agenttrace-record-mode=none").assert_outcomes(passed=1)
+    assert project.servers.llm.calls == llm_before + 1  # the LLM call went live
+    assert project.servers.tool.connections == tool_before  # the tool call was served
+    project.write_tests(
+        """
+        import pytest
+        import agent
+
+        @pytest.mark.agenttrace(live_from="#x")
+        def test_llm_live():
+            agent.ask()
+        """,
+        "test_agent.py",
+    )
+    bad = project.run("--agenttrace-record-mode=none")
+    assert "live_from: '#x': expected STEP, STEP#N or #N" in "\n".join(bad.outlines + bad.errlines)
