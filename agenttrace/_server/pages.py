@@ -139,6 +139,8 @@ def _call(span: SpanRecord, node: Node) -> None:
     node.title = f"{method} {url} → {outcome}"
     if attrs.get(S.CALL_REPLAYED):
         node.note = "replayed"
+    elif attrs.get(S.CALL_LIVE):
+        node.note = "live (the replay let it through)"
     for name, _, event in span.events:
         if name == S.EVENT_REQUEST:
             body, note = _body(event)
@@ -204,7 +206,12 @@ def _node(span: SpanRecord, children: dict[str, list[SpanRecord]], depth: int = 
     if kind == "run":
         node.title = str(attrs.get(S.RUN_NAME, span.name))
         if attrs.get(S.RUN_MODE) == "replay":
-            node.note = "replay"
+            notes = ["replay"]
+            if attrs.get(S.REPLAY_LIVE_FROM):
+                notes.append(f"live from {attrs[S.REPLAY_LIVE_FROM]}")
+            if attrs.get(S.REPLAY_FIRST_DIVERGENCE):
+                notes.append(f"first divergence: {attrs[S.REPLAY_FIRST_DIVERGENCE]}")
+            node.note = "; ".join(notes)
     elif kind == "step":
         node.tag = str(attrs.get(S.STEP_TYPE, "step"))
     elif kind == "call":

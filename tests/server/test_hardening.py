@@ -199,3 +199,47 @@ def test_an_unauthenticated_protobuf_client_gets_a_protobuf_status(start_server:
     status = Status.FromString(answer.content)
     assert status.code == 16  # UNAUTHENTICATED
     assert "API key" in status.message
+
+
+def test_a_replays_page_marks_served_and_live_calls_and_the_first_divergence(start_server: Any, tmp_path: Path) -> None:
+    """The run page of a replay says which calls were served, which went live, and where the run diverged."""
+    from .test_ingest_edges import TRACE, _attr, _document, _span
+
+    server = start_server("--database", f"sqlite:///{tmp_path / 'r.db'}")
+    text = lambda value: {"stringValue": value}  # noqa: E731
+    run = _span(
+        1,
+        "planner",
+        attributes=[
+            _attr("agenttrace.kind", text("run")),
+            _attr("agenttrace.run.mode", text("replay")),
+            _attr("agenttrace.replay.first_divergence", text("httpx call #1 POST http://llm/v1/chat/completions")),
+        ],
+    )
+    served = _span(
+        2,
+        "GET",
+        parent=1,
+        start=2,
+        attributes=[
+            _attr("agenttrace.kind", text("call")),
+            _attr("agenttrace.call.replayed", {"boolValue": True}),
+            _attr("url.full", text("http://tools/lookup")),
+        ],
+    )
+    live = _span(
+        3,
+        "POST",
+        parent=1,
+        start=3,
+        attributes=[
+            _attr("agenttrace.kind", text("call")),
+            _attr("agenttrace.call.live", {"boolValue": True}),
+            _attr("url.full", text("http://llm/v1/chat/completions")),
+        ],
+    )
+    assert server.post("/v1/traces", json=_document(run, served, live)).status_code == 200
+    page = server.get(f"/traces/{TRACE}").text
+    assert "first divergence: httpx call #1 POST http://llm/v1/chat/completions" in page
+    assert page.count(">replayed<") == 1
+    assert page.count(">live (the replay let it through)<") == 1
