@@ -30,6 +30,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from agenttrace._core.config import Settings
 from agenttrace._replay.entropy import private_file
@@ -93,8 +94,8 @@ def arm(settings: Settings, run_name: str) -> None:
         if settings.replay_events is not None:
             # Events given in code: the children read them from a copy on disk.
             handle, events_file = private_file("agenttrace-replay-", ".json")
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(settings.replay_events, stream)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(_dumps(list(settings.replay_events)))
             _temporary.append(events_file)
             env["AGENTTRACE_REPLAY_EVENTS_FILE"] = events_file
         elif settings.replay_events_file:
@@ -144,6 +145,19 @@ def parent_span() -> tuple[int, int] | None:
     if len(trace_hex) != 32 or len(span_hex) != 16 or not trace_id or not span_id:
         return None
     return trace_id, span_id
+
+
+def _dumps(events: list[Any]) -> bytes:
+    """The events as JSON: orjson when installed (about 15 times faster on a large list), else json."""
+    from agenttrace._format.exactjson import orjson_module
+
+    orjson = orjson_module()
+    if orjson is not None:
+        try:
+            return bytes(orjson.dumps(events))
+        except TypeError:  # a value orjson does not take (an int beyond 64 bits): json's way
+            pass
+    return json.dumps(events).encode("utf-8")
 
 
 def disarm() -> None:
