@@ -114,6 +114,15 @@ class TraceFile:
             ):
                 self._write_pending()
 
+    def claim(self) -> None:
+        """Create (and lock) the partial file now, before any span: while it is held, other
+        processes know this trace's run is going and leave its workers' files to it. Never raises
+        (a file that cannot be made is reported by the first write)."""
+        with self._lock:
+            if self._file is None and self.failed is None:
+                with contextlib.suppress(OSError):
+                    self._file = self._open_partial()
+
     def write_out(self, timeout: float = -1) -> bool:
         """Hand what is pending to the operating system (a kill no longer loses it); False if busy.
 
@@ -190,11 +199,12 @@ class TraceFile:
             "and the spans of its trace are dropped (the count is reported at the run's end)",
         )
 
-    def commit(self, target: Path | None = None) -> Path | None:
+    def commit(self, target: Path | None = None, *, only_into_existing: bool = False) -> Path | None:
         """Write what is left and move the file into place; return its path, or None on failure.
 
         ``target``: where to (default ``<trace_id>.jsonl``); the spans of an earlier file there
-        are kept.
+        are kept. ``only_into_existing``: merge only if ``target`` exists already (a worker whose
+        run ended first); otherwise write out and leave the file for that run to take in.
         """
         target = target or self.path
         with self._lock:
@@ -208,6 +218,8 @@ class TraceFile:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 with _merge_lock(self.folder / ".merge.lock"):
+                    if only_into_existing and not target.exists():
+                        return None
                     self._take_workers_files()
                     if target.exists():
                         # Another run in the same trace got there first (a second top-level run
@@ -334,15 +346,26 @@ def recover_interrupted(folder: Path) -> list[Path]:
     holds visible to ``agenttrace show`` and to replay, marked as incomplete by the name. A
     partial file is its writer's while the writer's lock on it is held (the operating system
     drops the lock when the process dies): process ids are not compared, so processes of other
-    containers sharing the folder never lose a live file.
+    containers sharing the folder never lose a live file. Nor is a dead writer's file taken while
+    another file of the same trace is still being written: it is a worker's of a run still going,
+    which that run takes in when it ends.
     """
     recovered: list[Path] = []
     try:
         candidates = list(folder.glob(".*.jsonl.partial-*"))
     except OSError:
         return recovered
+    from agenttrace._format.files import being_written
+
+    going = {p.name[1:].rpartition(".partial-")[0] for p in candidates if being_written(p)}
     for partial in candidates:
         name, _, owner = partial.name[1:].rpartition(".partial-")
+        if name in going:
+            continue
+        with contextlib.suppress(OSError), _claim(partial, owner) as claimed:
+            if claimed and partial.stat().st_size == 0:
+                partial.unlink()  # a run that died before its first span: nothing to keep
+                continue
         target = folder / name.replace(".jsonl", ".incomplete.jsonl")
         with contextlib.suppress(OSError), _claim(partial, owner) as claimed:
             if not claimed:

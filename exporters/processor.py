@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
@@ -83,6 +84,20 @@ class RunFileProcessor(SpanProcessor):
             file.sync = True
             self._open[trace_id] = (file, 0)
             self._joined.add(trace_id)
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None and self._open:
+            # A multiprocessing worker ends with os._exit (no atexit), but runs multiprocessing's
+            # finalizers; its registry is cleared in the child before the after-fork hooks run.
+            mp_util.register_after_fork(self, _install_worker_finalizer)
+
+    def release_joined(self) -> None:
+        """A worker ends: its files of runs in its parent go into the trace's file if that run
+        ended already (a worker outliving the run), else stay for the run to take in."""
+        with self._lock:
+            files = [entry[0] for trace_id, entry in self._open.items() if trace_id in self._joined]
+        for file in files:
+            if file.spans:
+                file.commit(only_into_existing=True)
 
     def open_trace(self, trace_id: int, *, joined: bool = False) -> None:
         """Start (or join) the file of ``trace_id``.
@@ -107,7 +122,10 @@ class RunFileProcessor(SpanProcessor):
                 self._writer = SpanWriter()
             entry = self._open.get(trace_id)
             if entry is None:
-                self._open[trace_id] = (TraceFile(self.folder, trace_id), 1)
+                file = TraceFile(self.folder, trace_id)
+                if not joined:
+                    file.claim()  # its workers' files are its to take in, see recover_interrupted
+                self._open[trace_id] = (file, 1)
             else:
                 self._open[trace_id] = (entry[0], entry[1] + 1)
 
@@ -189,11 +207,19 @@ class RunFileProcessor(SpanProcessor):
                 done = False
             if not file.write_out(timeout=max(deadline - time.monotonic(), 0.01)):
                 done = False
-            elif dying and file.spans and not joined:  # a joined trace's file is its parent's to take in
+            elif dying and file.spans and joined:  # a joined trace's file is its parent's run's to take in
+                file.commit(only_into_existing=True)  # unless that run ended already
+            elif dying and file.spans:
                 path = file.commit(file.folder / file.name.replace(".jsonl", ".incomplete.jsonl"))
                 if path is not None and not self.quiet:
                     say(f"the process is ending mid-run: kept the spans so far in {_display(path)}")
         return done
+
+
+def _install_worker_finalizer(processor: RunFileProcessor) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, processor.release_joined, exitpriority=90)
 
 
 def _display(path: Path) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_FIELD_SCAN_BYTES",
     "RELAX_PREFIX",
     "Redactor",
+    "decoded_body",
     "filter_body",
     "filter_chunks",
     "filter_url",
@@ -329,6 +330,15 @@ class _Zstandard:
 
     def compress(self, data: bytes) -> bytes:
         return bytes(self._module.ZstdCompressor().compress(data))
+
+
+def decoded_body(data: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
+    """``data`` with its ``Content-Encoding`` undone (as the client gives it to the agent); as it is if it cannot be."""
+    encoding = _header(headers, "content-encoding").strip()
+    if not encoding or encoding == "identity":
+        return data
+    decoded = _decompress(data, encoding)
+    return data if decoded is None else decoded
 
 
 def _decompress(data: bytes, encoding: str) -> bytes | None:

@@ -49,6 +49,7 @@ __all__ = [
     "begin",
     "capturing",
     "in_call",
+    "in_client_call",
     "internal_error",
     "own_traffic",
     "qualified_name",
@@ -65,7 +66,10 @@ _lookup: ReplayLookup | None = None
 
 # True while an instrumented client performs its own call in this context: the socket
 # instrumentor stays quiet and a nested instrumented call is not recorded twice.
-_in_call: ContextVar[bool] = ContextVar("agenttrace_in_call", default=False)
+# The value says whose: "client" (an instrumented HTTP client's own request, which replay let
+# through: its lookups and connects are that call's) or "agenttrace" (the socket instrumentor's
+# own wrapper, a span being exported, AgentTrace's own lookups); "" outside any.
+_in_call: ContextVar[str] = ContextVar("agenttrace_in_call", default="")
 
 
 def own_traffic() -> bool:
@@ -108,7 +112,7 @@ def set_replay_lookup(fn: ReplayLookup | None) -> None:
 
     ``fn(request, library)`` gets the request as recorded (secrets redacted, step and global filter
     applied) and returns the :class:`Exchange` to serve, None to let the real call happen (it is
-    then recorded as usual), an object with an ``answered(status, body, error_type)`` method to let
+    then recorded as usual), an object with an ``answered(status, body, error_type, headers)`` method to let
     it happen and be told its answer, or raises (e.g. ``ReplayMismatchError``), which reaches the caller.
     """
     global _lookup  # noqa: PLW0603 - process-global mode state (docs/design.md)
@@ -122,7 +126,7 @@ def replay_lookup() -> ReplayLookup | None:
 
 def in_call() -> bool:
     """True inside an instrumented client's own call (its sockets and DNS are part of it)."""
-    return _in_call.get()
+    return bool(_in_call.get())
 
 
 def capturing() -> bool:
@@ -132,9 +136,14 @@ def capturing() -> bool:
     return not own_traffic()
 
 
-def enter_call() -> Any:
+def in_client_call() -> bool:
+    """True inside an instrumented HTTP client's own request (see :func:`enter_call`)."""
+    return _in_call.get() == "client"
+
+
+def enter_call(whose: str = "client") -> Any:
     """Mark this context as inside an instrumented call; returns the token for :func:`exit_call`."""
-    return _in_call.set(True)
+    return _in_call.set(whose)
 
 
 def exit_call(token: Any) -> None:
@@ -142,7 +151,7 @@ def exit_call(token: Any) -> None:
     try:
         _in_call.reset(token)
     except ValueError:  # reset from another context (a generator resumed elsewhere)
-        _in_call.set(False)
+        _in_call.set("")
 
 
 def internal_error(library: str, exc: BaseException) -> None:
@@ -416,7 +425,7 @@ class Call:
                     calls.discard(self)
         # A span processor that exports on this thread (a SimpleSpanProcessor) sends the span
         # over an instrumented client: that send is not a call of the agent's to record.
-        token = _in_call.set(True)
+        token = _in_call.set("agenttrace")
         try:
             self.span.end()
         finally:
@@ -457,7 +466,7 @@ class Call:
         self._chunks = []
         add_event(self.span, S.EVENT_RESPONSE, attributes, pending)
         if self.live is not None:
-            self.live.answered(self.status_code, data, None)
+            self.live.answered(self.status_code, data, None, headers)
 
     def _write_served_response(self, end: str, served: Exchange) -> None:
         """The response event of a call replay served: what the agent got, pointing at the recording.
@@ -498,7 +507,7 @@ class Call:
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
         if self.live is not None and phase == "request":
-            self.live.answered(None, b"", name)
+            self.live.answered(None, b"", name, ())
         # The URL in a client's message (requests' "Max retries exceeded with url: ...") is
         # redacted as in url.full; the rules' patterns apply as to any text.
         message = _payload.redact_text(self.rules.text(str(error)))

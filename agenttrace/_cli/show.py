@@ -52,7 +52,7 @@ def _body_note(span: SpanRecord) -> str:
     return ""
 
 
-def _label(span: SpanRecord) -> str:
+def _label(span: SpanRecord, numbers: dict[str, int] | None = None) -> str:
     from rich.markup import escape
 
     attrs = span.attributes
@@ -77,9 +77,9 @@ def _label(span: SpanRecord) -> str:
             replayed = " [cyan](replayed)[/]"
         elif attrs.get(S.CALL_LIVE):
             replayed = " [cyan](live)[/]"
-        ordinal = attrs.get(S.CALL_ORDINAL)
         # The run's call number, as replay_live_from's #N names it.
-        number = f"[dim]#{ordinal + 1}[/] " if isinstance(ordinal, int) and ordinal >= 0 else ""
+        found = (numbers or {}).get(span.span_id)
+        number = f"[dim]#{found}[/] " if found is not None else ""
         parts.append(f"{number}[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
     else:
         parts.append(f"[dim]{escape(span.name)}[/]")
@@ -95,20 +95,52 @@ def _label(span: SpanRecord) -> str:
     return "  ".join(parts)
 
 
+def call_numbers(roots: list[SpanRecord], children: dict[str, list[SpanRecord]]) -> dict[str, int]:
+    """Span id -> the run's number of each HTTP call (#1, #2, ... in call order), as replay counts them.
+
+    Raw DNS and connect spans (the socket instrumentor's) are not calls replay looks up: no number.
+    """
+    numbers: dict[str, int] = {}
+
+    def collect(span: SpanRecord, calls: list[SpanRecord] | None) -> None:
+        kind = span.attributes.get(S.KIND)
+        if kind == "run":
+            own: list[SpanRecord] = []
+            for child in children.get(span.span_id, ()):
+                collect(child, own)
+            own.sort(key=lambda c: (_ordinal(c), c.start_ns))
+            numbers.update((call.span_id, index) for index, call in enumerate(own, 1))
+            return
+        if kind == "call" and calls is not None and span.attributes.get(S.CALL_LIBRARY) != "socket":
+            calls.append(span)
+        for child in children.get(span.span_id, ()):
+            collect(child, calls)
+
+    for root in roots:
+        collect(root, None)
+    return numbers
+
+
+def _ordinal(span: SpanRecord) -> int:
+    value = span.attributes.get(S.CALL_ORDINAL)
+    return value if isinstance(value, int) else 0
+
+
 def render(spans: list[SpanRecord]) -> Any:
     """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
     from rich.console import Group
     from rich.tree import Tree
 
     roots, children = span_tree(spans)
+    numbers = call_numbers(roots, children)
 
     def grow(tree: Tree, span: SpanRecord) -> None:
         for child in children.get(span.span_id, ()):
-            grow(tree.add(_label(child)), child)
+            grow(tree.add(_label(child, numbers)), child)
 
     trees = []
     for root in roots:
-        tree = Tree(_label(root))
+        tree = Tree(_label(root, numbers))
         grow(tree, root)
         trees.append(tree)
     return Group(*trees)

@@ -50,7 +50,17 @@ def run_trials(recording: Path, command: list[str], env: dict[str, str], count: 
 
     Returns 0 when every trial ended like the original, else 1.
     """
-    original = [_ending(run) for run in _top_runs(read_spans(recording))]
+    from agenttrace._core.errors import ConfigurationError
+
+    try:
+        original = [_ending(run) for run in _top_runs(read_spans(recording))]
+    except ConfigurationError as exc:
+        print(
+            f"agenttrace replay: --repeat compares each run's end with the recording's, which needs a trace "
+            f"file (OTLP JSON Lines or JSON); {exc}",
+            file=sys.stderr,
+        )
+        return 2
     folder = Path(tempfile.mkdtemp(prefix="agenttrace-trials-"))
     trials: list[dict[str, Any]] = []
     for number in range(1, count + 1):

@@ -47,6 +47,7 @@ __all__ = [
     "in_child",
     "parent_span",
     "read",
+    "set_child_env",
     "tell",
 ]
 
@@ -132,6 +133,14 @@ def arm_record(settings: Settings, run_name: str, trace_id: int, span_id: int) -
         for key, value in env.items():
             _saved[key] = os.environ.get(key)
             os.environ[key] = value
+
+
+def set_child_env(key: str, value: str) -> None:
+    """Change a variable of the environment armed for children (given back by :func:`disarm`)."""
+    with _lock:
+        if key not in _saved:
+            _saved[key] = os.environ.get(key)
+        os.environ[key] = value
 
 
 def parent_span() -> tuple[int, int] | None:

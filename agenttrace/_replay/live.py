@@ -13,7 +13,7 @@ starts in the run), or ``#N`` (the run's N-th call, as ``agenttrace show`` numbe
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -42,7 +42,7 @@ class LiveRules:
         if "all" in self.kinds:
             return True
         url = request.url
-        if self.prefixes and url.startswith(self.prefixes):
+        if self.prefixes and any(_under(url, prefix) for prefix in self.prefixes):
             return True
         if any(fnmatch.fnmatchcase(url, pattern) for pattern in self.patterns):
             return True
@@ -50,15 +50,25 @@ class LiveRules:
             try:
                 parts = urlsplit(url)
                 host = (parts.hostname or "").lower()
-                port = parts.port
+                port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
             except ValueError:
                 host, port = "", None
-            if host in self.hosts or (port is not None and f"{host}:{port}" in self.hosts):
+            shown = f"[{host}]" if ":" in host else host
+            if host in self.hosts or shown in self.hosts or (port is not None and f"{shown}:{port}" in self.hosts):
                 return True
         if self.kinds & {"llm", "tool"}:
             llm = is_llm_call(request.method, url, request.headers, request.body)
             return ("llm" in self.kinds and llm) or ("tool" in self.kinds and not llm)
         return False
+
+
+def _under(url: str, prefix: str) -> bool:
+    """True when ``url`` starts with ``prefix`` at a boundary: ``https://api.x`` is not ``https://api.x.evil``."""
+    if not url.startswith(prefix):
+        return False
+    if prefix.endswith(("/", "?", "&", "=")) or len(url) == len(prefix):
+        return True
+    return url[len(prefix)] in "/?#" or prefix.count("/") > 2  # a prefix with a path may end mid-segment
 
 
 def parse_live(entries: Iterable[str], where: str = "replay_live") -> LiveRules:
@@ -122,9 +132,11 @@ def parse_fork_point(text: str, where: str = "replay_live_from") -> ForkPoint:
 class LiveCall:
     """What the replay lookup returns for a call that goes live: the recorded call at its place, if any.
 
-    ``answered`` is told the live answer (status, body as recorded, error type) when the call is
+    ``answered`` is told the live answer (status, body as recorded, error type, headers) when the call is
     over, so the replay can say whether and where the run diverged from the recording.
     """
 
     recorded: Exchange | None
-    answered: Callable[[int | None, bytes, str | None], None] = field(default=lambda *_: None)
+    answered: Callable[[int | None, bytes, str | None, Sequence[tuple[str, str]]], None] = field(
+        default=lambda *_: None
+    )

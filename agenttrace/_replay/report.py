@@ -112,7 +112,14 @@ def report(session: ReplaySession, stats: RunStats) -> None:
         span.set_attribute(REPLAY_LIVE_FROM, stats.forked)
     if stats.diverged:
         span.set_attribute(REPLAY_FIRST_DIVERGENCE, stats.diverged)
-    clean = not (stats.missed or stats.leaks or unused or run.violations or stats.diverged)
+    clean = not (
+        stats.missed
+        or stats.leaks
+        or unused
+        or run.violations
+        or stats.diverged
+        or (session.fork is not None and not stats.forked and not _children.in_child())
+    )
     if clean and settings.quiet:
         return
     of = f", replay of trace {stats.replay_of}" if stats.replay_of else ""
@@ -126,6 +133,8 @@ def report(session: ReplaySession, stats: RunStats) -> None:
     ]
     if stats.forked:
         lines.append(f"  live from: {stats.forked}")
+    elif session.fork is not None and not _children.in_child():
+        lines.append(f"  live from: never reached ({session.fork.describe()} did not come): nothing went live by it")
     if stats.diverged:
         lines.append(f"  first divergence: {stats.diverged}")
     for label, items in (

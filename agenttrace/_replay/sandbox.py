@@ -92,7 +92,7 @@ def allow_host(host: str, port: int | None = None) -> None:
     ips: set[str] = set()
     from agenttrace._capture.record import enter_call, exit_call
 
-    token = enter_call()  # AgentTrace's own lookup, not the agent's: no dns span for it
+    token = enter_call("agenttrace")  # AgentTrace's own lookup, not the agent's: no dns span for it
     with exempt():
         try:
             # Resolve now, on the caller's thread, so the connect that follows (perhaps from an
@@ -111,9 +111,12 @@ def _suppressed() -> bool:
     # OpenTelemetry's suppress-instrumentation keys exempt nothing: any library can set them.
     if _exempt.up or threading.get_ident() in _exempt_threads:
         return True
-    from agenttrace._capture.record import own_traffic
+    from agenttrace._capture.record import in_client_call, own_traffic
 
-    return own_traffic()
+    # Inside an instrumented client's own call, which replay let through (a live call, a relaxed
+    # miss): its lookup and connect are that call's, to its host or through its proxy. Only the
+    # call is let through, not its host for other traffic.
+    return in_client_call() or own_traffic()
 
 
 def _address(address: Any) -> tuple[str, str]:

@@ -295,14 +295,11 @@ class ReplaySession:
             _children.tell("live", f"{request.method} {request.url}")
             if recorded is not None:
                 _children.tell("consumed", f"{recorded.trace_id}/{recorded.span_id}")  # not unused
-        parts = urlsplit(request.url)
-        if parts.hostname:
-            _sandbox.allow_host(parts.hostname, parts.port)
 
-        def answered(status: int | None, body: bytes, error: str | None) -> None:
+        def answered(status: int | None, body: bytes, error: str | None, headers: Sequence[tuple[str, str]]) -> None:
             if stats is None or recorded is None:
                 return
-            why = _answer_difference(recorded, status, body, error)
+            why = _answer_difference(recorded, status, body, error, headers)
             if why:
                 self._diverged(stats, f"{label} went live and its answer differs from the recording: {why}")
 
@@ -315,6 +312,9 @@ class ReplaySession:
                 return
             stats.forked = where
             self._run_entropy.pop(id(stats.run), None)
+        if self._armed:
+            # Child processes started from now on are past the point too: every call of theirs goes live.
+            _children.set_child_env("AGENTTRACE_REPLAY_LIVE", "all")
         say(f"replay: run {stats.run.name!r} goes live from {where} (replay_live_from)")
 
     def _diverged(self, stats: RunStats | None, where: str) -> None:
@@ -472,8 +472,15 @@ def _patch_sdk_retries() -> None:
         )
 
 
-def _answer_difference(recorded: Exchange, status: int | None, body: bytes, error: str | None) -> str:
-    """How a live answer differs from the recorded one ("" when it does not): status, error, JSON paths, bytes."""
+def _answer_difference(
+    recorded: Exchange, status: int | None, body: bytes, error: str | None, headers: Sequence[tuple[str, str]]
+) -> str:
+    """How a live answer differs from the recorded one ("" when it does not): status, error, JSON paths, bytes.
+
+    Bodies are compared as the agent reads them: decoded (gzip, ...), and a stream of server-sent
+    events as its list of ``data:`` JSON values; fields that differ on every call (ids, times,
+    token counts) are left out.
+    """
     response = recorded.response
     if response is None:
         recorded_error = recorded.error.type if recorded.error is not None else "nothing"
@@ -486,14 +493,35 @@ def _answer_difference(recorded: Exchange, status: int | None, body: bytes, erro
         return f"status: recorded {response.status_code}, live {status}"
     if body == response.body.data:
         return ""
-    import json
+    from agenttrace._capture.payload import decoded_body
 
+    was, now = decoded_body(response.body.data, response.headers), decoded_body(body, headers)
     try:
-        lines = json_differences(json.loads(response.body.data), json.loads(body), ("recorded", "live"))
+        lines = json_differences(_answer_value(was), _answer_value(now), ("recorded", "live"))
     except ValueError:
-        return f"the body differs ({len(response.body.data)} bytes recorded, {len(body)} live)"
+        return "" if was == now else f"the body differs ({len(was)} bytes recorded, {len(now)} live)"
     paths = [line for line in lines if not _volatile_answer_field(line)]
     return "; ".join(paths[:3]) + (f" (and {len(paths) - 3} more)" if len(paths) > 3 else "") if paths else ""
+
+
+def _answer_value(data: bytes) -> Any:
+    """A body as data: its JSON, or a stream of events as the list of its ``data:`` values; ValueError otherwise."""
+    import json
+
+    text = data.decode("utf-8")
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        return json.loads(text)
+    events = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    if not events:
+        raise ValueError("neither JSON nor server-sent events")
+    values: list[Any] = []
+    for event in events:
+        try:
+            values.append(json.loads(event))
+        except ValueError:
+            values.append(event)  # "[DONE]" and other plain text
+    return values
 
 
 # Fields of a model's answer that differ on every call whatever it says: its id, its time, the

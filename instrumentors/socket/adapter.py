@@ -42,7 +42,7 @@ def _record(name: str, attributes: dict[str, Any], event: str, payload: dict[str
     except Exception as exc:  # noqa: BLE001 - never break the agent
         record.internal_error("socket", exc)
         return call()
-    token = record.enter_call()
+    token = record.enter_call("agenttrace")
     try:
         result = call()
     except BaseException as exc:

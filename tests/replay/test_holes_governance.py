@@ -231,3 +231,47 @@ def test_workers_of_a_replay_configured_in_code_are_governed(replayer: Replayer,
     assert changed.returncode == 1
     assert "(in child process " in changed.stderr
     assert "urllib3 call GET " + server.url("/json?j=0") + " not in the recording" in changed.stderr
+
+
+LATER_CHILD_AGENT = """
+import json, multiprocessing, subprocess, sys
+from concurrent.futures import ProcessPoolExecutor
+import requests, agenttrace
+
+def fetch(url):
+    return requests.get(url, timeout=5).json()["query"]
+
+EXECUTOR = None
+
+@agenttrace.run("mixed")
+def main(base, shape):
+    global EXECUTOR
+    if shape == "pool-then-child":  # the workers end, then a Python child of the run starts (and recovers)
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            found = pool.map(fetch, [base + f"/json?w={i}" for i in range(2)])
+        subprocess.run([sys.executable, "-c", "print('helper')"], check=True, capture_output=True)
+    else:  # workers that outlive the run: an executor made in the run, shut down after it
+        EXECUTOR = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+        found = list(EXECUTOR.map(fetch, [base + f"/json?w={i}" for i in range(2)]))
+    return [requests.get(base + "/json?parent=1", timeout=5).json()["query"], found]
+
+if __name__ == "__main__":
+    print(json.dumps(main(*sys.argv[1:])))
+    if EXECUTOR is not None:
+        EXECUTOR.shutdown()
+"""
+
+
+@pytest.mark.parametrize("shape", ["pool-then-child", "outliving-executor"])
+def test_workers_calls_are_kept_whatever_comes_after(replayer: Replayer, server: TestServer, shape: str) -> None:
+    """A later Python child does not take the ended workers' files; workers outliving the run still add theirs."""
+    rec = replayer.record(LATER_CHILD_AGENT, [server.base_url, shape])
+    assert "interrupted run" not in rec.result.stderr
+    assert list(rec.path.parent.glob("*.incomplete.jsonl")) == []
+    queries = sorted(str(e["request"]["url"]).rpartition("?")[2] for e in _calls(rec.path))
+    assert queries == ["parent=1", "w=0", "w=1"]
+    before = server.connections
+    rep = replayer.replay(LATER_CHILD_AGENT, rec, [server.base_url, shape])
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.result.stdout
+    assert server.connections == before

@@ -258,3 +258,81 @@ def test_llm_calls_are_recognised() -> None:
     assert is_llm_call("POST", "http://h/custom", (), b'{"model": "x", "messages": []}')
     assert not is_llm_call("GET", "https://api.openai.com/v1/models", (), b"")
     assert not is_llm_call("POST", "http://h/search", (), b'{"query": "model"}')
+
+
+UNTRACED_TOOL_AGENT = """
+import json, sys, urllib.request
+import openai
+import agenttrace
+
+llm, tools = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=llm, api_key="sk-test", max_retries=0)
+
+
+@agenttrace.run("planner")
+def main():
+    plan = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "plan"}])
+    # A tool reached with a client AgentTrace does not instrument: only the sandbox sees it.
+    found = json.load(urllib.request.urlopen(tools + "/json?q=order-42"))["query"]
+    return {"plan": plan.choices[0].message.content, "found": found}
+
+
+print(json.dumps(main()))
+"""
+
+
+def test_a_live_call_opens_no_door_for_other_traffic(
+    run_agent: AgentRunner, switch_llm: SwitchLLM, server: TestServer
+) -> None:
+    """--live llm lets the LLM call through, not its host: an uninstrumented tool call on the same IP still fails."""
+    rec = Replayer(run_agent).record(UNTRACED_TOOL_AGENT, [switch_llm.base_url + "/v1", server.base_url])
+    agent = sorted(run_agent.tmp_path.glob("agent_*.py"))[-1]
+    before = server.connections
+    done = _replay(rec.path, agent, switch_llm, server, "--live", "llm", "--governance-level", "governance")
+    assert done.returncode == 1
+    assert "DeterminismLeakError" in done.stderr
+    assert server.connections == before
+
+
+def test_live_from_a_step_that_never_starts_is_said(
+    run_agent: AgentRunner, switch_llm: SwitchLLM, server: TestServer
+) -> None:
+    recording, agent, _ = _recorded(run_agent, switch_llm, server)
+    done = _replay(recording, agent, switch_llm, server, "--live-from", "lokup")
+    assert done.returncode == 0, done.stderr
+    assert "live from: never reached (step 'lokup' did not come)" in done.stderr
+
+
+def test_repeat_needs_a_trace_file(run_agent: AgentRunner, switch_llm: SwitchLLM, server: TestServer) -> None:
+    recording, agent, _ = _recorded(run_agent, switch_llm, server)
+    events = recording.parent / "events.json"
+    import agenttrace
+
+    events.write_text(json.dumps(agenttrace.load_events(str(recording))))
+    done = _replay(events, agent, switch_llm, server, "--repeat", "2")
+    assert done.returncode == 2
+    assert "--repeat compares each run's end with the recording's, which needs a trace file" in done.stderr
+
+
+def test_same_answers_streamed_or_compressed_do_not_diverge() -> None:
+    """Live answers are compared as the agent reads them: decoded, streams as their events, ids and times aside."""
+    import gzip
+
+    from agenttrace._capture.model import Body, Exchange, RequestData, ResponseData
+    from agenttrace._replay.session import _answer_difference
+
+    def sse(answer_id: str, text: str) -> bytes:
+        chunk = {"id": answer_id, "created": 1, "choices": [{"delta": {"content": text}}]}
+        return f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+
+    def recorded(data: bytes, headers: tuple[tuple[str, str], ...]) -> Exchange:
+        response = ResponseData(200, headers, Body(data, len(data), ""))
+        return Exchange("httpx", 0, (), RequestData("POST", "http://m/v1/chat/completions", (), b""), response)
+
+    stream = (("content-type", "text/event-stream"),)
+    assert _answer_difference(recorded(sse("a1", "A"), stream), 200, sse("b2", "A"), None, stream) == ""
+    assert "content" in _answer_difference(recorded(sse("a1", "A"), stream), 200, sse("b2", "B"), None, stream)
+    zipped = (("content-type", "application/json"), ("content-encoding", "gzip"))
+    was = gzip.compress(json.dumps({"id": "x1", "answer": "A"}).encode())
+    now = gzip.compress(json.dumps({"id": "y2", "answer": "A"}).encode(), mtime=5)
+    assert _answer_difference(recorded(was, zipped), 200, now, None, zipped) == ""
