@@ -281,10 +281,13 @@ class ReplaySession:
             # answer): it takes the place of the recorded call at its position, if any.
             miss: Miss = found  # type: ignore[assignment]  # not an Entry
             stand_in = self.matcher.take_place_of(miss)
-            if stats is not None:
+            recorded = stand_in  # its answer is what the live one is compared with
+            differences = [line for line in miss.differences if not _volatile_answer_field(line)]
+            if stats is not None and (stand_in is None or differences):
+                # A request differing only in ids a live answer gave (a tool call's id) is the same request.
                 why = "is not in the recording"
-                if stand_in is not None and miss.differences:
-                    why = "differs from the recorded request at its place: " + "; ".join(miss.differences[:2])
+                if stand_in is not None:
+                    why = "differs from the recorded request at its place: " + "; ".join(differences[:2])
                 self._diverged(stats, f"{label} went live and {why}")
             if stand_in is not None and _children.in_child():
                 _children.tell("consumed", f"{stand_in.trace_id}/{stand_in.span_id}")
@@ -525,9 +528,9 @@ def _answer_value(data: bytes) -> Any:
 
 
 # Fields of a model's answer that differ on every call whatever it says: its id, its time, the
-# serving system, the token counts, the ids it gives tool calls. A live answer differing only
-# there is the same answer.
-_VOLATILE_ANSWER_KEYS = frozenset({"id", "created", "created_at", "system_fingerprint", "usage"})
+# serving system, the token counts, the ids it gives tool calls (which the next request repeats,
+# as tool_call_id). A live answer, or the request after it, differing only there is the same.
+_VOLATILE_ANSWER_KEYS = frozenset({"id", "tool_call_id", "created", "created_at", "system_fingerprint", "usage"})
 _ANSWER_PATH = re.compile(r"^body (\$\S*):")
 
 
