@@ -22,9 +22,8 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from agenttrace._capture.filter import FILTERED, Filter
-from agenttrace._capture.payload import redact_text
 
-__all__ = ["dumps", "record_failure", "rendered_result", "to_jsonable"]
+__all__ = ["dumps", "record_failure", "redact_text", "rendered_result", "to_jsonable"]
 
 _MAX_DEPTH = 32
 
@@ -102,6 +101,15 @@ def record_failure(span: Span, exc: BaseException, rules: Filter) -> None:
         escaped=True,
     )
     span.set_status(Status(StatusCode.ERROR, _redacted(f"{type(exc).__name__}: {exc}", rules)))
+
+
+def redact_text(text: str) -> str:
+    """:func:`agenttrace._capture.payload.redact_text`, imported on first use."""
+    # Imported at the first result or failure, not with `import agenttrace`: the payload module
+    # (hashing, codecs) is a third of what importing agenttrace would cost otherwise.
+    from agenttrace._capture import payload
+
+    return payload.redact_text(text)
 
 
 def _redacted(text: str, rules: Filter) -> str:

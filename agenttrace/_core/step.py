@@ -11,10 +11,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from agenttrace._capture.filter import FilterSpec, compile_filter
-from agenttrace._capture.payload import redact_text
 from agenttrace._core import lifecycle
 from agenttrace._core.errors import warn_once
-from agenttrace._core.outcome import dumps, record_failure, rendered_result, to_jsonable
+from agenttrace._core.outcome import dumps, record_failure, redact_text, rendered_result, to_jsonable
 from agenttrace._core.run import RunContext
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import Scope, current_scope, enter_scope, exit_scope
