@@ -46,6 +46,7 @@ from agenttrace._format.otlp_json import decode_body, encode_body
 __all__ = [
     "Call",
     "ReplayLookup",
+    "add_place",
     "begin",
     "capturing",
     "in_call",
@@ -661,13 +662,18 @@ def _attributes(prepared: _Prepared) -> dict[str, Any]:
         attributes["server.address"] = host
     if port is not None:
         attributes["server.port"] = port
+    add_place(attributes, scope)
+    return attributes
+
+
+def add_place(attributes: dict[str, Any], scope: Scope | None) -> None:
+    """Add a call span's place in its run: its ordinal and the path of the steps around it."""
     if scope is not None:
         if scope.run is not None:
             attributes[S.CALL_ORDINAL] = scope.run.next_ordinal()
         if scope.step_path:
             attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
             attributes[S.CALL_STEP_PATH] = tuple(scope.step_path)
-    return attributes
 
 
 def _open_or_none(prepared: _Prepared, exchange: Exchange | None, start_ns: int, live: bool = False) -> Call | None:

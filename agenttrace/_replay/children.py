@@ -110,9 +110,7 @@ def arm(settings: Settings, run_name: str) -> None:
         env["AGENTTRACE_QUIET"] = "1"  # a child's clean report is the parent's to give
         env[PROCESS_RUN_VAR] = os.environ.get(PROCESS_RUN_VAR) or run_name
         env["PYTHONPATH"] = boot_pythonpath(os.environ.get("PYTHONPATH", ""))
-        for key, value in env.items():
-            _saved[key] = os.environ.get(key)
-            os.environ[key] = value
+        _export(env)
 
 
 def arm_record(settings: Settings, run_name: str, trace_id: int, span_id: int) -> None:
@@ -130,16 +128,22 @@ def arm_record(settings: Settings, run_name: str, trace_id: int, span_id: int) -
             PROCESS_RUN_VAR: os.environ.get(PROCESS_RUN_VAR) or run_name,
             "PYTHONPATH": boot_pythonpath(os.environ.get("PYTHONPATH", "")),
         }
-        for key, value in env.items():
-            _saved[key] = os.environ.get(key)
-            os.environ[key] = value
+        _export(env)
 
 
 def set_child_env(key: str, value: str) -> None:
     """Change a variable of the environment armed for children (given back by :func:`disarm`)."""
     with _lock:
-        if key not in _saved:
-            _saved[key] = os.environ.get(key)
+        _export({key: value})
+
+
+def _export(env: dict[str, str]) -> None:
+    """Set ``env`` in this process's environment; :func:`disarm` gives back each variable's first value.
+
+    Called under ``_lock``.
+    """
+    for key, value in env.items():
+        _saved.setdefault(key, os.environ.get(key))
         os.environ[key] = value
 
 

@@ -25,14 +25,8 @@ _DNS_FUNCTIONS = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostby
 
 
 def _common(name: str) -> dict[str, Any]:
-    scope = current_scope()
     attributes: dict[str, Any] = {S.KIND: "call", S.SCHEMA: S.SCHEMA_VERSION, S.CALL_LIBRARY: "socket"}
-    if scope is not None:
-        if scope.run is not None:
-            attributes[S.CALL_ORDINAL] = scope.run.next_ordinal()
-        if scope.step_path:
-            attributes[S.STEP_NAME_ON_CALL] = scope.step_path[-1]
-            attributes[S.CALL_STEP_PATH] = list(scope.step_path)
+    record.add_place(attributes, current_scope())
     return attributes
 
 
