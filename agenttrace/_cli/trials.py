@@ -138,7 +138,7 @@ def _print_table(
             str(trial["trial"]),
             str(trial["exit_code"]),
             "[green]yes[/]" if trial["like_original"] else "[red]no[/]",
-            escape(trial["first_divergence"] or "—"),
+            escape(shown([trial["first_divergence"]]) if trial["first_divergence"] else "—"),
             escape(shown(trial["result"])),
         )
     console.print(table)
