@@ -71,6 +71,12 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
         "fail_on_unused", "AGENTTRACE_FAIL_ON_UNUSED", False, "Governance replay fails if recorded calls go unused."
     ),
     _Setting(
+        "virtual_clock",
+        "AGENTTRACE_VIRTUAL_CLOCK",
+        True,
+        "Record the wall clock a run reads and serve it back in replay (`time.time`, `datetime.now`, ...).",
+    ),
+    _Setting(
         "replay_live",
         "AGENTTRACE_REPLAY_LIVE",
         None,
@@ -119,6 +125,7 @@ class Settings:
     filter: Filter = EMPTY
     replay_pacing: str = "instant"
     fail_on_unused: bool = False
+    virtual_clock: bool = True
     replay_live: tuple[str, ...] = ()
     replay_live_from: str | None = None
     backend: bool = False
@@ -437,6 +444,7 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["local_files"] = values["api_key"] is None if local is None else _bool("local_files", local, how)
     values["quiet"] = _bool("quiet", *raw["quiet"])
     values["fail_on_unused"] = _bool("fail_on_unused", *raw["fail_on_unused"])
+    values["virtual_clock"] = _bool("virtual_clock", *raw["virtual_clock"])
     values["replay_live"] = _names("replay_live", *raw["replay_live"])
     live_from, how = raw["replay_live_from"]
     if live_from is not None and not isinstance(live_from, str):

@@ -45,6 +45,7 @@ def init(
     redact_headers: str | list[str] | tuple[str, ...] | None = None,
     filter: FilterSpec = None,  # noqa: A002 - the setting's name, as in step(filter=...)
     fail_on_unused: bool | None = None,
+    virtual_clock: bool | None = None,
     replay_live: str | list[str] | tuple[str, ...] | None = None,
     replay_live_from: str | None = None,
     backend: bool | None = None,
@@ -71,7 +72,8 @@ def init(
     The rest are keyword-only: ``replay_events_file`` (a trace file to replay), ``trace_dir``,
     ``local_files``, ``quiet``, ``max_body_bytes``, ``replay_pacing`` (``"instant"`` or
     ``"recorded"``), ``redact_headers``, ``filter`` (the rules of ``step(filter=...)``, for every
-    run), ``fail_on_unused``, ``replay_live`` and ``replay_live_from`` (replay with one thing
+    run), ``fail_on_unused``, ``virtual_clock`` (the wall clock a run reads, recorded and served
+    back in replay), ``replay_live`` and ``replay_live_from`` (replay with one thing
     changed, docs/replay.md), and the export settings ``backend``, ``spool_dir``,
     ``spool_max_bytes``, ``exit_timeout``, ``exit_upload`` (``"background"`` or ``"wait"``),
     ``export_timeout`` and ``export_run_metadata`` (the run's source and distributions to OTLP
@@ -98,6 +100,7 @@ def init(
             "redact_headers": redact_headers,
             "filter": filter,
             "fail_on_unused": fail_on_unused,
+            "virtual_clock": virtual_clock,
             "replay_live": replay_live,
             "replay_live_from": replay_live_from,
             "backend": backend,

@@ -91,7 +91,9 @@ ERROR_TYPE = "agenttrace.error.type"  # qualified exception class, e.g. "httpx.C
 ERROR_MESSAGE = "agenttrace.error.message"
 ERROR_PHASE = "agenttrace.error.phase"  # "request" | "stream"
 
-ENTROPY_SOURCES = "agenttrace.entropy.sources"  # str[]: "uuid4", "urandom", "random", ...
+# str[]: "urandom", "sysrandom", "random.seed", "random.state", or "clock" (a wall-clock reading: 8 bytes,
+# big-endian nanoseconds since the epoch, served back by replay's virtual clock)
+ENTROPY_SOURCES = "agenttrace.entropy.sources"
 ENTROPY_VALUES = "agenttrace.entropy.values"  # str[]: base64 of each draw, in order
 ENTROPY_FIRST = "agenttrace.entropy.first"  # int: the run's draw number of the event's first draw (absent: 0)
 ENTROPY_RUN_SPAN_ID = "agenttrace.entropy.run_span_id"  # on a call span: the run span the draws are of
@@ -111,6 +113,7 @@ REPLAY_CALLS_MISSED = "agenttrace.replay.calls_missed"
 REPLAY_LEAKS = "agenttrace.replay.leaks"
 REPLAY_CALLS_UNUSED = "agenttrace.replay.calls_unused"
 REPLAY_ENTROPY_SERVED = "agenttrace.replay.entropy_served"
+REPLAY_CLOCK_SERVED = "agenttrace.replay.clock_served"  # int: wall-clock readings served from the recording
 REPLAY_CALLS_LIVE = "agenttrace.replay.calls_live"  # int: calls a replay let go live (replay_live, replay_live_from)
 REPLAY_LIVE_FROM = "agenttrace.replay.live_from"  # string: where the run went live (replay_live_from)
 REPLAY_FIRST_DIVERGENCE = "agenttrace.replay.first_divergence"  # string: where the run first left the recording

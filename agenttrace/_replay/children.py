@@ -104,6 +104,7 @@ def arm(settings: Settings, run_name: str) -> None:
         env["AGENTTRACE_MODE"] = "replay"
         env["AGENTTRACE_GOVERNANCE_LEVEL"] = settings.governance_level
         env["AGENTTRACE_REPLAY_PACING"] = settings.replay_pacing
+        env["AGENTTRACE_VIRTUAL_CLOCK"] = "1" if settings.virtual_clock else "0"
         env["AGENTTRACE_REPLAY_LIVE"] = ",".join(settings.replay_live)
         if settings.replay_live_from is not None:
             env["AGENTTRACE_REPLAY_LIVE_FROM"] = settings.replay_live_from
@@ -123,6 +124,7 @@ def arm_record(settings: Settings, run_name: str, trace_id: int, span_id: int) -
             "AGENTTRACE_TRACE_DIR": str(Path(settings.trace_dir).resolve()),
             "AGENTTRACE_LOCAL_FILES": "1" if settings.local_files else "0",
             "AGENTTRACE_MAX_BODY_BYTES": str(settings.max_body_bytes),
+            "AGENTTRACE_VIRTUAL_CLOCK": "1" if settings.virtual_clock else "0",
             "AGENTTRACE_QUIET": "1",  # the child's "trace written" line is the parent's to say
             PARENT_SPAN_VAR: f"{trace_id:032x}-{span_id:016x}",
             PROCESS_RUN_VAR: os.environ.get(PROCESS_RUN_VAR) or run_name,

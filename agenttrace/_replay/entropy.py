@@ -43,7 +43,9 @@ from agenttrace._core.scope import RunState, ThreadFlag, current_scope, export_t
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.ENTROPY_SOURCES
 
 __all__ = [
+    "CLOCK",
     "call_started",
+    "clock_reading",
     "exempt",
     "install",
     "isolate_span_ids",
@@ -54,6 +56,8 @@ __all__ = [
     "set_server",
     "uninstall",
 ]
+
+CLOCK = "clock"  # the source of a wall-clock reading in a run's draw sequence (see agenttrace._replay.clock)
 
 # (run, source, size) -> bytes to hand the agent, or None to draw for real.
 Server = Callable[[RunState, str, int], "bytes | None"]
@@ -79,6 +83,10 @@ def _after_fork_in_child() -> None:
     # Forked workers must not repeat their parent's (and siblings') ids. The runs a worker
     # inherited are its parent's: the worker's draws are not logged for them (their sequence is
     # the parent's; a replay does not serve the worker from it either, see session.py).
+    # Another thread of the parent may have held the lock at the fork (a clock reading): the
+    # worker's copy would stay locked forever.
+    global _lock  # noqa: PLW0603 - the worker's own lock
+    _lock = threading.RLock()
     _id_rng.seed(int.from_bytes(_real_urandom(32), "big"))
     _draws.clear()
     _written.clear()
@@ -152,10 +160,14 @@ def _exempt_thread() -> bool:
     return export_thread()
 
 
-def _draw(source: str, size: int, real: Callable[[int], bytes]) -> bytes:
+def _draw(source: str, size: int, real: Callable[[int], bytes], *, in_context: bool = False) -> bytes:
     if _exempt_thread():
         return real(size)
-    run = _current_run()
+    if in_context:  # only the run of the calling context, never a thread's guess (clock readings)
+        scope = current_scope()
+        run = scope.run if scope is not None else None
+    else:
+        run = _current_run()
     if run is None:
         return real(size)
     with _lock:
@@ -180,6 +192,17 @@ def _urandom(size: int) -> bytes:
 
 def _sysrandom(size: int) -> bytes:
     return _draw("sysrandom", size, _real_random_urandom)
+
+
+def clock_reading(real_ns: int) -> int:
+    """The wall-clock reading (ns) to hand the agent: ``real_ns``, or in replay the recorded one.
+
+    Readings are logged in the run's draw sequence as draws of source ``clock`` (8 bytes, big
+    endian): written, numbered and cut short exactly as random draws are. Only a reading made in
+    a run's context counts; in a thread that carries no run, the clock is the real one.
+    """
+    value = _draw(CLOCK, 8, lambda _size: real_ns.to_bytes(8, "big"), in_context=True)
+    return int.from_bytes(value, "big")
 
 
 def _seed(self: random.Random, a: Any = None, version: int = 2) -> None:

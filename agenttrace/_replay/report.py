@@ -18,6 +18,7 @@ from agenttrace._format.schema import (
     REPLAY_CALLS_MISSED,
     REPLAY_CALLS_SERVED,
     REPLAY_CALLS_UNUSED,
+    REPLAY_CLOCK_SERVED,
     REPLAY_ENTROPY_SERVED,
     REPLAY_FIRST_DIVERGENCE,
     REPLAY_LEAKS,
@@ -33,6 +34,7 @@ __all__ = [
     "REPLAY_CALLS_MISSED",
     "REPLAY_CALLS_SERVED",
     "REPLAY_CALLS_UNUSED",
+    "REPLAY_CLOCK_SERVED",
     "REPLAY_ENTROPY_SERVED",
     "REPLAY_FIRST_DIVERGENCE",
     "REPLAY_LEAKS",
@@ -104,6 +106,7 @@ def report(session: ReplaySession, stats: RunStats) -> None:
     span.set_attribute(REPLAY_LEAKS, len(stats.leaks))
     span.set_attribute(REPLAY_CALLS_UNUSED, len(unused))
     span.set_attribute(REPLAY_ENTROPY_SERVED, stats.entropy_served)
+    span.set_attribute(REPLAY_CLOCK_SERVED, stats.clock_served)
     span.set_attribute(REPLAY_VIOLATIONS, len(run.violations))
     opened = bool(session.live) or session.fork is not None
     if opened:
@@ -129,6 +132,8 @@ def report(session: ReplaySession, stats: RunStats) -> None:
         + (f"{stats.live} live, " if opened else "")
         + f"{len(stats.missed)} missed, {len(stats.leaks)} leak(s), "
         f"{len(unused)} recorded call(s) unused, {stats.entropy_served} entropy draw(s) served"
+        + (f" ({stats.entropy_resized} at another size)" if stats.entropy_resized else "")
+        + (f", {stats.clock_served} clock reading(s) served" if stats.clock_served else "")
         + (f", {len(run.violations)} governance violation(s)" if run.violations else "")
     ]
     if stats.forked:

@@ -20,8 +20,12 @@ caught the error.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
+import time
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +66,8 @@ class RunStats:
     missed: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
     entropy_served: int = 0
+    entropy_resized: int = 0  # draws served from a recorded draw of another size (the clock split them)
+    clock_served: int = 0  # wall-clock readings served from the recording
     halted: BaseException | None = None  # the first governance violation: later calls fail with it
     calls: int = 0  # calls looked up so far: the run's call numbers (#1, #2, ...)
     live: int = 0  # calls that went live (replay_live, or after the replay_live_from point)
@@ -88,6 +94,7 @@ class ReplaySession:
         self.live = parse_live(settings.replay_live)
         self.fork = parse_fork_point(settings.replay_live_from) if settings.replay_live_from else None
         self._lock = threading.RLock()
+        _sessions.add(self)
         calls: list[Exchange] = list(exchanges) if exchanges is not None else []
         self._runs: list[Mapping[str, Any]] = []
         self._entropy: dict[str, deque[tuple[str, bytes]]] = {}
@@ -117,6 +124,7 @@ class ReplaySession:
         self._stats: dict[int, RunStats] = {}  # id(RunState) -> stats
         self._order: list[RunStats] = []  # active runs, oldest first
         self._run_entropy: dict[int, deque[tuple[str, bytes]]] = {}
+        self._run_clock: dict[int, _Clock] = {}
         self._armed = False
 
     # --- switched on while runs are active -------------------------------------------------------
@@ -155,7 +163,11 @@ class ReplaySession:
                 stats.replay_of = str(recorded.get("trace_id", ""))
                 stats.recorded_run_span = str(recorded.get("span_id", ""))
                 key = f"{stats.replay_of}/{stats.recorded_run_span}"
-                self._run_entropy[id(run)] = deque(self._entropy.get(key, ()))
+                recorded_draws = self._entropy.get(key, ())
+                self._run_entropy[id(run)] = deque(d for d in recorded_draws if d[0] != _entropy.CLOCK)
+                self._run_clock[id(run)] = _Clock(
+                    deque(int.from_bytes(v, "big") for source, v in recorded_draws if source == _entropy.CLOCK)
+                )
             else:
                 stats.replay_of = self._first_trace
                 if not _children.in_child():
@@ -205,6 +217,7 @@ class ReplaySession:
         with self._lock:
             stats = self._stats.pop(id(run), None)
             self._run_entropy.pop(id(run), None)
+            self._run_clock.pop(id(run), None)
             self._order = [s for s in self._order if s.run is not run]
         return stats
 
@@ -315,6 +328,7 @@ class ReplaySession:
                 return
             stats.forked = where
             self._run_entropy.pop(id(stats.run), None)
+            self._run_clock.pop(id(stats.run), None)
         if self._armed:
             # Child processes started from now on are past the point too: every call of theirs goes live.
             _children.set_child_env("AGENTTRACE_REPLAY_LIVE", "all")
@@ -393,14 +407,26 @@ class ReplaySession:
         )
 
     def _serve_entropy(self, run: RunState, source: str, size: int) -> bytes | None:
+        if source == _entropy.CLOCK:
+            return self._serve_clock(run)
         with self._lock:
             queue = self._run_entropy.get(id(run))
             stats = self._stats.get(id(run))
             if queue is None or stats is None or stats.forked:
                 return None
-            if queue and queue[0][0] == source and len(queue[0][1]) == size:
-                stats.entropy_served += 1
-                return queue.popleft()[1]
+            if queue and queue[0][0] == source:
+                recorded_value = queue[0][1]
+                if len(recorded_value) == size:
+                    stats.entropy_served += 1
+                    return queue.popleft()[1]
+                if source in _RESIZABLE:
+                    # Same source, another size: a clock-based id (uuid7 draws 10 bytes in a new
+                    # millisecond, 4 in the same one) whose readings fell otherwise. Served from
+                    # the recorded draw, so the sequence stays aligned and the replay deterministic.
+                    queue.popleft()
+                    stats.entropy_served += 1
+                    stats.entropy_resized += 1
+                    return _resized(recorded_value, size)
             recorded = (
                 f"the next recorded draw is {queue[0][0]}({len(queue[0][1])} bytes)" if queue else "no draws are left"
             )
@@ -427,6 +453,60 @@ class ReplaySession:
             f"replay-entropy:{id(run)}", f"replay: the agent drew {description}; using a fresh random value (relaxed)"
         )
         return None
+
+    def _serve_clock(self, run: RunState) -> bytes | None:
+        """The run's next wall-clock reading: the recorded one, then the last one advanced by real time."""
+        with self._lock:
+            clock = self._run_clock.get(id(run))
+            stats = self._stats.get(id(run))
+            if clock is None or stats is None or stats.forked:
+                return None
+            now = time.monotonic_ns()
+            if clock.readings:
+                value = clock.readings.popleft()
+                stats.clock_served += 1
+            elif clock.last is None:
+                return None  # the recorded run never read the clock: the real one
+            else:
+                value = clock.last + max(0, now - clock.at)
+            clock.last, clock.at = value, now
+            return value.to_bytes(8, "big")
+
+
+@dataclass
+class _Clock:
+    """A replay run's wall clock: the recorded readings left, and the last one served (and when, monotonic)."""
+
+    readings: deque[int]
+    last: int | None = None
+    at: int = 0
+
+
+# Forked workers serve their own calls from their copy of the session: another thread of the parent
+# may have held its lock at the fork (serving a clock reading, say), so the worker's copy gets a new one.
+_sessions: weakref.WeakSet[ReplaySession] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for session in list(_sessions):
+        session._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Sources whose draws may be served at another size than recorded (see ReplaySession._serve_entropy).
+_RESIZABLE = frozenset({"urandom", "sysrandom"})
+
+
+def _resized(value: bytes, size: int) -> bytes:
+    """``size`` bytes derived from ``value`` alone: its first bytes, extended by hashing it when too short."""
+    out = value[:size]
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(value + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return out[:size]
 
 
 def swallowed_violation(run: RunState) -> AgentTraceError | None:

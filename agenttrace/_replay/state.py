@@ -12,6 +12,7 @@ from agenttrace._core.config import Settings
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._core.scope import RunState
 from agenttrace._replay import children as _children
+from agenttrace._replay import clock as _clock
 from agenttrace._replay import entropy as _entropy
 from agenttrace._replay.session import ReplaySession
 
@@ -72,11 +73,18 @@ def _check_live(settings: Settings) -> None:
 
 
 def install() -> None:
-    """The first run starts: entropy capture always, serving when replaying."""
+    """The first run starts: entropy capture always (the wall clock too, unless ``virtual_clock`` is off).
+
+    Serving too, when replaying.
+    """
     global active  # noqa: PLW0603 - process-global mode
+    from agenttrace._core.runtime import runtime
+
     with _lock:
         active = True
         _entropy.install()
+        if runtime.settings is None or runtime.settings.virtual_clock:
+            _clock.install()
         if session is not None:
             session.activate()
 
@@ -88,6 +96,7 @@ def uninstall() -> None:
         active = False
         if session is not None:
             session.deactivate()
+        _clock.uninstall()
         _entropy.uninstall()
         if _children_armed:
             _children_armed = False

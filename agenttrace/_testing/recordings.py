@@ -93,6 +93,7 @@ _REPLAY_ONLY = frozenset(
         S.REPLAY_LEAKS,
         S.REPLAY_CALLS_UNUSED,
         S.REPLAY_ENTROPY_SERVED,
+        S.REPLAY_CLOCK_SERVED,
         S.REPLAY_VIOLATIONS,
         S.CALL_REPLAYED,
     }

@@ -26,6 +26,7 @@ _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
     "max_body_bytes": (10, "20", 10, 20),
     "replay_pacing": ("instant", "recorded", "instant", "recorded"),
     "fail_on_unused": (True, "false", True, False),
+    "virtual_clock": (False, "true", False, True),
     "replay_live": (["llm", "api.test"], "tool, https://x.test/", ("llm", "api.test"), ("tool", "https://x.test/")),
     "replay_live_from": ("lookup#2", " #3 ", "lookup#2", "#3"),
     "backend": (False, "on", False, True),
