@@ -76,9 +76,7 @@ def test_clock_based_ids_and_timestamps_replay_identically(replayer: Replayer, s
     assert server.connections == before
 
 
-def test_a_replay_reading_the_clock_more_often_still_passes_governance(
-    replayer: Replayer, server: TestServer
-) -> None:
+def test_a_replay_reading_the_clock_more_often_still_passes_governance(replayer: Replayer, server: TestServer) -> None:
     """Extra readings in replay shift the recorded ones; past the end the clock advances; governance holds."""
     rec = replayer.record(CLOCK_AGENT, [server.base_url])
     before = server.connections
