@@ -59,6 +59,27 @@ def install() -> None:
     _installed = True
 
 
+def _after_fork_in_child() -> None:
+    # A forked worker writes its spans as each ends (see agenttrace.exporters.processor): nothing
+    # waits in memory for the handler to save. And a Python-level handler can miss the SIGTERM
+    # that multiprocessing's Pool.terminate() sends: one arriving just before the worker blocks
+    # on the task queue's lock is only handled when that wait ends, which it never does. So the
+    # worker gets the action it had without AgentTrace back.
+    global _installed  # noqa: PLW0603 - the worker's own state
+    if not _installed or _previous is not signal.SIG_DFL:
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _installed = False
+    except (ValueError, OSError):  # not the main thread here: the handler stays
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> Any:
     previous = _previous
     # A process that is PID 1 (a container's command with no init) does not die of a signal left
