@@ -17,15 +17,15 @@ same routes), Anthropic Messages and Gemini's generateContent, whole or streamed
 gets its OpenTelemetry GenAI attributes from it (:func:`genai_attributes`), ``agenttrace show`` and
 the server their model and token columns. A body that does not parse (not JSON, cut at
 ``max_body_bytes``, filtered) just leaves the fields it would have given unset: never an error.
-A stream is not parsed event by event: only its first event and the ones carrying usage or a
-finish reason are, unless the messages' text is asked for (``content=True``).
+A stream is not parsed event by event: only its first event and its last few are (where the
+usage and finish reasons are), unless the messages' text is asked for (``content=True``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -481,8 +481,11 @@ _WHOLE: dict[str, Callable[[LLMCall, Mapping[str, Any], bool], None]] = {
     "gemini": _gemini,
 }
 
-# A stream's events worth parsing when only the figures are wanted: its first event (id, model)
-# and those that carry usage or a finish reason, found by these patterns in the raw event.
+# When only the figures are wanted, a stream's first event (id, model) is parsed, and its last
+# events, walking back while they carry usage or a finish reason (these patterns in the raw event),
+# at least _TAIL_MIN and at most _TAIL_MAX of them: every API puts its usage and finish reasons at
+# the end (OpenAI's usage chunk after the finish chunk, Anthropic's message_delta, the Responses
+# API's response.completed, Gemini's last chunk), so a long stream costs what a short one does.
 _WORTH = {
     "openai.chat": re.compile(rb'"usage"\s*:\s*\{|"finish_reason"\s*:\s*"'),
     "openai.completions": re.compile(rb'"usage"\s*:\s*\{|"finish_reason"\s*:\s*"'),
@@ -490,6 +493,10 @@ _WORTH = {
     "anthropic": re.compile(rb'"message_delta"'),
     "gemini": re.compile(rb'"usageMetadata"|"finishReason"'),
 }
+
+
+_TAIL_MIN = 2
+_TAIL_MAX = 16
 
 
 def _sse_events(body: bytes) -> Iterable[bytes]:
@@ -500,15 +507,54 @@ def _sse_events(body: bytes) -> Iterable[bytes]:
                 yield data
 
 
+def _sse_events_backwards(body: bytes) -> Iterator[bytes]:
+    """The stream's ``data:`` payloads from the last one back, without splitting the whole body."""
+    end = len(body)
+    while end > 0:
+        start = body.rfind(b"data:", 0, end)
+        if start < 0:
+            return
+        if start and body[start - 1] not in b"\r\n":  # "data:" inside an event's text
+            end = start
+            continue
+        stop = body.find(b"\n", start, end)
+        data = body[start + 5 : end if stop < 0 else stop].strip()
+        end = start
+        if data and data != b"[DONE]":
+            yield data
+
+
+def _figures_events(body: bytes, worth: re.Pattern[bytes] | None) -> list[bytes]:
+    """The events :func:`_stream` parses for the figures only: the first, then the tail, in stream order."""
+    tail: list[bytes] = []
+    for raw in _sse_events_backwards(body):
+        if len(tail) >= _TAIL_MAX or (len(tail) >= _TAIL_MIN and (worth is None or not worth.search(raw))):
+            break
+        tail.append(raw)
+    first = _first_event(body)
+    if first is not None and (not tail or first != tail[-1]):  # a short stream's first event is in the tail
+        tail.append(first)
+    tail.reverse()
+    return tail
+
+
+def _first_event(body: bytes) -> bytes | None:
+    start = 0
+    while (start := body.find(b"data:", start)) >= 0:
+        if not start or body[start - 1] in b"\r\n":
+            stop = body.find(b"\n", start)
+            data = body[start + 5 : len(body) if stop < 0 else stop].strip()
+            if data and data != b"[DONE]":
+                return data
+        start += 5
+    return None
+
+
 def _stream(call: LLMCall, body: bytes, content: bool) -> None:
     worth = _WORTH.get(call.api)
     texts: dict[int, list[str]] = {}  # choice (or Anthropic block) -> its text pieces
     tools: dict[tuple[int, int], list[str]] = {}  # (choice, tool index) -> [name, argument pieces...]
-    first = True
-    for raw in _sse_events(body):
-        if not (content or first or (worth is not None and worth.search(raw))):
-            continue
-        first = False
+    for raw in _sse_events(body) if content else _figures_events(body, worth):
         data = _loads(raw)
         if not isinstance(data, Mapping):
             continue

@@ -361,3 +361,42 @@ def test_describe_anthropic_cache_tokens() -> None:
         20,
         3,
     )
+
+
+def test_describe_long_stream_reads_its_ends() -> None:
+    """A 500-event stream: id and model from its first event, finish reason and usage from its last ones."""
+    from agenttrace._demo.llm_server import openai_stream
+
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "data: [DONE] " + "x" * 4000}],  # event-like text in the content
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    events = b"".join(openai_stream(body))
+    assert events.count(b"data:") > 500
+    first = json.loads(events.split(b"\n")[0][len(b"data: ") :])
+    usage = json.loads(events.split(b"data: ")[-2])["usage"]
+    call = describe(
+        "POST",
+        "http://127.0.0.1:8000/v1/chat/completions",
+        (),
+        json.dumps(body).encode(),
+        response_headers=[("content-type", "text/event-stream")],
+        response_body=events,
+    )
+    assert call is not None
+    assert (call.response_id, call.response_model, call.finish_reasons) == (first["id"], "m", ["stop"])
+    assert (call.input_tokens, call.output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    whole = describe(
+        "POST",
+        "http://127.0.0.1:8000/v1/chat/completions",
+        (),
+        json.dumps(body).encode(),
+        response_headers=[("content-type", "text/event-stream")],
+        response_body=events,
+        content=True,
+    )
+    assert whole is not None
+    assert whole.output_messages[0].content.startswith("You said: data: [DONE] xxx")
+    assert (whole.input_tokens, whole.finish_reasons) == (call.input_tokens, call.finish_reasons)
