@@ -15,7 +15,7 @@ import pytest
 import agenttrace
 from agenttrace._capture.genai import describe
 from agenttrace._demo.llm_server import FakeLLMServer
-from tests.recording import Recorder, Trace
+from tests.recording import Recorder, Trace, read_trace, replaying
 
 TOOLS = [
     {
@@ -210,6 +210,28 @@ def test_anthropic_messages(recorder: Recorder, llm: FakeLLMServer) -> None:
     assert streamed["gen_ai.usage.input_tokens"] == final.usage.input_tokens
     assert streamed["gen_ai.usage.output_tokens"] == final.usage.output_tokens
     assert final.usage.output_tokens > 1  # message_delta's count, not message_start's placeholder
+
+
+def test_replayed_call_is_described_from_the_recording(recorder: Recorder, llm: FakeLLMServer) -> None:
+    """In a governance replay the served call's span carries the recorded call's GenAI attributes (no request sent)."""
+
+    def agent() -> str:
+        return _openai(llm).chat.completions.create(model="gpt-demo", messages=[{"role": "user", "content": "x"}]).id
+
+    ident, recorded = recorder.run(agent)
+    before = llm.calls
+    with replaying(recorder.folder):
+        assert agenttrace.run("test-agent")(agent)() == ident
+    assert llm.calls == before
+    (replay_file,) = (recorder.folder / "replay").glob("*.jsonl")
+    replayed = read_trace(replay_file)
+    (span,) = replayed.call_spans
+    attrs = replayed.attrs(span)
+    assert attrs["agenttrace.call.replayed"] is True
+    assert span["name"] == "chat gpt-demo"
+    expected = _only_call(recorded)[1]
+    for key in ("gen_ai.response.id", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+        assert attrs[key] == expected[key]
 
 
 def test_filtered_usage_is_not_described(recorder: Recorder, llm: FakeLLMServer) -> None:
