@@ -53,8 +53,8 @@ def test_wheel_maps_instrumentors_and_exporters_under_agenttrace(tmp_path: Path)
         ("exporters", "agenttrace/exporters"),
     ):
         for module in (ROOT / folder).rglob("*"):
-            # Every module and every file the server reads (its templates and style sheet).
-            if module.suffix in (".py", ".html", ".css") and "__pycache__" not in module.parts:
+            # Every module and every file read at run time (the server's templates and style sheet, the prices).
+            if module.suffix in (".py", ".html", ".css", ".toml") and "__pycache__" not in module.parts:
                 assert f"{prefix}/{module.relative_to(ROOT / folder).as_posix()}" in names, module
     top_levels = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_levels == {"agenttrace"}

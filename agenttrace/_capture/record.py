@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from agenttrace._capture import genai as _genai
 from agenttrace._capture import payload as _payload
 from agenttrace._capture.filter import Filter
 from agenttrace._capture.model import Body, Exchange, RequestData
@@ -312,6 +313,7 @@ class Call:
         "live",
         "max_bytes",
         "reason",
+        "request",
         "response_headers",
         "rules",
         "run",
@@ -343,6 +345,7 @@ class Call:
         self._lock = threading.Lock()
         self.traced = True  # False: a served call without a span (nothing would receive it)
         self.live: Any = None  # replay let this call go live: told the answer (see _replay.live.LiveCall)
+        self.request: RequestData | None = None  # as recorded; read once at the end (_describe_llm)
 
     # The adapters call these.
 
@@ -466,6 +469,7 @@ class Call:
             attributes[_payload.BODY_FILTERED] = True
         self._chunks = []
         add_event(self.span, S.EVENT_RESPONSE, attributes, pending)
+        self._describe_llm(headers, data)
         if self.live is not None:
             self.live.answered(self.status_code, data, None, headers)
 
@@ -504,6 +508,43 @@ class Call:
             attributes[S.HTTP_REASON] = self.reason
         self._chunks = []
         add_event(self.span, S.EVENT_RESPONSE, attributes)
+        self._describe_llm(recorded.headers, recorded.body.data)
+
+    def _describe_llm(self, headers: Sequence[tuple[str, str]], body: bytes | None) -> None:
+        """Name an LLM call's span ``{operation} {model}`` and add its GenAI attributes (docs/span-model.md).
+
+        Parsed from the payloads as recorded (redacted, filtered): what a filter removed is not
+        described either. A body that does not parse gives fewer attributes, never an error.
+        """
+        request, self.request = self.request, None
+        if request is None or request.method != "POST":
+            return
+        # What the trace keeps of each body, no more (a body past max_body_bytes is recorded cut).
+        limit = self.max_bytes
+        sent = request.body if len(request.body) <= limit else request.body[:limit]
+        if body is not None and len(body) > limit:
+            body = body[:limit]
+        settings = runtime.settings
+        content = settings is not None and settings.openinference
+        try:
+            call = _genai.describe(
+                request.method,
+                request.url,
+                request.headers,
+                sent,
+                response_headers=headers,
+                response_body=body,
+                content=content,
+            )
+            if call is None:
+                return
+            attributes = _genai.genai_attributes(call)
+            if content:
+                attributes.update(_genai.openinference_attributes(call, sent, headers, body))
+            self.span.set_attributes(attributes)
+            self.span.update_name(call.span_name)
+        except Exception as exc:  # noqa: BLE001 - the call itself is unaffected
+            internal_error(self.library, exc)
 
     def _write_error(self, error: BaseException, phase: str) -> None:
         name = qualified_name(error)
@@ -513,6 +554,7 @@ class Call:
         # redacted as in url.full; the rules' patterns apply as to any text.
         message = _payload.redact_text(self.rules.text(str(error)))
         add_event(self.span, S.EVENT_ERROR, {S.ERROR_TYPE: name, S.ERROR_MESSAGE: message, S.ERROR_PHASE: phase})
+        self._describe_llm((), None)
         self.span.set_attribute("error.type", name)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
 
@@ -697,6 +739,7 @@ def _open(prepared: _Prepared, exchange: Exchange | None, start_ns: int, live: b
     span = runtime.tracer.start_span(recorded.method, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns)
     run = prepared.scope.run if prepared.scope is not None else None
     call = Call(prepared.library, span, prepared.rules, run, prepared.max_bytes)
+    call.request = recorded
     if response is not None:
         call._status_set = response.status_code
     event: dict[str, Any] = {

@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"default {DEFAULT_MAX_REQUEST_BYTES})",
     )
     parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="a TOML price table extending and overriding the bundled one (AGENTTRACE_PRICES_FILE)",
+    )
+    parser.add_argument(
         "--request-timeout",
         help="seconds an upload may stall before it is answered 408 and its turn given up "
         f"(AGENTTRACE_SERVER_REQUEST_TIMEOUT; default {DEFAULT_REQUEST_TIMEOUT:g})",
@@ -119,7 +124,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             f"host {host!r} is reachable from other machines, and no API key is set: anyone there could read "
             "and write every trace; give keys with --api-key or AGENTTRACE_SERVER_API_KEYS, or listen on 127.0.0.1"
         )
+    from agenttrace._format.usage import load_prices
+
     return {
+        "prices": load_prices(getattr(args, "prices", None)),  # a bad file is said at start, not on a page
         "host": str(host),
         "port": port,
         "database": str(database),
@@ -172,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        app = create_app(app_store, config["api_keys"], config["max_request_bytes"], config["request_timeout"])
+        app = create_app(
+            app_store, config["api_keys"], config["max_request_bytes"], config["request_timeout"], config["prices"]
+        )
         family = socket.AF_INET6 if ":" in config["host"] else socket.AF_INET
         try:
             sock = listening_socket(config["host"], config["port"])

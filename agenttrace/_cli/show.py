@@ -11,6 +11,7 @@ from agenttrace._core.errors import AgentTraceError
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord, cut_short, read_spans
 from agenttrace._format.tree import call_summary, span_tree
+from agenttrace._format.usage import CallUsage, Prices, Totals, call_usage, format_cost, load_prices
 
 __all__ = ["add_arguments", "render", "run"]
 
@@ -27,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "runs in progress and runs whose process died included)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="a TOML price table extending and overriding the bundled one (default: $AGENTTRACE_PRICES_FILE)",
+    )
 
 
 def _duration(span: SpanRecord) -> str:
@@ -52,7 +58,42 @@ def _body_note(span: SpanRecord) -> str:
     return ""
 
 
-def _label(span: SpanRecord, numbers: dict[str, int] | None = None) -> str:
+def _tokens(count: int | None) -> str:
+    return "?" if count is None else f"{count:,}"
+
+
+def _usage_note(usage: CallUsage, prices: Prices | None) -> str:
+    """`` gpt-4o 1,234→56 tok $0.0042``: an LLM call's model, input and output tokens, and cost when priced."""
+    from rich.markup import escape
+
+    note = f"  [magenta]{escape(usage.model or '(model?)')}[/]"
+    if usage.input_tokens is not None or usage.output_tokens is not None:
+        note += f" {_tokens(usage.input_tokens)}→{_tokens(usage.output_tokens)} tok"
+    cost = prices.cost(usage) if prices is not None else None
+    if cost is not None:
+        note += f" [green]{format_cost(cost)}[/]"
+    return note
+
+
+def _totals_note(totals: Totals) -> str:
+    """The run's LLM calls added up: count, tokens in and out, cost of those priced."""
+    if not totals.calls:
+        return ""
+    plural = "" if totals.calls == 1 else "s"
+    note = (
+        f"  [magenta]{totals.calls} LLM call{plural}, {totals.input_tokens:,} in / "
+        f"{totals.output_tokens:,} out tokens[/]"
+    )
+    if totals.priced:
+        note += f" [green]{format_cost(totals.cost)}[/]"
+        if totals.priced < totals.calls:
+            note += f" [dim]({totals.calls - totals.priced} not priced)[/]"
+    elif totals.models:
+        note += " [dim](no price for " + ", ".join(sorted(totals.models)) + ")[/]"
+    return note
+
+
+def _label(span: SpanRecord, numbers: dict[str, int] | None = None, llm: str = "") -> str:
     from rich.markup import escape
 
     attrs = span.attributes
@@ -63,7 +104,7 @@ def _label(span: SpanRecord, numbers: dict[str, int] | None = None) -> str:
         tag = "[bold magenta]run[/]"
         if attrs.get(S.RUN_MODE) == "replay":
             tag += " [cyan](replay)[/]"
-        parts.append(f"{tag} [bold]{escape(span.name)}[/]")
+        parts.append(f"{tag} [bold]{escape(span.name)}[/]{llm}")
     elif kind == "step":
         step_type = str(attrs.get(S.STEP_TYPE, ""))
         colour = "red" if step_type == "error" else "green"
@@ -80,7 +121,9 @@ def _label(span: SpanRecord, numbers: dict[str, int] | None = None) -> str:
         # The run's call number, as replay_live_from's #N names it.
         found = (numbers or {}).get(span.span_id)
         number = f"[dim]#{found}[/] " if found is not None else ""
-        parts.append(f"{number}[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}")
+        parts.append(
+            f"{number}[blue]{escape(str(method))}[/] {escape(str(url))} {outcome}{replayed}{_body_note(span)}{llm}"
+        )
     else:
         parts.append(f"[dim]{escape(span.name)}[/]")
     parts.append(f"[dim]{_duration(span)}[/]")
@@ -126,21 +169,49 @@ def _ordinal(span: SpanRecord) -> int:
     return value if isinstance(value, int) else 0
 
 
-def render(spans: list[SpanRecord]) -> Any:
+def _notes(roots: list[SpanRecord], children: dict[str, list[SpanRecord]], prices: Prices | None) -> dict[str, str]:
+    """Span id -> its LLM note: model, tokens and cost on each LLM call, their totals on each run."""
+    notes: dict[str, str] = {}
+
+    def walk(span: SpanRecord) -> list[CallUsage]:
+        found: list[CallUsage] = []
+        usage = call_usage(span)
+        if usage is not None:
+            notes[span.span_id] = _usage_note(usage, prices)
+            found.append(usage)
+        for child in children.get(span.span_id, ()):
+            found.extend(walk(child))
+        if span.attributes.get(S.KIND) == "run":
+            total = Totals()
+            for one in found:
+                total.add(one, prices.cost(one) if prices is not None else None)
+            notes[span.span_id] = _totals_note(total)
+        return found
+
+    for root in roots:
+        walk(root)
+    return notes
+
+
+def render(spans: list[SpanRecord], prices: Prices | None = None) -> Any:
     """A ``rich`` renderable of ``spans`` as trees, one per root, children in start order."""
     from rich.console import Group
     from rich.tree import Tree
 
     roots, children = span_tree(spans)
     numbers = call_numbers(roots, children)
+    notes = _notes(roots, children, prices)
+
+    def label(span: SpanRecord) -> str:
+        return _label(span, numbers, notes.get(span.span_id, ""))
 
     def grow(tree: Tree, span: SpanRecord) -> None:
         for child in children.get(span.span_id, ()):
-            grow(tree.add(_label(child, numbers)), child)
+            grow(tree.add(label(child)), child)
 
     trees = []
     for root in roots:
-        tree = Tree(_label(root, numbers))
+        tree = Tree(label(root))
         grow(tree, root)
         trees.append(tree)
     return Group(*trees)
@@ -165,6 +236,11 @@ def run(args: argparse.Namespace) -> int:
     # Piped output (CI logs, `| less`) is not cut at 80 columns.
     width = None if sys.stdout.isatty() else 200
     console = Console(no_color=args.no_color, highlight=False, width=width)
+    try:
+        prices = load_prices(getattr(args, "prices", None))
+    except AgentTraceError as exc:
+        print(f"agenttrace show: {exc}", file=sys.stderr)
+        return 2
     code = 0
     for file in [found for name in args.files for found in _expand(name)]:
         try:
@@ -186,5 +262,5 @@ def run(args: argparse.Namespace) -> int:
         if short:
             console.print(f"[yellow]{short}[/]", soft_wrap=True)  # on a line of its own: never wrapped apart
         if spans:
-            console.print(render(spans))
+            console.print(render(spans, prices))
     return code

@@ -98,6 +98,12 @@ SETTINGS_TABLE: tuple[_Setting, ...] = (
     ),
     _Setting("export_timeout", "AGENTTRACE_EXPORT_TIMEOUT", 10.0, "Seconds one upload may take, retries included."),
     _Setting(
+        "openinference",
+        "AGENTTRACE_OPENINFERENCE",
+        False,
+        "Also write OpenInference's attributes (Arize Phoenix's LLM view) on LLM call spans.",
+    ),
+    _Setting(
         "export_run_metadata",
         "AGENTTRACE_EXPORT_RUN_METADATA",
         False,
@@ -135,6 +141,7 @@ class Settings:
     exit_upload: str = "background"
     export_timeout: float = 10.0
     export_run_metadata: bool = False
+    openinference: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -464,5 +471,6 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
     values["exit_upload"] = _choice("exit_upload", raw["exit_upload"][0], raw["exit_upload"][1], EXIT_UPLOADS)
     values["export_timeout"] = _seconds("export_timeout", *raw["export_timeout"])
     values["export_run_metadata"] = _bool("export_run_metadata", *raw["export_run_metadata"])
+    values["openinference"] = _bool("openinference", *raw["openinference"])
     values["sources"] = {name: "file" if how.startswith("file:") else how for name, (_, how) in raw.items()}
     return Settings(**values)

@@ -8,9 +8,11 @@ code::
         client.chat.completions.create(model="demo", messages=[...])
 
 Routes: ``POST /v1/chat/completions`` (plain, ``stream=True`` SSE, tool calls, usage chunk
-with ``stream_options.include_usage``) and ``POST /v1/messages`` (plain, ``stream=True``
-events, tool use). Every response carries random ids and a random ``nonce`` in its text, so a
-replayed run that prints the same ids provably got them from the recording.
+with ``stream_options.include_usage``), ``POST /v1/responses`` (OpenAI's Responses API: plain,
+``stream=True`` events, function calls) and ``POST /v1/messages`` (plain, ``stream=True``
+events, tool use). Every answer reports its token ``usage``. Every response carries random ids
+and a random ``nonce`` in its text, so a replayed run that prints the same ids provably got them
+from the recording.
 
 Behaviour: with tools offered and no tool result yet in the conversation, the model calls the
 first tool with arguments built from the last user message; after a tool result it answers
@@ -177,6 +179,85 @@ def openai_stream(body: Mapping[str, Any]) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+# --- OpenAI responses ------------------------------------------------------------------------
+
+
+def _responses_decision(body: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    outputs = [i for i in items if isinstance(i, Mapping) and i.get("type") == "function_call_output"]
+    last_user = next(
+        (_text_of(i.get("content")) for i in reversed(items) if isinstance(i, Mapping) and i.get("role") == "user"), ""
+    )
+    tools = body.get("tools") or []
+    if tools and not outputs:
+        tool = tools[0]
+        return "", {
+            "type": "function_call",
+            "id": f"fc_{uuid.uuid4().hex[:24]}",
+            "call_id": f"call_{uuid.uuid4().hex[:24]}",
+            "name": tool.get("name", "tool"),
+            "arguments": json.dumps(_arguments(tool.get("parameters", {}), last_user)),
+            "status": "completed",
+        }
+    if outputs:
+        return f"The tool said: {outputs[-1].get('output', '')} (nonce {_nonce()})", None
+    return f"You said: {last_user} (nonce {_nonce()})", None
+
+
+def openai_response(body: Mapping[str, Any], ident: str | None = None) -> dict[str, Any]:
+    """A Responses API ``response`` object answering ``body``."""
+    text, call = _responses_decision(body)
+    item: dict[str, Any] = call or {
+        "type": "message",
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+    prompt = len(json.dumps(body.get("input", ""))) // 4
+    completion = max(1, len(text) // 4)
+    return {
+        "id": ident or f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": body.get("model", "demo"),
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": body.get("tools") or [],
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def openai_response_stream(body: Mapping[str, Any]) -> Iterator[bytes]:
+    """The SSE events of a streamed Responses API answer: created, text deltas, completed."""
+    final = openai_response(body)
+    number = iter(range(1_000_000))
+
+    def event(name: str, data: Mapping[str, Any]) -> bytes:
+        payload = json.dumps({"type": name, "sequence_number": next(number), **data})
+        return f"event: {name}\ndata: {payload}\n\n".encode()
+
+    yield event("response.created", {"response": dict(final, status="in_progress", output=[], usage=None)})
+    item = final["output"][0]
+    if item["type"] == "message":
+        for piece in _split(item["content"][0]["text"]):
+            yield event(
+                "response.output_text.delta",
+                {"item_id": item["id"], "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []},
+            )
+    yield event("response.output_item.done", {"output_index": 0, "item": item})
+    yield event("response.completed", {"response": final})
+
+
 # --- Anthropic messages ----------------------------------------------------------------------
 
 
@@ -326,6 +407,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(openai_stream(body))
             else:
                 self._json(200, openai_completion(body))
+        elif path.endswith("/responses"):
+            if body.get("stream"):
+                self._stream(openai_response_stream(body))
+            else:
+                self._json(200, openai_response(body))
         elif path.endswith("/messages"):
             if body.get("stream"):
                 self._stream(anthropic_stream(body))

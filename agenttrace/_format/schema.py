@@ -106,6 +106,39 @@ DNS_ANSWER = "agenttrace.dns.answer"  # JSON of what the lookup returned
 CONNECT_HOST = "agenttrace.connect.host"
 CONNECT_PORT = "agenttrace.connect.port"
 
+# GenAI semantic conventions (OpenTelemetry's gen_ai.* names), on the call span of an LLM call,
+# parsed from its recorded payloads (agenttrace._capture.genai; docs/span-model.md).
+GEN_AI_OPERATION = "gen_ai.operation.name"  # "chat" | "text_completion" | "embeddings" | "generate_content"
+GEN_AI_PROVIDER = "gen_ai.provider.name"  # "openai" | "anthropic" | "azure.ai.openai" | "gcp.gemini" | ...
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_PREFIX = "gen_ai.request."  # + temperature, max_tokens, top_p, top_k, seed, stream, ...
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"  # str[]
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"  # cached input tokens included
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"
+OPENAI_API_TYPE = "openai.api.type"  # "chat_completions" | "responses"
+
+# OpenInference's names (Arize Phoenix), beside the GenAI ones with the openinference setting.
+OI_SPAN_KIND = "openinference.span.kind"  # "LLM" | "EMBEDDING"
+OI_MODEL_NAME = "llm.model_name"
+OI_PROVIDER = "llm.provider"
+OI_SYSTEM = "llm.system"
+OI_INVOCATION_PARAMETERS = "llm.invocation_parameters"  # JSON
+OI_PROMPT_TOKENS = "llm.token_count.prompt"
+OI_COMPLETION_TOKENS = "llm.token_count.completion"
+OI_TOTAL_TOKENS = "llm.token_count.total"
+OI_INPUT_VALUE = "input.value"
+OI_INPUT_MIME = "input.mime_type"
+OI_OUTPUT_VALUE = "output.value"
+OI_OUTPUT_MIME = "output.mime_type"
+OI_INPUT_MESSAGES = "llm.input_messages"  # + .{i}.message.role / .content / .tool_calls.{j}.tool_call.function.*
+OI_OUTPUT_MESSAGES = "llm.output_messages"
+
 # Replay report, on the replay run's span.
 REPLAY_SOURCE = "agenttrace.replay.source"
 REPLAY_CALLS_SERVED = "agenttrace.replay.calls_served"

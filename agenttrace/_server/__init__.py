@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from agenttrace._core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from agenttrace._format.usage import Prices
     from agenttrace._server.store import Store
 
 __all__ = ["SERVER_HINT", "create_app", "web_stack"]
@@ -59,9 +60,16 @@ def web_stack() -> None:
 
 
 def create_app(
-    store: Store, api_keys: Sequence[str] = (), max_request_bytes: int = 64 * 2**20, request_timeout: float = 30.0
+    store: Store,
+    api_keys: Sequence[str] = (),
+    max_request_bytes: int = 64 * 2**20,
+    request_timeout: float = 30.0,
+    prices: Prices | None = None,
 ) -> Any:
-    """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication."""
+    """The server's ASGI application over ``store``; ``api_keys`` empty means no authentication.
+
+    ``prices`` prices the LLM calls the pages show (default: the bundled table and AGENTTRACE_PRICES_FILE).
+    """
     web_stack()  # the modules below import the web stack
     import anyio
     from starlette.applications import Starlette
@@ -90,5 +98,6 @@ def create_app(
         max_request_bytes=max_request_bytes,
         ingesting=anyio.Semaphore(INGEST_CONCURRENCY),
         request_timeout=request_timeout,
+        prices=prices,
     )
     return app

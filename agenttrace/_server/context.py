@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import anyio
     from starlette.requests import Request
 
+    from agenttrace._format.usage import Prices
     from agenttrace._server.store import Store
 
 __all__ = ["MAX_OFFSET", "ServerState", "state_of", "trace_id_of"]
@@ -28,6 +29,7 @@ class ServerState:
     max_request_bytes: int  # largest OTLP request body, after decompression
     ingesting: anyio.Semaphore  # OTLP requests read, decoded and stored at once
     request_timeout: float = 30.0  # seconds a request body may stall before it is answered 408
+    prices: Prices | None = None  # the price table of the pages' costs (None: the bundled one)
 
 
 def state_of(request: Request) -> ServerState:

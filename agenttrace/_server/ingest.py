@@ -243,7 +243,28 @@ def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
         run_name=_column(attributes.get(S.RUN_NAME, span.get("name", ""))) if kind == "run" else "",
         run_mode=_column(attributes.get(S.RUN_MODE, "")) if kind == "run" else "",
         line=line,
+        **_llm_columns(attributes),
     )
+
+
+def _llm_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """An LLM call span's columns: model and token counts (other instrumentations' GenAI spans are not counted:
+    AgentTrace's call span below them already is)."""
+    if S.GEN_AI_OPERATION not in attributes or attributes.get(S.KIND) != "call":
+        return {}
+    model = attributes.get(S.GEN_AI_RESPONSE_MODEL) or attributes.get(S.GEN_AI_REQUEST_MODEL)
+
+    def tokens(key: str) -> int:
+        value = attributes.get(key)
+        return value if type(value) is int and 0 <= value < 2**62 else 0
+
+    return {
+        "model": _column(model) if isinstance(model, str) and model else "?",
+        "input_tokens": tokens(S.GEN_AI_INPUT_TOKENS),
+        "output_tokens": tokens(S.GEN_AI_OUTPUT_TOKENS),
+        "cache_read_tokens": tokens(S.GEN_AI_CACHE_READ_TOKENS),
+        "cache_creation_tokens": tokens(S.GEN_AI_CACHE_CREATION_TOKENS),
+    }
 
 
 def _column(value: Any) -> str:

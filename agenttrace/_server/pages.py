@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.files import SpanRecord
 from agenttrace._format.tree import call_summary, in_parent_cycle, span_tree
+from agenttrace._format.usage import CallUsage, Prices, Totals, call_usage, format_cost, load_prices
 from agenttrace._server.store.records import TraceSummary
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Node:
     failed: bool
     note: str = ""
     status_message: str = ""
+    llm: str = ""  # an LLM call's model, tokens and cost; on a run, its calls' totals
     attributes: list[tuple[str, str]] = field(default_factory=list)
     payloads: list[Payload] = field(default_factory=list)
     children: list[Node] = field(default_factory=list)
@@ -191,7 +193,69 @@ def _descendants(span: SpanRecord, children: dict[str, list[SpanRecord]]) -> lis
     return out
 
 
-def _node(span: SpanRecord, children: dict[str, list[SpanRecord]], depth: int = 0) -> Node:
+_prices: Prices | None = None
+
+
+def _default_prices() -> Prices:
+    """The bundled price table with AGENTTRACE_PRICES_FILE's (a bad file is said once; the bundled one stands)."""
+    global _prices  # noqa: PLW0603 - read once, on the first page
+    if _prices is None:
+        from agenttrace._core.errors import AgentTraceError, warn_once
+
+        try:
+            _prices = load_prices()
+        except AgentTraceError as exc:
+            warn_once("server-prices", f"{exc}; the pages use the bundled prices")
+            _prices = load_prices(environ={})
+    return _prices
+
+
+def _tokens(count: int | None) -> str:
+    return "?" if count is None else f"{count:,}"
+
+
+def _usage_text(usage: CallUsage, prices: Prices) -> str:
+    """``gpt-4o · 1,234 → 56 tokens · $0.0042`` (the cost where the model has a price)."""
+    parts = [usage.model or "model not said"]
+    if usage.input_tokens is not None or usage.output_tokens is not None:
+        parts.append(f"{_tokens(usage.input_tokens)} → {_tokens(usage.output_tokens)} tokens")
+    cost = prices.cost(usage)
+    if cost is not None:
+        parts.append(format_cost(cost))
+    return " · ".join(parts)
+
+
+def totals_text(totals: Totals) -> str:
+    """``3 LLM calls · 1,234 → 56 tokens · $0.0123 (1 not priced)``, or "" without LLM calls."""
+    if not totals.calls:
+        return ""
+    parts = [
+        f"{totals.calls} LLM call{'' if totals.calls == 1 else 's'}",
+        f"{totals.input_tokens:,} → {totals.output_tokens:,} tokens",
+    ]
+    if totals.priced:
+        cost = format_cost(totals.cost)
+        parts.append(cost if totals.priced == totals.calls else f"{cost} ({totals.calls - totals.priced} not priced)")
+    else:
+        parts.append("no price for " + ", ".join(sorted(totals.models)) if totals.models else "not priced")
+    return " · ".join(parts)
+
+
+def summary_totals(summary: TraceSummary, prices: Prices) -> Totals:
+    """A listed trace's LLM calls added up from the store's per-model sums, priced."""
+    totals = Totals()
+    for group in summary.usage:
+        model = None if group.model == "?" else group.model
+        usage = CallUsage(
+            model, group.input_tokens, group.output_tokens, group.cache_read_tokens, group.cache_creation_tokens
+        )
+        totals.add(usage, prices.cost(usage), calls=group.calls)
+    return totals
+
+
+def _node(
+    span: SpanRecord, children: dict[str, list[SpanRecord]], depth: int = 0, prices: Prices | None = None
+) -> Node:
     attrs = span.attributes
     kind = str(attrs.get(S.KIND, ""))
     node = Node(
@@ -216,15 +280,29 @@ def _node(span: SpanRecord, children: dict[str, list[SpanRecord]], depth: int = 
         node.tag = str(attrs.get(S.STEP_TYPE, "step"))
     elif kind == "call":
         _call(span, node)
+        usage = call_usage(span)
+        if usage is not None:
+            node.llm = _usage_text(usage, prices or _default_prices())
     if kind != "call":
         hidden = (S.RUN_SOURCE, S.RUN_DISTRIBUTIONS)  # long; in the download
         node.attributes = [(k, _attribute(v)) for k, v in sorted(attrs.items()) if k not in hidden]
     if depth < MAX_DEPTH:
-        node.children = [_node(child, children, depth + 1) for child in children.get(span.span_id, ())]
+        node.children = [_node(child, children, depth + 1, prices) for child in children.get(span.span_id, ())]
     else:
         node.note = f"{node.note} (spans below are nested deeper, listed flat)".strip()
-        node.children = [_node(child, {}, depth + 1) for child in _descendants(span, children)]
+        node.children = [_node(child, {}, depth + 1, prices) for child in _descendants(span, children)]
+    if kind == "run":
+        node.llm = totals_text(_totals(span, children, prices or _default_prices()))
     return node
+
+
+def _totals(span: SpanRecord, children: dict[str, list[SpanRecord]], prices: Prices) -> Totals:
+    totals = Totals()
+    for below in _descendants(span, children):
+        usage = call_usage(below)
+        if usage is not None:
+            totals.add(usage, prices.cost(usage))
+    return totals
 
 
 def _attribute(value: Any) -> str:
@@ -232,24 +310,51 @@ def _attribute(value: Any) -> str:
     return text if len(text) <= 2000 else text[:1999] + "…"
 
 
-def render_index(traces: list[TraceSummary], page: int, more: bool, store: str, base_url: str) -> str:
+def _llm_cells(totals: Totals) -> tuple[str, str]:
+    """The listing's Tokens and Cost cells of a trace."""
+    if not totals.calls:
+        return "", ""
+    tokens = f"{totals.input_tokens:,} → {totals.output_tokens:,}"
+    if not totals.priced:
+        return tokens, "—"
+    cost = format_cost(totals.cost)
+    return tokens, cost if totals.priced == totals.calls else f"≥ {cost}"
+
+
+def render_index(
+    traces: list[TraceSummary],
+    page: int,
+    more: bool,
+    store: str,
+    base_url: str,
+    *,
+    prices: Prices | None = None,
+) -> str:
     """The traces page."""
+    table = prices or _default_prices()
+    llm = {t.trace_id: _llm_cells(summary_totals(t, table)) for t in traces}
     template = _templates().get_template("index.html")
-    return template.render(traces=traces, page=page, more=more, store=store, base_url=base_url)
+    return template.render(traces=traces, page=page, more=more, store=store, base_url=base_url, llm=llm)
 
 
-def render_trace(summary: TraceSummary, spans: list[SpanRecord], store: str) -> str:
+def render_trace(summary: TraceSummary, spans: list[SpanRecord], store: str, prices: Prices | None = None) -> str:
     """One trace's page."""
+    table = prices or _default_prices()
     roots, children = span_tree(spans)
     ids = {span.span_id for span in spans}
+    everything = Totals()
+    for span in spans:
+        usage = call_usage(span)
+        if usage is not None:
+            everything.add(usage, table.cost(usage))
     nodes = []
     for root in roots:
-        node = _node(root, children)
+        node = _node(root, children, prices=table)
         if in_parent_cycle(root, ids):
             node.note = f"{node.note} (its parents form a cycle: shown from here)".strip()
         nodes.append(node)
     template = _templates().get_template("trace.html")
-    return template.render(summary=summary, roots=nodes, store=store)
+    return template.render(summary=summary, roots=nodes, store=store, llm=totals_text(everything))
 
 
 def render_not_found() -> str:

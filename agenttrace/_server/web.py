@@ -53,7 +53,8 @@ async def index(request: Request) -> Response:
     store = state_of(request).store
     found = await run_in_threadpool(store.traces, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
     base_url = str(request.base_url).rstrip("/")
-    html = render_index(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE, store.description, base_url)
+    prices = state_of(request).prices
+    html = render_index(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE, store.description, base_url, prices=prices)
     return HTMLResponse(html)
 
 
@@ -66,7 +67,8 @@ async def trace_page(request: Request) -> Response:
         return HTMLResponse(render_not_found(), status_code=404)
     lines = await run_in_threadpool(store.lines, trace_id)
     spans = await run_in_threadpool(spans_of_lines, lines, f"trace {trace_id}")
-    return HTMLResponse(await run_in_threadpool(render_trace, summary, spans, store.description))
+    prices = state_of(request).prices
+    return HTMLResponse(await run_in_threadpool(render_trace, summary, spans, store.description, prices))
 
 
 async def healthz(request: Request) -> Response:

@@ -36,6 +36,7 @@ _VALUES: dict[str, tuple[Any, str, Any, Any]] = {
     "exit_upload": ("background", "wait", "background", "wait"),
     "export_timeout": (3.0, "4", 3.0, 4.0),
     "export_run_metadata": (False, "1", False, True),
+    "openinference": (False, "1", False, True),
     "redact_headers": (["X-Arg"], "X-Env, X-Other", ("X-Arg",), ("X-Env", "X-Other")),
     "filter": (
         ["token"],

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.store.sql import SCHEMA, SQLStore
+from agenttrace._server.store.sql import SCHEMA, SQLStore, migrations
 
 __all__ = ["POSTGRES_HINT", "PostgresStore", "redacted"]
 
@@ -46,6 +46,15 @@ class PostgresStore(SQLStore):
                 connection.execute("SELECT pg_advisory_lock(727271)")
                 try:
                     connection.execute(SCHEMA)
+                    columns = {
+                        str(row[0])
+                        for row in connection.execute(
+                            "SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = 'agenttrace_spans' AND table_schema = current_schema()"
+                        )
+                    }
+                    for statement in migrations(columns):
+                        connection.execute(statement)
                 finally:
                     connection.execute("SELECT pg_advisory_unlock(727271)")
         except psycopg.Error as exc:

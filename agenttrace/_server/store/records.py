@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SpanRow", "TraceSummary"]
+__all__ = ["ModelUsage", "SpanRow", "TraceSummary"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,24 @@ class SpanRow:
     run_name: str  # agenttrace.run.name on run spans, else ""
     run_mode: str  # agenttrace.run.mode on run spans ("record", "replay"), else ""
     line: str  # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}
+    # LLM call spans (gen_ai.operation.name set): the model ("?" when unsaid) and the gen_ai.usage tokens.
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """A trace's LLM calls to one model, added up (the listing prices them)."""
+
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class TraceSummary:
     calls: int
     failed: bool
     mode: str
+    usage: tuple[ModelUsage, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,4 +68,7 @@ class TraceSummary:
             "calls": self.calls,
             "status": "error" if self.failed else "ok",
             "mode": self.mode,
+            "llm_calls": sum(u.calls for u in self.usage),
+            "input_tokens": sum(u.input_tokens for u in self.usage),
+            "output_tokens": sum(u.output_tokens for u in self.usage),
         }

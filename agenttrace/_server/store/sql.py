@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from agenttrace._server.store.records import SpanRow, TraceSummary
+from agenttrace._server.store.records import ModelUsage, SpanRow, TraceSummary
 
-__all__ = ["SCHEMA", "SQLStore"]
+__all__ = ["SCHEMA", "SQLStore", "migrations"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agenttrace_spans (
@@ -35,12 +36,38 @@ CREATE TABLE IF NOT EXISTS agenttrace_spans (
 CREATE INDEX IF NOT EXISTS agenttrace_spans_start ON agenttrace_spans (start_ns);
 """
 
-_COLUMNS = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, run_name, run_mode, line"
+# Columns added since the first schema, with what rows stored before them hold; a store opening an
+# older database adds them (:func:`migrations`).
+_ADDED = (
+    ("model", "TEXT NOT NULL DEFAULT ''"),
+    ("input_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("output_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_read_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_creation_tokens", "BIGINT NOT NULL DEFAULT 0"),
+)
+
+
+def migrations(existing: set[str]) -> list[str]:
+    """The ALTER TABLE statements that bring a table with the columns ``existing`` up to date."""
+    return [f"ALTER TABLE agenttrace_spans ADD COLUMN {name} {kind}" for name, kind in _ADDED if name not in existing]
+
+
+_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, run_name, run_mode, line, "
+    "model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens"
+)
 
 _INSERT = (
-    f"INSERT INTO agenttrace_spans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constants only
+    f"INSERT INTO agenttrace_spans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constants only
     "ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
+
+# The LLM calls of some traces, added up by model.
+_USAGE = """
+SELECT trace_id, model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+       SUM(cache_creation_tokens)
+FROM agenttrace_spans WHERE model <> '' AND trace_id IN ({ids}) GROUP BY trace_id, model ORDER BY trace_id, model
+"""
 
 # A page of the listing: each trace's time span, counts and whether a span failed, aggregated
 # over its spans; then, for the page's traces only, the name and mode of its first run span (by
@@ -116,6 +143,11 @@ class SQLStore(abc.ABC):
                 r.run_name,
                 r.run_mode,
                 r.line,
+                r.model,
+                r.input_tokens,
+                r.output_tokens,
+                r.cache_read_tokens,
+                r.cache_creation_tokens,
             )
             for r in rows
         ]
@@ -129,14 +161,27 @@ class SQLStore(abc.ABC):
         sql = self._sql(_SUMMARY.format(where="", limit="LIMIT ? OFFSET ?"))
         with self._cursor() as cursor:
             cursor.execute(sql, (limit, offset))
-            return [_summary(row) for row in cursor.fetchall()]
+            return self._with_usage(cursor, [_summary(row) for row in cursor.fetchall()])
 
     def trace(self, trace_id: str) -> TraceSummary | None:
         sql = self._sql(_SUMMARY.format(where="WHERE trace_id = ?", limit=""))
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
             row = cursor.fetchone()
-        return None if row is None else _summary(row)
+            return None if row is None else self._with_usage(cursor, [_summary(row)])[0]
+
+    def _with_usage(self, cursor: Any, summaries: list[TraceSummary]) -> list[TraceSummary]:
+        """``summaries`` with the LLM usage of each trace, by model."""
+        if not summaries:
+            return summaries
+        ids = [s.trace_id for s in summaries]
+        cursor.execute(self._sql(_USAGE.format(ids=", ".join("?" * len(ids)))), ids)
+        found: dict[str, list[ModelUsage]] = {}
+        for trace_id, model, calls, given, made, read, written in cursor.fetchall():
+            found.setdefault(trace_id, []).append(
+                ModelUsage(model, int(calls), int(given or 0), int(made or 0), int(read or 0), int(written or 0))
+            )
+        return [dataclasses.replace(s, usage=tuple(found.get(s.trace_id, ()))) for s in summaries]
 
     def lines(self, trace_id: str) -> list[str]:
         sql = self._sql("SELECT line FROM agenttrace_spans WHERE trace_id = ? ORDER BY start_ns, span_id")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.store.sql import SCHEMA, SQLStore
+from agenttrace._server.store.sql import SCHEMA, SQLStore, migrations
 
 __all__ = ["SQLiteStore", "StoreBusyError"]
 
@@ -40,6 +40,9 @@ class SQLiteStore(SQLStore):
             connection = self._acquire()
             try:
                 connection.executescript(SCHEMA)
+                columns = {row[1] for row in connection.execute("PRAGMA table_info(agenttrace_spans)")}
+                for statement in migrations(columns):
+                    connection.execute(statement)
                 # A write now, so that a database the server can read but not write (a read-only
                 # mount, a file it does not own) is refused at start, not answered 503 at every
                 # ingest: writing the header's user_version with the value it has changes nothing.
