@@ -1,0 +1,198 @@
+"""aiohttp replayed with no I/O: each agent runs live once, then in replay with the server stopped.
+
+What the agent sees in replay (bodies, ids, streamed pieces, redirects, cookies, exceptions and
+their text) must be what it saw live; aiohttp's own parser, decompression and redirect logic run
+on the recorded bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+import agenttrace
+from tests.recording import Recorder, Trace, read_trace, replaying
+from tests.servers import TestServer
+
+Agent = Callable[[], Awaitable[Any]]
+
+
+def _replayed_trace(folder: Path) -> Trace:
+    (path,) = (folder / "replay").glob("*.jsonl")
+    return read_trace(path)
+
+
+def _live_then_replay(recorder: Recorder, server: TestServer, agent: Agent) -> tuple[Any, Any]:
+    """``agent`` recorded against ``server``, then replayed in governance with ``server`` stopped (a tripwire)."""
+    live, _ = recorder.run(agent)
+    tmp_path = recorder.folder
+    server.stop()
+    before = server.connections
+    with replaying(tmp_path):
+        replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
+    assert server.connections == before, "the replay reached the server"
+    return live, replayed
+
+
+async def _outcome(call: Callable[[aiohttp.ClientSession], Awaitable[Any]], **session: Any) -> Any:
+    """What the agent got from ``call``: its value, or its exception's type and text."""
+    try:
+        async with aiohttp.ClientSession(**session) as client:
+            return await call(client)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the exception is what is compared
+        return {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "str": str(exc)}
+
+
+def test_payloads_streams_and_redirects_replayed(tmp_path: Path, recorder: Recorder, fresh_server: TestServer) -> None:
+    """JSON, gzip, SSE read four ways, a redirect with its cookie and a 503 are served as recorded."""
+    url = fresh_server.url
+
+    async def post(client: aiohttp.ClientSession) -> Any:
+        async with client.post(url("/json?q=1"), json={"a": 1}) as response:
+            return response.status, await response.json()
+
+    async def gzipped(client: aiohttp.ClientSession) -> Any:
+        async with client.get(url("/gzip?size=3000")) as response:
+            return response.headers["Content-Encoding"], await response.text()
+
+    async def lines(client: aiohttp.ClientSession) -> Any:
+        async with client.get(url("/sse?n=3")) as response:
+            return [line async for line in response.content]
+
+    async def fixed(client: aiohttp.ClientSession) -> Any:
+        # Pieces of at most 16 bytes; where one ends depends on what had arrived (see the next test).
+        async with client.get(url("/sse?n=3")) as response:
+            pieces = [piece async for piece in response.content.iter_chunked(16)]
+            return b"".join(pieces), max(len(piece) for piece in pieces)
+
+    async def chunks(client: aiohttp.ClientSession) -> Any:
+        async with client.get(url("/chunks?n=4&size=50")) as response:
+            return b"".join([piece async for piece, _ in response.content.iter_chunks()])
+
+    async def redirect(client: aiohttp.ClientSession) -> Any:
+        async with client.get(url("/redirect?to=/json")) as response:
+            body = await response.json()
+            return [str(r.url) for r in response.history], str(response.url), body["headers"].get("cookie"), body["id"]
+
+    async def failing(client: aiohttp.ClientSession) -> Any:
+        async with client.get(url("/status/503"), raise_for_status=True) as response:
+            return await response.read()
+
+    async def agent() -> list[Any]:
+        jar = aiohttp.CookieJar(unsafe=True)
+        return [
+            await _outcome(call, cookie_jar=jar) for call in (post, gzipped, lines, fixed, chunks, redirect, failing)
+        ]
+
+    live, replayed = _live_then_replay(recorder, fresh_server, agent)
+    assert replayed == live
+    assert live[5][2] == "session=abc123"  # the cookie the first hop set went out on the second
+    assert live[6]["type"] == "aiohttp.client_exceptions.ClientResponseError"
+    trace = _replayed_trace(tmp_path)
+    assert {trace.attrs(s)["agenttrace.call.library"] for s in trace.call_spans} == {"aiohttp"}  # no socket spans
+    assert all(trace.attrs(s)["agenttrace.call.replayed"] for s in trace.call_spans)
+    assert len(trace.call_spans) == 8  # the redirect is two calls
+
+
+def test_stream_served_with_recorded_chunk_boundaries(
+    tmp_path: Path, recorder: Recorder, fresh_server: TestServer
+) -> None:
+    """iter_any() in replay yields exactly the recorded chunks, one piece each, in order."""
+
+    async def agent() -> list[bytes]:
+        async with aiohttp.ClientSession() as client, client.get(fresh_server.url("/sse?n=5&delay=0.02")) as response:
+            return [piece async for piece in response.content.iter_any()]
+
+    live, replayed = _live_then_replay(recorder, fresh_server, agent)
+    (recording,) = tmp_path.glob("*.jsonl")
+    response = read_trace(recording).exchanges[0].response
+    assert response is not None
+    assert len(response.chunk_sizes) >= 2
+    assert [len(piece) for piece in replayed] == list(response.chunk_sizes)
+    assert b"".join(replayed) == b"".join(live) == response.body.data
+
+
+def test_failures_replayed_with_type_and_text(tmp_path: Path, recorder: Recorder, fresh_server: TestServer) -> None:
+    """A refused connection, a body cut midway, a read timeout and a total timeout raise in replay as live."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    async def refused(client: aiohttp.ClientSession) -> Any:
+        async with client.get(f"http://127.0.0.1:{closed_port}/") as response:
+            return await response.read()
+
+    async def broken(client: aiohttp.ClientSession) -> Any:
+        received = []
+        async with client.get(fresh_server.url("/broken?n=2")) as response:
+            try:
+                async for line in response.content:
+                    received.append(line)
+            except aiohttp.ClientPayloadError as exc:
+                return received, type(exc).__name__, str(exc)
+        return received, None, None
+
+    async def slow(client: aiohttp.ClientSession) -> Any:
+        async with client.get(fresh_server.url("/slow?delay=1")) as response:
+            return await response.read()
+
+    async def agent() -> list[Any]:
+        return [
+            await _outcome(refused),
+            await _outcome(broken),
+            await _outcome(slow, timeout=aiohttp.ClientTimeout(sock_read=0.05)),
+            await _outcome(slow, timeout=aiohttp.ClientTimeout(total=0.05)),
+        ]
+
+    live, replayed = _live_then_replay(recorder, fresh_server, agent)
+    assert replayed == live
+    assert live[0]["type"] == "aiohttp.client_exceptions.ClientConnectorError"
+    assert live[1][1] == "ClientPayloadError"
+    assert live[2]["type"] == "aiohttp.client_exceptions.SocketTimeoutError"
+    assert live[3]["type"] == "builtins.TimeoutError"  # the session's total timeout, not a connect timeout
+
+
+def test_unrecorded_call_fails_governance(tmp_path: Path, recorder: Recorder, fresh_server: TestServer) -> None:
+    """In governance, a call the recording lacks raises ReplayMismatchError and reaches nothing."""
+    path = ["/json?v=1"]
+
+    async def agent() -> Any:
+        async with aiohttp.ClientSession() as client, client.get(fresh_server.url(path[0])) as response:
+            return await response.json()
+
+    recorder.run(agent)
+    fresh_server.stop()
+    path[0] = "/json?v=2"
+    with replaying(tmp_path), pytest.raises(agenttrace.ReplayMismatchError, match="aiohttp call GET"):
+        asyncio.run(agenttrace.run("test-agent")(agent)())
+
+
+def test_relaxed_miss_goes_live(
+    tmp_path: Path, recorder: Recorder, fresh_server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In relaxed replay, a call the recording lacks warns and goes to the real server; the rest is served."""
+    paths = ["/json?v=1"]
+
+    async def agent() -> list[Any]:
+        out = []
+        async with aiohttp.ClientSession() as client:
+            for path in paths:
+                async with client.get(fresh_server.url(path)) as response:
+                    out.append(json.loads(await response.read())["query"])
+        return out
+
+    recorder.run(agent)
+    before = len(fresh_server.requests)
+    paths.append("/json?v=2")
+    with replaying(tmp_path, "relaxed"):
+        replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
+    assert replayed == [{"v": "1"}, {"v": "2"}]
+    assert fresh_server.requests[before:] == [("GET", "/json?v=2")]
+    assert capsys.readouterr().err.count("WARNING: replay: aiohttp call GET") == 1
