@@ -62,6 +62,22 @@ def test_json_roundtrip(recorder: Recorder, server: TestServer) -> None:
     assert set(trace.events(span)) == {"agenttrace.request", "agenttrace.response"}
 
 
+def test_streamed_upload_recorded_and_sent_whole(recorder: Recorder, server: TestServer) -> None:
+    """A body from an async generator is recorded, and the server still receives every byte of it."""
+
+    async def parts() -> Any:
+        for part in (b"first,", b"second,", b"third"):
+            yield part
+
+    async def agent() -> Any:
+        async with aiohttp.ClientSession() as session, session.post(server.url("/json"), data=parts()) as response:
+            return (await response.json())["body"]
+
+    received, trace = recorder.run(agent)
+    assert received == "first,second,third"
+    assert trace.exchanges[0].request.body == b"first,second,third"
+
+
 def test_sync_looking_use(recorder: Recorder, server: TestServer) -> None:
     """A sync agent that runs aiohttp through asyncio.run (the way scripts call async tools) is recorded."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,69 @@ def test_relaxed_miss_goes_live(
     assert replayed == [{"v": "1"}, {"v": "2"}]
     assert fresh_server.requests[before:] == [("GET", "/json?v=2")]
     assert capsys.readouterr().err.count("WARNING: replay: aiohttp call GET") == 1
+
+
+class _DroppingServer:
+    """Answers the first request of each connection with keep-alive, and hangs up on the second unanswered."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn, self.connections), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            for _ in range(2):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    data += got
+                if _:
+                    return  # the second request on this connection: hang up without a word
+                body = b'{"connection": %d}' % number
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                conn.sendall(head + body)
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
+def test_retry_after_a_dropped_keep_alive_connection_replayed(tmp_path: Path, recorder: Recorder) -> None:
+    """aiohttp's retry of a GET whose pooled connection was dropped runs again in replay, on the recorded attempts."""
+    server = _DroppingServer()
+    url = f"http://127.0.0.1:{server.port}/"
+
+    async def agent() -> list[Any]:
+        async with aiohttp.ClientSession() as client:
+            out = []
+            for _ in range(2):
+                async with client.get(url) as response:
+                    out.append(await response.json())
+            return out
+
+    try:
+        live, trace = recorder.run(agent)
+    finally:
+        server.stop()
+    assert live == [{"connection": 1}, {"connection": 2}]  # the second GET was retried on a new connection
+    errors = [e.error.type if e.error else None for e in trace.exchanges]
+    assert errors == [None, "aiohttp.client_exceptions.ServerDisconnectedError", None]
+    before = server.connections
+    with replaying(tmp_path):
+        replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
+    assert replayed == live
+    assert server.connections == before
