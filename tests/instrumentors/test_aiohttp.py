@@ -20,6 +20,7 @@ from aiohttp.streams import StreamReader
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
 import agenttrace
+from agenttrace._capture import record as _capture
 from agenttrace._format.files import read_spans
 from tests.conftest import _CLEAN_ENV, run_command
 from tests.recording import Recorder, Trace
@@ -253,6 +254,31 @@ def test_secrets_redacted_and_step_filter(recorder: Recorder, server: TestServer
     recorded = json.dumps(trace.call_spans)  # (the run span holds this file's source, literals included)
     assert "sk-live-secret" not in recorded
     assert "123-45-6789" not in recorded
+
+
+def test_capture_failure_falls_back(
+    recorder: Recorder, server: TestServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """If recording breaks inside the interceptor, the real calls proceed and one warning is printed."""
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(_capture, "_open", broken)
+
+    async def agent() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            statuses = []
+            for _ in range(3):
+                async with session.get(server.url("/json")) as response:
+                    await response.read()
+                    statuses.append(response.status)
+            return statuses
+
+    statuses, trace = recorder.run(agent)
+    assert statuses == [200, 200, 200]
+    assert trace.exchanges == []
+    assert capsys.readouterr().err.count("could not record a aiohttp call") == 1
 
 
 def test_installed_only_during_runs(recorder: Recorder) -> None:

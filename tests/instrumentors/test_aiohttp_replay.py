@@ -263,3 +263,32 @@ def test_retry_after_a_dropped_keep_alive_connection_replayed(tmp_path: Path, re
         replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
     assert replayed == live
     assert server.connections == before
+
+
+def test_concurrent_tasks_each_in_own_step_replayed(
+    tmp_path: Path, recorder: Recorder, fresh_server: TestServer
+) -> None:
+    """40 concurrent tasks over 5 connections, each in its own step: recorded with its step, served its own answer."""
+
+    async def one(client: aiohttp.ClientSession, i: int) -> Any:
+        with agenttrace.step(f"task-{i}"):
+            async with client.get(fresh_server.url(f"/json?i={i}")) as response:
+                body = await response.json()
+            async with client.head(fresh_server.url(f"/json?head={i}")) as response:
+                length = response.headers["Content-Length"]
+            return body["query"], body["id"], length
+
+    async def agent() -> list[Any]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=5)) as client:
+            return list(await asyncio.gather(*(one(client, i) for i in range(40))))
+
+    live, trace = recorder.run(agent)
+    assert [q for q, _, _ in live] == [{"i": str(i)} for i in range(40)]
+    for exchange in trace.exchanges:
+        i = exchange.request.url.rsplit("=", 1)[1]
+        assert exchange.step_path == (f"task-{i}",)
+    assert sorted(e.ordinal for e in trace.exchanges) == list(range(80))
+    fresh_server.stop()
+    with replaying(tmp_path):
+        replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
+    assert replayed == live
