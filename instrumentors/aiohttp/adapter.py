@@ -163,6 +163,10 @@ class AiohttpAdapter:
         if not record.capturing():
             return await wrapped(*args, **kwargs)
         req = args[0] if args else kwargs["req"]
+        if "Upgrade" in req.headers:
+            # A WebSocket handshake (ws_connect): its frames are not HTTP, so neither recorded nor
+            # served here; the connection is a raw one, which governance replay stops.
+            return await wrapped(*args, **kwargs)
         try:
             headers = tuple((str(k), str(v)) for k, v in req.headers.items())
             data = RequestData(str(req.method), str(req.url), headers, await _request_body(req))

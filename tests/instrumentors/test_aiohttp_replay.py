@@ -292,3 +292,37 @@ def test_concurrent_tasks_each_in_own_step_replayed(
     with replaying(tmp_path):
         replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
     assert replayed == live
+
+
+def test_websocket_not_recorded_and_stopped_by_governance(tmp_path: Path, recorder: Recorder) -> None:
+    """ws_connect is no aiohttp call: recorded as a raw connect, and governance replay stops it instead of hanging."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer as AiohttpServer
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str(f"echo: {message.data}")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", echo)
+
+    async def agent(url: str) -> str:
+        async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+            await ws.send_str("hi")
+            return str((await ws.receive()).data)
+
+    async def live() -> Any:
+        async with AiohttpServer(app, host="127.0.0.1") as server:
+            url = str(server.make_url("/ws"))
+            return await agenttrace.run("test-agent")(agent)(url), url
+
+    (answer, url) = asyncio.run(live())
+    assert answer == "echo: hi"
+    (recording,) = tmp_path.glob("*.jsonl")
+    libraries = [read_trace(recording).attrs(s)["agenttrace.call.library"] for s in read_trace(recording).call_spans]
+    assert libraries == ["socket"]
+    with replaying(tmp_path), pytest.raises(agenttrace.DeterminismLeakError):
+        asyncio.run(agenttrace.run("test-agent")(agent)(url))
