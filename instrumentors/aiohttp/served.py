@@ -129,8 +129,16 @@ class ServedProtocol(ResponseHandler):
         self._drop_timeout()
 
     def set_response_params(self, **kwargs: Any) -> None:
-        """aiohttp is ready to parse: the recorded response "arrives" (its head; the body on demand)."""
+        """aiohttp is ready to parse: the recorded response arrives on the next turn of the loop."""
         super().set_response_params(**kwargs)
+        # Not at once: the request (and its body's writer task) goes out first, as live, so
+        # that no task of the request's finds its response already over.
+        self._loop.call_soon(self._respond)
+
+    def _respond(self) -> None:
+        """The head (or the recorded failure) arrives; the body waits for the client's reads."""
+        if self.transport is None:  # closed meanwhile
+            return
         if self._request_error is not None:
             self.set_exception(self._request_error)  # what start() raises, as live
             return
@@ -185,9 +193,9 @@ class ServedReader(StreamReader):
     async def _wait(self, func_name: str) -> None:
         protocol = self._protocol
         if isinstance(protocol, ServedProtocol):
-            delay = protocol.next_delay()
-            if delay:
-                await asyncio.sleep(delay)
+            # At least one turn of the loop, as a network read takes: the request's body is
+            # written by a task of its own, which must not find the response already over.
+            await asyncio.sleep(protocol.next_delay())
             if protocol.feed_next(self):
                 error = self.exception()
                 if error is not None:

@@ -26,6 +26,8 @@ from tests.conftest import _CLEAN_ENV, run_command
 from tests.recording import Recorder, Trace
 from tests.servers import TestServer, binary_payload
 
+AIOHTTP = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
+
 
 def _libraries(trace: Trace) -> list[str]:
     return [trace.attrs(s)["agenttrace.call.library"] for s in trace.call_spans]
@@ -63,6 +65,7 @@ def test_json_roundtrip(recorder: Recorder, server: TestServer) -> None:
     assert set(trace.events(span)) == {"agenttrace.request", "agenttrace.response"}
 
 
+@pytest.mark.skipif(AIOHTTP < (3, 12), reason="aiohttp reads any payload again (Payload.as_bytes) since 3.12")
 def test_streamed_upload_recorded_and_sent_whole(recorder: Recorder, server: TestServer) -> None:
     """A body from an async generator is recorded, and the server still receives every byte of it."""
 
@@ -197,13 +200,16 @@ def test_read_timeout(recorder: Recorder, server: TestServer) -> None:
     async def agent() -> None:
         timeout = aiohttp.ClientTimeout(sock_read=0.05)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            with pytest.raises(aiohttp.SocketTimeoutError):
+            with pytest.raises(aiohttp.ServerTimeoutError):  # SocketTimeoutError since aiohttp 3.10
                 await session.get(server.url("/slow?delay=1"))
 
     _, trace = recorder.run(agent)
     (exchange,) = trace.exchanges
     assert exchange.error is not None
-    assert exchange.error.type == "aiohttp.client_exceptions.SocketTimeoutError"
+    assert (
+        exchange.error.type
+        == f"aiohttp.client_exceptions.{'SocketTimeoutError' if AIOHTTP >= (3, 10) else 'ServerTimeoutError'}"
+    )
 
 
 def test_status_code_error_type(recorder: Recorder, server: TestServer) -> None:
