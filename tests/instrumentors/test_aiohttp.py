@@ -137,9 +137,11 @@ def test_sse_stream_chunk_by_chunk(recorder: Recorder, server: TestServer) -> No
     response = trace.exchanges[0].response
     assert response is not None
     assert response.body.data == b"".join(chunks)
-    # The events come 0.1 s apart, each in its own network read; the last one and [DONE] may share one.
-    assert len(response.chunk_sizes) >= 4
-    assert list(response.chunk_sizes[:3]) == [len(c) for c in chunks[:3]]
+    # The events come 0.1 s apart, each in its own network read, so there are several chunks; a
+    # piece the client got is one or more whole chunks (iter_any() joins what arrived meanwhile).
+    assert len(response.chunk_sizes) >= 2
+    boundaries = {sum(response.chunk_sizes[: i + 1]) for i in range(len(response.chunk_sizes))}
+    assert {sum(len(c) for c in chunks[: i + 1]) for i in range(len(chunks))} <= boundaries
     assert list(response.chunk_offsets_ns) == sorted(response.chunk_offsets_ns)
     assert response.stream_end == "complete"
 

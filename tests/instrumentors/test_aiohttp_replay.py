@@ -109,7 +109,7 @@ def test_stream_served_with_recorded_chunk_boundaries(
     """iter_any() in replay yields exactly the recorded chunks, one piece each, in order."""
 
     async def agent() -> list[bytes]:
-        async with aiohttp.ClientSession() as client, client.get(fresh_server.url("/sse?n=5&delay=0.02")) as response:
+        async with aiohttp.ClientSession() as client, client.get(fresh_server.url("/sse?n=5&delay=0.05")) as response:
             return [piece async for piece in response.content.iter_any()]
 
     live, replayed = _live_then_replay(recorder, fresh_server, agent)
