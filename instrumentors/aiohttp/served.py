@@ -95,7 +95,10 @@ class _ServedTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+        try:
+            self._protocol._loop.call_soon(self._protocol.connection_lost, None)
+        except RuntimeError:  # the loop is closed (a connection collected after asyncio.run ended)
+            self._protocol.connection_lost(None)
 
     def abort(self) -> None:
         """Same as :meth:`close`: there is nothing to flush."""
