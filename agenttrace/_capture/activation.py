@@ -54,6 +54,12 @@ INSTRUMENTORS: tuple[Library, ...] = (
         "agenttrace.instrumentors.urllib3.adapter:urllib3_adapter",
     ),
     Library(
+        "agenttrace_aiohttp",
+        "aiohttp",
+        "agenttrace.instrumentors.aiohttp.instrumentor:AiohttpInstrumentor",
+        "agenttrace.instrumentors.aiohttp.adapter:aiohttp_adapter",
+    ),
+    Library(
         "agenttrace_socket",
         "socket",
         "agenttrace.instrumentors.socket.instrumentor:SocketInstrumentor",
