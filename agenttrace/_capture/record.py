@@ -48,6 +48,7 @@ __all__ = [
     "ReplayLookup",
     "add_place",
     "begin",
+    "body_attributes",
     "capturing",
     "in_call",
     "in_client_call",
@@ -306,6 +307,7 @@ class Call:
         "_sizes",
         "_status_set",
         "_total",
+        "closing",
         "exchange",
         "http_version",
         "library",
@@ -343,6 +345,9 @@ class Call:
         self._lock = threading.Lock()
         self.traced = True  # False: a served call without a span (nothing would receive it)
         self.live: Any = None  # replay let this call go live: told the answer (see _replay.live.LiveCall)
+        # Called once as the call ends, before its response or error event: an adapter's own
+        # events go on the span then (a WebSocket connection's frames, agenttrace._capture.websocket).
+        self.closing: Callable[[], None] | None = None
 
     # The adapters call these.
 
@@ -388,6 +393,7 @@ class Call:
         if not self.traced:
             return
         try:
+            self._closing()
             self._write_response(end)
             if error is not None:
                 self._write_error(error, "stream")
@@ -405,6 +411,7 @@ class Call:
         if not self.traced:
             return
         try:
+            self._closing()
             self._write_error(error, "request")
         except Exception as exc:  # noqa: BLE001 - never raise into the agent's call
             internal_error(self.library, exc)
@@ -417,6 +424,11 @@ class Call:
         return bool(self._sizes)
 
     # Internals.
+
+    def _closing(self) -> None:
+        closing, self.closing = self.closing, None
+        if closing is not None:
+            closing()
 
     def _end(self) -> None:
         if self.run is not None:
@@ -520,6 +532,11 @@ class Call:
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+def body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) -> bool:
+    """Add ``agenttrace.body*`` of ``data`` to an event's ``attributes``; pass the answer to :func:`add_event`."""
+    return _body_attributes(attributes, data, max_bytes)
+
+
 def _body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) -> bool:
     """Add the body attributes of ``data``; True when its digest is left pending (see add_event).
 
@@ -577,7 +594,7 @@ def _server(url: str) -> tuple[str | None, int | None]:
 def _split_server(url: str) -> tuple[str | None, int | None]:
     try:
         parts = urlsplit(url)
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        port = parts.port or {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(parts.scheme)
         return parts.hostname, port
     except ValueError:
         return None, None

@@ -104,6 +104,17 @@ DNS_ANSWER = "agenttrace.dns.answer"  # JSON of what the lookup returned
 CONNECT_HOST = "agenttrace.connect.host"
 CONNECT_PORT = "agenttrace.connect.port"
 
+# WebSocket connections (the websockets instrumentor): the call span's request and response events
+# hold the opening handshake; one agenttrace.websocket event holds every data and close frame of
+# the connection, both directions, in the order they were sent or received (parallel arrays), their
+# payloads one after the other in agenttrace.body (split by the sizes). Ping and pong frames are not kept.
+EVENT_WEBSOCKET = "agenttrace.websocket"
+WS_DIRECTIONS = "agenttrace.websocket.directions"  # str[]: "sent" | "received"
+WS_OPCODES = "agenttrace.websocket.opcodes"  # str[]: "text" | "binary" | "continuation" | "close"
+WS_FINS = "agenttrace.websocket.fins"  # bool[]: the FIN bit (False: a fragment of a longer message)
+WS_SIZES = "agenttrace.websocket.sizes"  # int[]: each frame's payload size in agenttrace.body
+WS_OFFSETS = "agenttrace.websocket.offsets_ns"  # int[]: each frame's time after the handshake's end
+
 # Replay report, on the replay run's span.
 REPLAY_SOURCE = "agenttrace.replay.source"
 REPLAY_CALLS_SERVED = "agenttrace.replay.calls_served"

@@ -42,6 +42,7 @@ __all__ = [
     "IgnoreRules",
     "Matcher",
     "Miss",
+    "body_differences",
     "call_differences",
     "ignoring",
     "json_differences",
@@ -899,6 +900,12 @@ def call_differences(a: Exchange, b: Exchange, words: tuple[str, str] = ("A", "B
     if (ea.type if ea else None) != (eb.type if eb else None):
         out.append(f"error: {words[0]} {ea.type if ea else 'none'}, {words[1]} {eb.type if eb else 'none'}")
     return out
+
+
+def body_differences(a: bytes, b: bytes, words: tuple[str, str] = ("recorded", "called")) -> list[str]:
+    """What differs between two bodies, as the matcher compares them: JSON as data (one line per
+    path), form fields by name, anything else by its first differing byte; [] when equal as data."""
+    return _body_differences("", a, (), b, (), words)
 
 
 def _body_differences(  # noqa: PLR0917 - two (body, headers) pairs side by side
