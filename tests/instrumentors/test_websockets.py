@@ -345,3 +345,18 @@ def test_entry_point_and_instrumentor_toggle_the_patch() -> None:
     finally:
         WebSocketsInstrumentor().uninstrument()
     assert not websockets_adapter().installed
+
+
+def test_show_and_diff_print_a_connection(recorder: Recorder, wss: WebSocketServer, tmp_path: Path) -> None:
+    """`agenttrace show` gives the URL, status and frame counts; `agenttrace diff` the first differing frame's path."""
+    from tests.conftest import agenttrace_cli
+
+    _record(recorder, stream_agent(wss.url("/stream"), {"type": "ask", "text": "hi"}))
+    _record(recorder, stream_agent(wss.url("/stream"), {"type": "ask", "text": "bye"}))
+    first, second = sorted(tmp_path.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+    shown = agenttrace_cli("show", "--no-color", str(first))
+    assert shown.returncode == 0, shown.stderr
+    assert f"GET {wss.url('/stream')} → 101" in shown.stdout
+    assert "3 frame(s) sent, 11 received" in shown.stdout
+    diff = agenttrace_cli("diff", "--no-color", str(first), str(second))
+    assert 'sent frame #1 body $.text: A "hi", B "bye"' in diff.stdout, diff.stdout + diff.stderr
