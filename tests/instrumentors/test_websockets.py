@@ -360,3 +360,14 @@ def test_show_and_diff_print_a_connection(recorder: Recorder, wss: WebSocketServ
     assert "3 frame(s) sent, 11 received" in shown.stdout
     diff = agenttrace_cli("diff", "--no-color", str(first), str(second))
     assert 'sent frame #1 body $.text: A "hi", B "bye"' in diff.stdout, diff.stdout + diff.stderr
+
+
+def test_frames_survive_the_event_list_form(recorder: Recorder, wss: WebSocketServer) -> None:
+    """`replay_events` (the flattened list form) keeps every frame, text and binary, with its place and time."""
+    from agenttrace._format.events import call_event, exchange_of
+
+    _, trace = _record(recorder, stream_agent(wss.url("/stream"), {"type": "ask", "text": "hi"}))
+    (exchange,) = trace.exchanges
+    again = exchange_of(json.loads(json.dumps(call_event(exchange))))
+    assert again.frames == exchange.frames
+    assert any(f.data == BINARY for f in again.frames)
