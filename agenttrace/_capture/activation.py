@@ -60,6 +60,12 @@ INSTRUMENTORS: tuple[Library, ...] = (
         "agenttrace.instrumentors.aiohttp.adapter:aiohttp_adapter",
     ),
     Library(
+        "agenttrace_websockets",
+        "websockets",
+        "agenttrace.instrumentors.websockets.instrumentor:WebSocketsInstrumentor",
+        "agenttrace.instrumentors.websockets.adapter:websockets_adapter",
+    ),
+    Library(
         "agenttrace_socket",
         "socket",
         "agenttrace.instrumentors.socket.instrumentor:SocketInstrumentor",

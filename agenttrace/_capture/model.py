@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Body", "Exchange", "RecordedError", "RequestData", "ResponseData"]
+__all__ = ["Body", "Exchange", "RecordedError", "RequestData", "ResponseData", "WebSocketFrame"]
 
 
 @dataclass(slots=True)
@@ -62,6 +62,17 @@ class RecordedError:
 
 
 @dataclass(slots=True)
+class WebSocketFrame:
+    """One data or close frame of a WebSocket connection, as sent or received (payload after decompression)."""
+
+    direction: str  # "sent" | "received"
+    opcode: str  # "text" | "binary" | "continuation" | "close"
+    data: bytes
+    fin: bool = True
+    offset_ns: int = 0  # after the opening handshake's end
+
+
+@dataclass(slots=True)
 class Exchange:
     """One recorded call: where it happened, what was sent, what came back."""
 
@@ -74,3 +85,4 @@ class Exchange:
     trace_id: str = ""
     span_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    frames: tuple[WebSocketFrame, ...] = ()  # a WebSocket connection's frames, in order

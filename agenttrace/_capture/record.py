@@ -49,6 +49,7 @@ __all__ = [
     "ReplayLookup",
     "add_place",
     "begin",
+    "body_attributes",
     "capturing",
     "in_call",
     "in_client_call",
@@ -307,6 +308,7 @@ class Call:
         "_sizes",
         "_status_set",
         "_total",
+        "closing",
         "exchange",
         "http_version",
         "library",
@@ -346,6 +348,9 @@ class Call:
         self.traced = True  # False: a served call without a span (nothing would receive it)
         self.live: Any = None  # replay let this call go live: told the answer (see _replay.live.LiveCall)
         self.request: RequestData | None = None  # as recorded; read once at the end (_describe_llm)
+        # Called once as the call ends, before its response or error event: an adapter's own
+        # events go on the span then (a WebSocket connection's frames, agenttrace._capture.websocket).
+        self.closing: Callable[[], None] | None = None
 
     # The adapters call these.
 
@@ -391,6 +396,7 @@ class Call:
         if not self.traced:
             return
         try:
+            self._closing()
             self._write_response(end)
             if error is not None:
                 self._write_error(error, "stream")
@@ -408,6 +414,7 @@ class Call:
         if not self.traced:
             return
         try:
+            self._closing()
             self._write_error(error, "request")
         except Exception as exc:  # noqa: BLE001 - never raise into the agent's call
             internal_error(self.library, exc)
@@ -420,6 +427,11 @@ class Call:
         return bool(self._sizes)
 
     # Internals.
+
+    def _closing(self) -> None:
+        closing, self.closing = self.closing, None
+        if closing is not None:
+            closing()
 
     def _end(self) -> None:
         if self.run is not None:
@@ -562,6 +574,11 @@ class Call:
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+def body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) -> bool:
+    """Add ``agenttrace.body*`` of ``data`` to an event's ``attributes``; pass the answer to :func:`add_event`."""
+    return _body_attributes(attributes, data, max_bytes)
+
+
 def _body_attributes(attributes: dict[str, Any], data: bytes, max_bytes: int) -> bool:
     """Add the body attributes of ``data``; True when its digest is left pending (see add_event).
 
@@ -619,7 +636,7 @@ def _server(url: str) -> tuple[str | None, int | None]:
 def _split_server(url: str) -> tuple[str | None, int | None]:
     try:
         parts = urlsplit(url)
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        port = parts.port or {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(parts.scheme)
         return parts.hostname, port
     except ValueError:
         return None, None

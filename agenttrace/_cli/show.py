@@ -46,6 +46,11 @@ def _short(text: str) -> str:
 
 def _body_note(span: SpanRecord) -> str:
     for name, _, attrs in span.events:
+        if name == S.EVENT_WEBSOCKET:  # a WebSocket connection: its frames, not the handshake's empty body
+            directions = list(attrs.get(S.WS_DIRECTIONS) or ())
+            sent, received = directions.count("sent"), directions.count("received")
+            return f"  [dim]{sent} frame(s) sent, {received} received[/]"
+    for name, _, attrs in span.events:
         if name == S.EVENT_RESPONSE:
             size = int(attrs.get(S.BODY_SIZE, 0))
             note = f"  [dim]{size / 1024:.1f} KB[/]" if size >= 1024 else f"  [dim]{size} B[/]"

@@ -10,7 +10,8 @@ This is the documented, stable list form (docs/replay.md, "The event list"). Thr
     ``body`` + ``body_encoding``), and ``response`` (``status_code``, ``reason``,
     ``http_version``, ``headers``, ``body`` + ``body_encoding``, ``body_size``,
     ``body_sha256``, ``body_truncated``, ``chunk_sizes``, ``chunk_offsets_ns``, ``stream_end``)
-    and/or ``error`` (``type``, ``message``, ``phase``).
+    and/or ``error`` (``type``, ``message``, ``phase``); a WebSocket connection also has
+    ``frames``, each ``direction``, ``opcode``, ``fin``, ``offset_ns`` and ``data`` + ``data_encoding``.
 ``{"kind": "entropy", ...}``
     One random draw: ``trace_id``, ``run_span_id``, ``index`` (its place among the run's
     draws), ``source`` (``urandom``, ``sysrandom``, ``random.seed``) and ``value`` (base64).
@@ -26,7 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData, WebSocketFrame
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._format.otlp_json import decode_body, encode_body
 from agenttrace._format.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
@@ -91,7 +92,21 @@ def call_event(exchange: Exchange) -> dict[str, Any]:
         event["error"] = {"type": err.type, "message": err.message, "phase": err.phase}
     if exchange.extra:
         event["extra"] = dict(exchange.extra)
+    if exchange.frames:
+        event["frames"] = [_frame_event(frame) for frame in exchange.frames]
     return event
+
+
+def _frame_event(frame: WebSocketFrame) -> dict[str, Any]:
+    data, encoding = encode_body(frame.data)
+    return {
+        "direction": frame.direction,
+        "opcode": frame.opcode,
+        "fin": frame.fin,
+        "offset_ns": frame.offset_ns,
+        "data": data,
+        "data_encoding": encoding,
+    }
 
 
 def run_event(trace_id: str, span_id: str, name: str, start_ns: int, parent_span_id: str = "") -> dict[str, Any]:
@@ -211,4 +226,14 @@ def exchange_of(event: Mapping[str, Any]) -> Exchange:
         str(get("trace_id", "")),
         str(get("span_id", "")),
         {str(k): str(v) for k, v in extra.items()} if extra else {},
+        tuple(
+            WebSocketFrame(
+                str(f["direction"]),
+                str(f["opcode"]),
+                _text_body(f.get("data", ""), f.get("data_encoding", "utf-8")),
+                bool(f.get("fin", True)),
+                int(f.get("offset_ns", 0)),
+            )
+            for f in get("frames", ())
+        ),
     )

@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData
+from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData, ResponseData, WebSocketFrame
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as _EVENT_REQUEST
 from agenttrace._format.exactjson import fast_loads
 from agenttrace._format.otlp_json import decode_attributes, decode_body
 
-__all__ = ["BodyMismatchError", "HeaderCache", "exchange_from_span", "header_pairs"]
+__all__ = ["BodyMismatchError", "HeaderCache", "exchange_from_span", "header_pairs", "websocket_frames"]
 
 HeaderCache = dict[str, tuple[tuple[str, str], ...]]
 
@@ -128,6 +128,14 @@ def exchange_from_span(
             extra["response_body_filtered"] = "true"
         if resp.get(_SERVED_SPAN_ID) is not None:
             extra["served_from"] = f"{resp.get(_SERVED_TRACE_ID, '')}/{resp.get(_SERVED_SPAN_ID)}"
+    frames: tuple[WebSocketFrame, ...] = ()
+    ws = events.get(S.EVENT_WEBSOCKET)
+    if ws is not None:
+        frames = websocket_frames(ws, S.EVENT_WEBSOCKET if verify else None)
+        if ws.get(_BODY_TRUNCATED):
+            extra["frames_truncated"] = "true"
+        if ws.get(_BODY_FILTERED):
+            extra["frames_filtered"] = "true"
     step_path = attrs.get(_CALL_STEP_PATH)
     return Exchange(
         str(attrs.get(_CALL_LIBRARY, "")),
@@ -139,7 +147,39 @@ def exchange_from_span(
         str(span.get("traceId", "")),
         str(span.get("spanId", "")),
         extra,
+        frames,
     )
+
+
+def websocket_frames(attrs: Mapping[str, Any], verified_as: str | None = None) -> tuple[WebSocketFrame, ...]:
+    """The frames of an ``agenttrace.websocket`` event (those whose payload the body holds, if it was cut)."""
+    data = _body_bytes(attrs, verified_as)
+    directions = attrs.get(S.WS_DIRECTIONS) or ()
+    opcodes = attrs.get(S.WS_OPCODES) or ()
+    fins = attrs.get(S.WS_FINS) or ()
+    sizes = attrs.get(S.WS_SIZES) or ()
+    offsets = attrs.get(S.WS_OFFSETS) or ()
+    if not len(directions) == len(opcodes) == len(sizes):
+        raise ValueError(
+            f"its {S.EVENT_WEBSOCKET} event has {len(directions)} {S.WS_DIRECTIONS}, {len(opcodes)} "
+            f"{S.WS_OPCODES} and {len(sizes)} {S.WS_SIZES}; expected one of each per frame"
+        )
+    frames: list[WebSocketFrame] = []
+    at = 0
+    for index, size in enumerate(map(int, sizes)):
+        if at + size > len(data):
+            break  # cut at max_body_bytes: the frames beyond are not kept
+        frames.append(
+            WebSocketFrame(
+                str(directions[index]),
+                str(opcodes[index]),
+                data[at : at + size],
+                bool(fins[index]) if index < len(fins) else True,
+                int(offsets[index]) if index < len(offsets) else 0,
+            )
+        )
+        at += size
+    return tuple(frames)
 
 
 def _body_bytes(attrs: Mapping[str, Any], verified_as: str | None = None) -> bytes:

@@ -139,6 +139,17 @@ OI_OUTPUT_MIME = "output.mime_type"
 OI_INPUT_MESSAGES = "llm.input_messages"  # + .{i}.message.role / .content / .tool_calls.{j}.tool_call.function.*
 OI_OUTPUT_MESSAGES = "llm.output_messages"
 
+# WebSocket connections (the websockets instrumentor): the call span's request and response events
+# hold the opening handshake; one agenttrace.websocket event holds every data and close frame of
+# the connection, both directions, in the order they were sent or received (parallel arrays), their
+# payloads one after the other in agenttrace.body (split by the sizes). Ping and pong frames are not kept.
+EVENT_WEBSOCKET = "agenttrace.websocket"
+WS_DIRECTIONS = "agenttrace.websocket.directions"  # str[]: "sent" | "received"
+WS_OPCODES = "agenttrace.websocket.opcodes"  # str[]: "text" | "binary" | "continuation" | "close"
+WS_FINS = "agenttrace.websocket.fins"  # bool[]: the FIN bit (False: a fragment of a longer message)
+WS_SIZES = "agenttrace.websocket.sizes"  # int[]: each frame's payload size in agenttrace.body
+WS_OFFSETS = "agenttrace.websocket.offsets_ns"  # int[]: each frame's time after the handshake's end
+
 # Replay report, on the replay run's span.
 REPLAY_SOURCE = "agenttrace.replay.source"
 REPLAY_CALLS_SERVED = "agenttrace.replay.calls_served"

@@ -42,6 +42,7 @@ __all__ = [
     "IgnoreRules",
     "Matcher",
     "Miss",
+    "body_differences",
     "call_differences",
     "ignoring",
     "json_differences",
@@ -850,7 +851,8 @@ def call_differences(a: Exchange, b: Exchange, words: tuple[str, str] = ("A", "B
     Method, URL and query parameters, significant request headers (not the volatile ones or
     secrets), request bodies (JSON as data, with the paths that differ), response status,
     significant response headers and bodies (a body a replay served from its recording
-    compares by its digest), and the recorded error.
+    compares by its digest), the recorded error, and a WebSocket connection's frames (how many
+    each way, and the first that differs).
     """
     out: list[str] = []
     ra, rb = a.request, b.request
@@ -898,7 +900,33 @@ def call_differences(a: Exchange, b: Exchange, words: tuple[str, str] = ("A", "B
     ea, eb = a.error, b.error
     if (ea.type if ea else None) != (eb.type if eb else None):
         out.append(f"error: {words[0]} {ea.type if ea else 'none'}, {words[1]} {eb.type if eb else 'none'}")
+    out.extend(_frame_differences(a, b, words))
     return out
+
+
+def _frame_differences(a: Exchange, b: Exchange, words: tuple[str, str]) -> list[str]:
+    """WebSocket frames: the counts each way, then the first frame that differs (JSON as data)."""
+    out: list[str] = []
+    for direction in ("sent", "received"):
+        fa = [f for f in a.frames if f.direction == direction]
+        fb = [f for f in b.frames if f.direction == direction]
+        if len(fa) != len(fb):
+            out.append(f"{direction} frames: {words[0]} {len(fa)}, {words[1]} {len(fb)}")
+        for number, (x, y) in enumerate(zip(fa, fb), 1):
+            if x.opcode != y.opcode:
+                out.append(f"{direction} frame #{number}: {words[0]} {x.opcode}, {words[1]} {y.opcode}")
+                break
+            lines = body_differences(x.data, y.data, words) if x.data != y.data else []
+            if lines:
+                out.extend(f"{direction} frame #{number} {line}" for line in lines)
+                break
+    return out
+
+
+def body_differences(a: bytes, b: bytes, words: tuple[str, str] = ("recorded", "called")) -> list[str]:
+    """What differs between two bodies, as the matcher compares them: JSON as data (one line per
+    path), form fields by name, anything else by its first differing byte; [] when equal as data."""
+    return _body_differences("", a, (), b, (), words)
 
 
 def _body_differences(  # noqa: PLR0917 - two (body, headers) pairs side by side

@@ -369,6 +369,21 @@ class ReplaySession:
         if host:
             _sandbox.allow_host(host, urlsplit(request.url).port)
 
+    def frame_diverged(self, library: str, label: str, why: str) -> ReplayMismatchError | None:
+        """A frame a served WebSocket connection sent differs from the recording: in governance the
+        run's violation, returned for the adapter to raise; relaxed warns and returns None."""
+        stats = self._current()
+        self._diverged(stats, f"{library} connection {label}: {why.splitlines()[0]}")
+        if self.governance:
+            error = ReplayMismatchError(f"governance replay: {library} connection {label}: {why}")
+            self._violation(stats, error)
+            return error
+        say(
+            f"WARNING: replay: {library} connection {label}: {why.splitlines()[0]}; "
+            "the recorded frames are served on (relaxed)"
+        )
+        return None
+
     def _violation(self, stats: RunStats | None, error: AgentTraceError) -> None:
         if _children.in_child():
             _children.tell("violation", f"{type(error).__name__}\t{error}")
