@@ -54,6 +54,7 @@ def init(
     exit_timeout: float | None = None,
     exit_upload: Literal["background", "wait"] | None = None,
     export_timeout: float | None = None,
+    openinference: bool | None = None,
     export_run_metadata: bool | None = None,
     **unknown: NoReturn,
 ) -> None:
@@ -76,7 +77,8 @@ def init(
     back in replay), ``replay_live`` and ``replay_live_from`` (replay with one thing
     changed, docs/replay.md), and the export settings ``backend``, ``spool_dir``,
     ``spool_max_bytes``, ``exit_timeout``, ``exit_upload`` (``"background"`` or ``"wait"``),
-    ``export_timeout`` and ``export_run_metadata`` (the run's source and distributions to OTLP
+    ``export_timeout``, ``openinference`` (OpenInference's attributes on LLM call spans too) and
+    ``export_run_metadata`` (the run's source and distributions to OTLP
     destinations too).
 
     Calling ``init()`` again reconfigures cleanly. Raises :class:`ConfigurationError` (a
@@ -109,6 +111,7 @@ def init(
             "exit_timeout": exit_timeout,
             "exit_upload": exit_upload,
             "export_timeout": export_timeout,
+            "openinference": openinference,
             "export_run_metadata": export_run_metadata,
             **unknown,
         }
