@@ -173,6 +173,20 @@ def qualified_name(exc: BaseException) -> str:
 # --- recording ----------------------------------------------------------------------------------
 
 
+def _has_event_seam() -> bool:
+    """True when the SDK span has the private ``_add_event(event)`` :func:`add_event` appends through.
+
+    Checked once, at import: an SDK release that renamed or changed it gets the public
+    ``add_event`` for every event instead (slower, same spans), never an error per call.
+    """
+    seam = getattr(SdkSpan, "_add_event", None)
+    code = getattr(seam, "__code__", None)
+    return code is not None and code.co_argcount == 2  # (self, event)
+
+
+_EVENT_SEAM = _has_event_seam()
+
+
 def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending: bool = False) -> None:
     """Add one of AgentTrace's own payload events to ``span``, skipping the SDK's re-validation.
 
@@ -180,7 +194,8 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     value (and every element of every list) one by one, under a lock: about as much time as the
     rest of the event's work. The values here are AgentTrace's own, built as str, int, bool and
     tuples of them, so on an SDK span the event is appended as is, behind a read-only view (the
-    same immutability ``add_event`` gives). Two consequences, documented in docs/span-model.md:
+    same immutability ``add_event`` gives), through the SDK's private ``_add_event`` when
+    :func:`_has_event_seam` found it at import. Two consequences, documented in docs/span-model.md:
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` does not cut AgentTrace's payload events (bodies are
     bounded by ``max_body_bytes`` instead: a cut body could not be replayed), and any other span
     (a wrapper provider's, a non-recording span) gets the public ``add_event``.
@@ -188,13 +203,10 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     ``digest_pending`` (set by :func:`_body_attributes`): the body's SHA-256 is left for whoever
     first reads it, see :class:`_PendingDigest`.
     """
-    if isinstance(span, SdkSpan):
-        try:
-            view = _PendingDigest(attributes) if digest_pending else attributes
-            span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
-            return
-        except AttributeError:  # an SDK without the private seam: the public way below
-            pass
+    if _EVENT_SEAM and isinstance(span, SdkSpan):
+        view = _PendingDigest(attributes) if digest_pending else attributes
+        span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
+        return
     if digest_pending and span.is_recording():
         _PendingDigest(attributes).copy()  # fills in the digest: the public way copies every value
     span.add_event(name, attributes)
