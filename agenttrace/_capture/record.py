@@ -131,8 +131,14 @@ def in_call() -> bool:
 
 
 def capturing() -> bool:
-    """False for export traffic (:func:`own_traffic`) or while a call is already open here."""
-    if _in_call.get():
+    """False for export traffic (:func:`own_traffic`), while a call is already open here, or before consent.
+
+    Consent is ``runtime.chosen``: the process called ``init()`` (itself, through a run, the
+    zero-code command or AgentTrace's configurator) or runs AgentTrace's distro. An instrumentor
+    that another distro's ``opentelemetry-instrument`` turned on only because AgentTrace is
+    installed leaves every call alone until then: no span, no payload.
+    """
+    if _in_call.get() or not runtime.chosen:
         return False
     return not own_traffic()
 
