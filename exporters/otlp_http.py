@@ -197,7 +197,8 @@ class OTLPHTTPSender:
                         timeout=max(remaining, 0.001),
                     )
                 except requests.exceptions.ConnectionError as error:
-                    # Refused, reset, DNS, or a read timeout (requests' ReadTimeout is one): may pass.
+                    # Refused, reset, DNS, a connect timeout: may pass. A read timeout is not one of
+                    # these (requests' ReadTimeout): it used up the deadline, so it is final.
                     last = SendResult(False, error=error)
                     what = _error_text(error)
                 except Exception as error:  # noqa: BLE001 - a bad URL or TLS file: final, said by the caller
