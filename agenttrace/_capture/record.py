@@ -179,18 +179,11 @@ def qualified_name(exc: BaseException) -> str:
 # --- recording ----------------------------------------------------------------------------------
 
 
-def _has_event_seam() -> bool:
-    """True when the SDK span has the private ``_add_event(event)`` :func:`add_event` appends through.
-
-    Checked once, at import: an SDK release that renamed or changed it gets the public
-    ``add_event`` for every event instead (slower, same spans), never an error per call.
-    """
-    seam = getattr(SdkSpan, "_add_event", None)
-    code = getattr(seam, "__code__", None)
-    return code is not None and code.co_argcount == 2  # (self, event)
-
-
-_EVENT_SEAM = _has_event_seam()
+# The SDK span's private ``_add_event(event)``, which :func:`add_event` appends through (1.40 to
+# 1.45 have it, behind a decorator that hides its signature). Checked once, at import: an SDK
+# without it gets the public ``add_event`` for every event (slower, same spans); one whose
+# method no longer takes an event falls back the same way, at the call.
+_EVENT_SEAM = callable(getattr(SdkSpan, "_add_event", None))
 
 
 def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending: bool = False) -> None:
@@ -201,7 +194,7 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     rest of the event's work. The values here are AgentTrace's own, built as str, int, bool and
     tuples of them, so on an SDK span the event is appended as is, behind a read-only view (the
     same immutability ``add_event`` gives), through the SDK's private ``_add_event`` when
-    :func:`_has_event_seam` found it at import. Two consequences, documented in docs/span-model.md:
+    ``_EVENT_SEAM`` found it at import. Two consequences, documented in docs/span-model.md:
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` does not cut AgentTrace's payload events (bodies are
     bounded by ``max_body_bytes`` instead: a cut body could not be replayed), and any other span
     (a wrapper provider's, a non-recording span) gets the public ``add_event``.
@@ -211,8 +204,11 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     """
     if _EVENT_SEAM and isinstance(span, SdkSpan):
         view = _PendingDigest(attributes) if digest_pending else attributes
-        span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
-        return
+        try:
+            span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
+            return
+        except (AttributeError, TypeError):  # a changed seam: the public way below
+            pass
     if digest_pending and span.is_recording():
         _PendingDigest(attributes).copy()  # fills in the digest: the public way copies every value
     span.add_event(name, attributes)
