@@ -13,6 +13,8 @@ Export to the AgentTrace backend and to OTLP collectors (docs/export.md):
 * :mod:`~agenttrace.exporters.exit`: what process exit does with what is not delivered yet, within the exit bound.
 * :mod:`~agenttrace.exporters.uploader`: the detached process that sends the spool after the agent exits.
 * :mod:`~agenttrace.exporters.backend`: the backend's OTLP/HTTP exporter (the ``agenttrace`` entry point) and its base.
+* :mod:`~agenttrace.exporters.otlp_http`: OTLP/HTTP protobuf posts, with the OTLP retry policy.
+* :mod:`~agenttrace.exporters.grpc`: OTLP/gRPC export (the ``grpc`` extra), loaded only when asked for.
 * :mod:`~agenttrace.exporters.deferred`: the backend lane's exporter before it is built, and the backend's names.
 * :mod:`~agenttrace.exporters.spool`: undelivered traces on disk, claimed file by file by whoever sends them.
 * :mod:`~agenttrace.exporters.traffic`: marks the exporters' own traffic, so that nothing records it.

@@ -1,9 +1,10 @@
 """The AgentTrace backend exporter, and the OTLP/HTTP exporter it is built on.
 
-Both are ``opentelemetry-exporter-otlp``'s :class:`OTLPSpanExporter` (protobuf encoding,
-compression, and the OTLP retry policy: 429/502/503/504 and connection errors retried with
-exponential backoff and jitter, ``Retry-After`` honoured, everything else not retried), with
-what it lacks added around its HTTP client rather than re-implemented:
+Both are OpenTelemetry ``SpanExporter`` s sending OTLP/HTTP protobuf through
+:class:`~agenttrace.exporters.otlp_http.OTLPHTTPSender` (the standard ``OTEL_EXPORTER_OTLP_*``
+variables, compression, and the OTLP retry policy: 429/502/503/504 and connection errors retried
+with exponential backoff and jitter, ``Retry-After`` honoured, everything else not retried), with
+what OpenTelemetry's own exporter lacks:
 
 * a batch the receiver finds too large (HTTP 413, or over ``max_request_size``) is split in
   halves and each half sent, down to single spans;
@@ -11,6 +12,9 @@ what it lacks added around its HTTP client rather than re-implemented:
   logged and lost, and one warning per process says so on stderr;
 * a refused API key (401/403) is said once, plainly, and the data is kept for
   ``agenttrace upload`` once the key is fixed.
+
+Only OpenTelemetry's public parts are used (the span encoder, the protobuf messages, the
+``SpanExporter`` interface), so every supported OpenTelemetry release behaves the same.
 
 Usage in a user's own OpenTelemetry setup (the ``agenttrace`` traces-exporter entry point)::
 
@@ -23,27 +27,22 @@ or by hand::
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from http import HTTPStatus
 from typing import Any
 
 from agenttrace.exporters.deferred import BACKEND_TARGET, backend_destination, backend_uploader_env
+from agenttrace.exporters.otlp_http import OTLPHTTPSender, reason_text, retrying
 from agenttrace.exporters.spool import Delivery, Spool, report_failure
 from agenttrace.exporters.traffic import exporting, suppress_instrumentation
 from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agenttrace._core.config import resolve_settings
-from agenttrace._core.errors import ConfigurationError
+from agenttrace._core.errors import ConfigurationError, warn_once
 
 __all__ = [
     "AgentTraceSpanExporter",
@@ -54,57 +53,11 @@ __all__ = [
     "split_request",
 ]
 
-# The library logs every failed attempt at ERROR/WARNING, which with no logging configured lands
-# on stderr once per batch. AgentTrace says it once itself; a user who configures logging still
-# sees these records (they propagate), they just no longer fall through to logging.lastResort.
-_log = logging.getLogger("agenttrace.exporters")
-
-
-class _TransientErrors(logging.Handler):
-    """Remembers, per thread, the last transient error the library is retrying after.
-
-    The library retries inside one ``export`` call and only tells its logger; this lets the
-    export lane give up at once at exit when the receiver is known to be failing (instead of
-    waiting the whole exit bound), and lets the warning say what actually failed.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.last: dict[int, tuple[str, float]] = {}  # thread -> (error, monotonic time of the next try)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not (isinstance(record.msg, str) and record.msg.startswith("Transient error")):
-            return
-        args = record.args if isinstance(record.args, tuple) else ()
-        if len(args) < 3:
-            return
-        error, backoff = args[0], args[2]
-        text = _reason(None, None, error) if isinstance(error, BaseException) else _phrase(str(error))
-        delay = float(backoff) if isinstance(backoff, (int, float)) else 0.0
-        self.last[threading.get_ident()] = (text, time.monotonic() + delay)
-
-
-def _phrase(reason: str) -> str:
-    for status in HTTPStatus:
-        if status.phrase == reason:
-            return f"HTTP {status.value} {reason}"
-    return reason
-
-
-_transient = _TransientErrors()
-_log.addHandler(_transient)
-_log.propagate = True
-
-
-def retrying(thread_ident: int) -> tuple[str, float] | None:
-    """``(error, when the next try is due)`` for an export on ``thread_ident`` waiting to retry."""
-    return _transient.last.get(thread_ident)
-
-
 _AUTH_CODES = frozenset({401, 403})
 _TOO_LARGE = 413
 # Answers that will not change if the same bytes are sent again: the batch is dropped and said.
 _PERMANENT = frozenset({400, 404, 405, 410, 415, 422})
+_DEFAULT_MAX_REQUEST_SIZE = 64 * 2**20  # OpenTelemetry's OTLP/HTTP default (64 MiB, before compression)
 
 # Backend exporters made outside AgentTrace's own wiring (the entry point, a user's code), so
 # that init() does not add a second one next to them.
@@ -155,53 +108,79 @@ def _build(request: ExportTraceServiceRequest, items: list[tuple[int, int, Any]]
     return out
 
 
-def _reason(status_code: int | None, reason: str | None, error: BaseException | None) -> str:
-    if status_code is not None:
-        return f"HTTP {status_code}{' ' + reason if reason else ''}"
-    if error is not None:
-        text = str(error)
-        name = type(error).__name__
-        if "timed out" in text.lower() or "timeout" in name.lower():
-            return f"timed out ({name})"
-        if "refused" in text.lower():
-            return f"connection refused ({name})"
-        return f"{name}: {text[:200]}"
-    return "gave up: export deadline, retries or shutdown reached"
-
-
-class SpoolingOTLPSpanExporter(OTLPSpanExporter):
+class SpoolingOTLPSpanExporter(SpanExporter):
     """OTLP/HTTP protobuf span exporter that splits oversized batches and spools what fails.
 
-    Takes every argument of :class:`OTLPSpanExporter` (and reads the same ``OTEL_EXPORTER_OTLP_*``
-    variables), plus ``spool``: where undelivered batches go (default: the ``spool_dir`` setting,
-    folder ``otlp``).
+    Takes the arguments of OpenTelemetry's ``OTLPSpanExporter`` (and reads the same
+    ``OTEL_EXPORTER_OTLP_*`` variables), plus ``spool``: where undelivered batches go (default:
+    the ``spool_dir`` setting, folder ``otlp``).
     """
 
     target = "otlp"
 
-    def __init__(self, *args: Any, spool: Spool | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_args = (args, dict(kwargs))
-        self._client._logger = _log
+    def __init__(  # noqa: PLR0917 - OpenTelemetry's OTLPSpanExporter takes these positionally too
+        self,
+        endpoint: str | None = None,
+        certificate_file: str | None = None,
+        client_key_file: str | None = None,
+        client_certificate_file: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        compression: Any = None,
+        session: Any = None,
+        *,
+        max_request_size: int | None = None,
+        spool: Spool | None = None,
+    ) -> None:
+        self._init_args: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("endpoint", endpoint),
+                ("certificate_file", certificate_file),
+                ("client_key_file", client_key_file),
+                ("client_certificate_file", client_certificate_file),
+                ("headers", headers),
+                ("timeout", timeout),
+                ("compression", compression),
+                ("max_request_size", max_request_size),
+            )
+            if value is not None
+        }
+        self._sender = OTLPHTTPSender(
+            endpoint=endpoint,
+            certificate_file=certificate_file,
+            client_key_file=client_key_file,
+            client_certificate_file=client_certificate_file,
+            headers=headers,
+            timeout=timeout,
+            compression=compression,
+            session=session,
+        )
+        self.max_request_size = _DEFAULT_MAX_REQUEST_SIZE if max_request_size is None else max_request_size
+        self._is_shut_down = False
         if spool is None:
             settings = resolve_settings({})
             spool = Spool(settings.spool_dir, self.target, settings.spool_max_bytes)
         self.spool = spool
 
     @property
+    def endpoint(self) -> str:
+        """The URL the requests are posted to."""
+        return self._sender.endpoint
+
+    @property
     def destination(self) -> str:
         """Where the data goes, for messages."""
-        return f"the OTLP endpoint {self._endpoint}"
+        return f"the OTLP endpoint {self.endpoint}"
 
     @property
     def probe_endpoint(self) -> str:
         """Where exit may try a connect when nothing was confirmed yet (agenttrace.exporters.probe)."""
-        return str(self._endpoint)
+        return self.endpoint
 
     def clone(self) -> SpoolingOTLPSpanExporter:
         """A fresh exporter with the same settings (new HTTP session), for a forked child."""
-        args, kwargs = self._init_args
-        return type(self)(*args, spool=self.spool, **kwargs)
+        return type(self)(spool=self.spool, **self._init_args)
 
     def uploader_env(self) -> dict[str, str] | None:
         """Variables with which another process (the background uploader) sends as this exporter does.
@@ -209,7 +188,7 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
         Made from the ``OTEL_EXPORTER_OTLP_*`` variables alone, it is rebuilt from the inherited
         environment; made with arguments, it cannot be (None: its lane waits at exit instead).
         """
-        return {} if self._init_args == ((), {}) else None
+        return {} if not self._init_args else None
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -226,23 +205,20 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
         if data is None:
             data = request.SerializeToString()
         spans = count_spans(request)
-        if 0 < self._max_request_size < len(data):
+        if 0 < self.max_request_size < len(data):
             return self._split(request, data, spans, f"{len(data)} bytes, over max_request_size")
         token = suppress_instrumentation()
-        ident = threading.get_ident()
-        _transient.last.pop(ident, None)
         try:
             with exporting():
-                result = self._client.export(data)  # the library's retry policy, unchanged
+                result = self._sender.send(data)
         finally:
             otel_context.detach(token)
-            last = _transient.last.pop(ident, None)
         if result.success:
             return Delivery(delivered=spans)
         code = result.status_code
-        reason = _reason(code, result.reason, result.error)
-        if code is None and result.error is None and last is not None:
-            reason = f"{last[0]}; gave up at the export deadline"
+        reason = reason_text(code, result.reason, result.error)
+        if result.gave_up is not None and code is None and result.error is None:
+            reason = f"{result.gave_up}; gave up at the export deadline"
         if code == _TOO_LARGE:
             return self._split(request, data, spans, reason)
         if code in _PERMANENT:
@@ -262,7 +238,7 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Send ``spans``; what fails is spooled and said once; SUCCESS only when all arrived."""
-        if self._shutdown:
+        if self._is_shut_down:
             self.keep(spans, "exporter already shut down")
             return SpanExportResult.FAILURE
         try:
@@ -291,6 +267,11 @@ class SpoolingOTLPSpanExporter(OTLPSpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered in the exporter itself."""
         return True
+
+    def shutdown(self) -> None:
+        """Stop: a send waiting to retry gives up, and later batches go to the spool."""
+        self._is_shut_down = True
+        self._sender.close()
 
 
 class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
@@ -326,7 +307,7 @@ class AgentTraceSpanExporter(SpoolingOTLPSpanExporter):
             endpoint=f"{settings.api_url}/v1/traces",
             headers={**(headers or {}), "Authorization": f"Bearer {settings.api_key}"},
             timeout=settings.export_timeout if timeout is None else timeout,
-            compression=Compression.Gzip,
+            compression="gzip",
             spool=spool,
         )
         self._timeout_arg = timeout
@@ -362,11 +343,24 @@ _GRPC_PERMANENT = frozenset({"INVALID_ARGUMENT", "UNIMPLEMENTED", "FAILED_PRECON
 _GRPC_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 
 
+def grpc_destination(exporter: Any) -> str:
+    """``the OTLP/gRPC endpoint HOST:PORT`` for messages (its private ``_endpoint`` when there, else the variables)."""
+    import os
+
+    endpoint = getattr(exporter, "_endpoint", None) or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")
+    )
+    return f"the OTLP/gRPC endpoint {endpoint}"
+
+
 def grpc_deliverer(exporter: Any) -> Callable[[bytes], Delivery]:
     """``deliver_serialized`` for OpenTelemetry's OTLP/gRPC exporter: re-send spooled requests.
 
-    The gRPC exporter has no way to send bytes already encoded, so its own client stub is called
-    with the decoded request, with the exporter's headers and timeout; the spool keeps what fails
+    The gRPC exporter has no public way to send a request already encoded, so this uses three of
+    its private attributes, the one place AgentTrace does: its channel's stub (``_client``), its
+    headers and timeout (``_headers``, ``_timeout``), unchanged from 1.40 to 1.45. They are checked
+    at each re-send; an exporter without them leaves the spooled requests where they are, says so
+    once, and its live export (its public ``export``) is unaffected. The spool keeps what fails
     for a reason that may pass (UNAVAILABLE, DEADLINE_EXCEEDED, ...).
     """
     import grpc  # type: ignore[import-untyped]  # grpcio ships no type stubs
@@ -374,9 +368,16 @@ def grpc_deliverer(exporter: Any) -> Callable[[bytes], Delivery]:
     def deliver(data: bytes) -> Delivery:
         request = ExportTraceServiceRequest.FromString(data)
         spans = count_spans(request)
-        client = getattr(exporter, "_client", None)
-        if client is None:
-            return Delivery(kept=[(data, spans)], reason="the OTLP/gRPC exporter has no channel")
+        client: Any = getattr(exporter, "_client", None)
+        if not callable(getattr(client, "Export", None)) or not hasattr(exporter, "_timeout"):
+            if client is None and hasattr(exporter, "_client"):
+                return Delivery(kept=[(data, spans)], reason="the OTLP/gRPC exporter has no channel")
+            warn_once(
+                "grpc-resend",
+                "this opentelemetry-exporter-otlp-proto-grpc has no channel stub AgentTrace can re-send "
+                "spooled batches with (its private _client); they stay in the spool (spool/otlp_grpc/)",
+            )
+            return Delivery(kept=[(data, spans)], reason="the OTLP/gRPC exporter cannot re-send spooled requests")
         token = suppress_instrumentation()
         try:
             with exporting():

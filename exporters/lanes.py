@@ -576,8 +576,8 @@ def _without_run_metadata(span: ReadableSpan) -> ReadableSpan:
 def lane_for(exporter: SpanExporter, *args: Any, **kwargs: Any) -> ExportLane:
     """An :class:`ExportLane` for ``exporter``: the SDK configurator's ``export_span_processor``.
 
-    OpenTelemetry's own OTLP/HTTP exporter is swapped for AgentTrace's subclass (same variables,
-    same retry policy, plus batch splitting and the spool).
+    OpenTelemetry's own OTLP/HTTP exporter is swapped for AgentTrace's (same variables, the OTLP
+    retry policy, plus batch splitting and the spool).
     """
     if type(exporter).__module__ == "opentelemetry.exporter.otlp.proto.http.trace_exporter":
         from agenttrace.exporters.backend import SpoolingOTLPSpanExporter

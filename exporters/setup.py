@@ -44,7 +44,7 @@ from agenttrace._core.errors import warn_once
 if TYPE_CHECKING:
     from agenttrace._core.config import Settings
 
-__all__ = ["configure", "exporting"]
+__all__ = ["configure", "exporter_names", "exporting"]
 
 _hub = ExportHub()
 _hub_provider: Any = None
@@ -145,16 +145,11 @@ def _want_backend(settings: Settings, wanted: dict[tuple[Any, ...], Callable[[],
 
 
 def _want_otel_env(wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> None:
-    names_text = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
-    if not names_text or names_text.lower() == "none":
+    names = exporter_names()
+    if not names:
         return
-    # The SDK's own reading of OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL,
-    # so `otlp` means what it means in OpenTelemetry Python.
-    from opentelemetry.sdk._configuration import _get_exporter_names
-    from opentelemetry.util._importlib_metadata import entry_points
-
     env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OTEL_EXPORTER_OTLP")))
-    for name in dict.fromkeys(_get_exporter_names("traces")):
+    for name in dict.fromkeys(names):
         if name == "agenttrace":
             continue  # the backend lane, already decided by the settings
 
@@ -163,12 +158,50 @@ def _want_otel_env(wanted: dict[tuple[Any, ...], Callable[[], ExportLane]]) -> N
                 from agenttrace.exporters.backend import SpoolingOTLPSpanExporter
 
                 return ExportLane(SpoolingOTLPSpanExporter())
+            if name == "otlp_proto_grpc":
+                from agenttrace.exporters.grpc import grpc_span_exporter
+
+                return lane_for(grpc_span_exporter())  # ModuleNotFoundError with the install hint
+            from importlib.metadata import entry_points
+
             found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
             if not found:
                 raise RuntimeError(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides")
             return lane_for(found[0].load()())
 
         wanted[("otel", name, env_key)] = make
+
+
+def exporter_names() -> list[str]:
+    """The trace exporters ``OTEL_TRACES_EXPORTER`` names, ``otlp`` resolved by the OTLP protocol variables.
+
+    As in OpenTelemetry Python: ``otlp`` is ``otlp_proto_grpc`` unless
+    ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` (or ``OTEL_EXPORTER_OTLP_PROTOCOL``) is ``http/protobuf``;
+    ``none`` or unset is no exporter. Raises RuntimeError for another protocol.
+    """
+    text = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    if not text or text.lower() == "none":
+        return []
+    names = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if name == "otlp":
+            protocol = (
+                os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+                or "grpc"
+            )
+            if protocol not in _OTLP_PROTOCOLS:
+                raise RuntimeError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}; expected one of {', '.join(_OTLP_PROTOCOLS)}"
+                )
+            name = _OTLP_PROTOCOLS[protocol]
+        if name:
+            names.append(name)
+    return names
+
+
+_OTLP_PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 
 
 # -- process hooks -------------------------------------------------------------------------------

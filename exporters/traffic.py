@@ -48,8 +48,16 @@ def is_exporter_thread() -> bool:
     return bool(getattr(threading.current_thread(), "_agenttrace_exporter", False) or getattr(_marker, "depth", 0))
 
 
+# OpenTelemetry's suppress-instrumentation key has no public name in opentelemetry-api (its
+# instrumentations read this private one; a public helper exists only in
+# opentelemetry-instrumentation, slow to import). Checked here, at import: without it, only
+# AgentTrace's own key marks export traffic, which AgentTrace's instrumentors still skip.
+_OTEL_SUPPRESS_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
+
 def suppress_instrumentation() -> Token[otel_context.Context]:
     """Mark the current context as export traffic (AgentTrace's key and OpenTelemetry's); the token to detach it."""
     context = otel_context.set_value(EXPORT_TRAFFIC_KEY, True)
-    context = otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True, context)
+    if _OTEL_SUPPRESS_KEY is not None:
+        context = otel_context.set_value(_OTEL_SUPPRESS_KEY, True, context)
     return otel_context.attach(context)

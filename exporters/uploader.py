@@ -160,11 +160,11 @@ def sender(target: str) -> tuple[Callable[[bytes], Delivery], str]:
     from agenttrace.exporters.backend import AgentTraceSpanExporter, SpoolingOTLPSpanExporter
 
     if target == "otlp_grpc":
-        from agenttrace.exporters.backend import grpc_deliverer
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        from agenttrace.exporters.backend import grpc_deliverer, grpc_destination
+        from agenttrace.exporters.grpc import grpc_span_exporter
 
-        grpc_exporter = GrpcExporter()  # endpoint, headers, TLS from OTEL_EXPORTER_OTLP_* as usual
-        return grpc_deliverer(grpc_exporter), f"the OTLP/gRPC endpoint {grpc_exporter._endpoint}"
+        grpc_exporter = grpc_span_exporter()  # endpoint, headers, TLS from OTEL_EXPORTER_OTLP_* as usual
+        return grpc_deliverer(grpc_exporter), grpc_destination(grpc_exporter)
     exporter = AgentTraceSpanExporter(_managed=True) if target == "agenttrace" else SpoolingOTLPSpanExporter()
     return exporter.deliver_serialized, exporter.destination
 

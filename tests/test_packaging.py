@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 import agenttrace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +86,51 @@ def test_version_is_single_sourced() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'version = \{ attr = "agenttrace._version.__version__" \}', pyproject)
     assert f"## {agenttrace.__version__}" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+
+
+def _requirements() -> tuple[list[Requirement], dict[str, list[Requirement]]]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = {name: [Requirement(r) for r in reqs] for name, reqs in project["optional-dependencies"].items()}
+    return [Requirement(r) for r in project["dependencies"]], extras
+
+
+def test_opentelemetry_is_a_range_over_proto_http_and_grpc_is_an_extra() -> None:
+    """No exact OpenTelemetry pin, no grpcio-pulling meta-package; gRPC export only with the grpc extra."""
+    required, extras = _requirements()
+    names = {r.name for r in required}
+    otel = [r for r in required if r.name.startswith("opentelemetry")]
+    assert {r.name for r in otel} == {
+        "opentelemetry-api",
+        "opentelemetry-sdk",
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-instrumentation",
+    }
+    assert "opentelemetry-exporter-otlp" not in names
+    assert not any("grpc" in name for name in names)
+    for requirement in otel:
+        operators = {spec.operator for spec in requirement.specifier}
+        assert operators == {">=", "<"}, requirement  # a range, never ==
+    assert [r.name for r in extras["grpc"]] == ["opentelemetry-exporter-otlp-proto-grpc"]
+
+
+def test_oldest_constraints_are_pyprojects_lower_bounds() -> None:
+    """.ci/otel-oldest.txt (the CI stage on the oldest release) pins exactly the declared lower bounds."""
+    required, extras = _requirements()
+    lower = {
+        r.name: spec.version
+        for r in [*required, *extras["grpc"], *extras["test"]]
+        if r.name.startswith("opentelemetry")
+        for spec in r.specifier
+        if spec.operator == ">="
+    }
+    pins = {}
+    for line in (ROOT / ".ci" / "otel-oldest.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip()] = version.strip()
+    assert {name: pins.get(name) for name in lower} == lower

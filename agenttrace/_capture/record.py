@@ -133,8 +133,14 @@ def in_call() -> bool:
 
 
 def capturing() -> bool:
-    """False for export traffic (:func:`own_traffic`) or while a call is already open here."""
-    if _in_call.get():
+    """False for export traffic (:func:`own_traffic`), while a call is already open here, or before consent.
+
+    Consent is ``runtime.chosen``: the process called ``init()`` (itself, through a run, the
+    zero-code command or AgentTrace's configurator) or runs AgentTrace's distro. An instrumentor
+    that another distro's ``opentelemetry-instrument`` turned on only because AgentTrace is
+    installed leaves every call alone until then: no span, no payload.
+    """
+    if _in_call.get() or not runtime.chosen:
         return False
     return not own_traffic()
 
@@ -175,6 +181,13 @@ def qualified_name(exc: BaseException) -> str:
 # --- recording ----------------------------------------------------------------------------------
 
 
+# The SDK span's private ``_add_event(event)``, which :func:`add_event` appends through (1.40 to
+# 1.45 have it, behind a decorator that hides its signature). Checked once, at import: an SDK
+# without it gets the public ``add_event`` for every event (slower, same spans); one whose
+# method no longer takes an event falls back the same way, at the call.
+_EVENT_SEAM = callable(getattr(SdkSpan, "_add_event", None))
+
+
 def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending: bool = False) -> None:
     """Add one of AgentTrace's own payload events to ``span``, skipping the SDK's re-validation.
 
@@ -182,7 +195,8 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     value (and every element of every list) one by one, under a lock: about as much time as the
     rest of the event's work. The values here are AgentTrace's own, built as str, int, bool and
     tuples of them, so on an SDK span the event is appended as is, behind a read-only view (the
-    same immutability ``add_event`` gives). Two consequences, documented in docs/span-model.md:
+    same immutability ``add_event`` gives), through the SDK's private ``_add_event`` when
+    ``_EVENT_SEAM`` found it at import. Two consequences, documented in docs/span-model.md:
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` does not cut AgentTrace's payload events (bodies are
     bounded by ``max_body_bytes`` instead: a cut body could not be replayed), and any other span
     (a wrapper provider's, a non-recording span) gets the public ``add_event``.
@@ -190,12 +204,12 @@ def add_event(span: Span, name: str, attributes: dict[str, Any], digest_pending:
     ``digest_pending`` (set by :func:`_body_attributes`): the body's SHA-256 is left for whoever
     first reads it, see :class:`_PendingDigest`.
     """
-    if isinstance(span, SdkSpan):
+    if _EVENT_SEAM and isinstance(span, SdkSpan):
+        view = _PendingDigest(attributes) if digest_pending else attributes
         try:
-            view = _PendingDigest(attributes) if digest_pending else attributes
             span._add_event(SdkEvent(name, MappingProxyType(view)))  # the private seam, see above
             return
-        except AttributeError:  # an SDK without the private seam: the public way below
+        except (AttributeError, TypeError):  # a changed seam: the public way below
             pass
     if digest_pending and span.is_recording():
         _PendingDigest(attributes).copy()  # fills in the digest: the public way copies every value

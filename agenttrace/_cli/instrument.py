@@ -152,7 +152,9 @@ def bootstrap() -> None:
 
 def _replay_requested() -> bool:
     """True when the environment asks for a replay (``AGENTTRACE_MODE=replay``, however written)."""
-    return os.environ.get("AGENTTRACE_MODE", "").strip().lower() == "replay"
+    from agenttrace._core.runtime import replay_requested
+
+    return replay_requested()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,11 +183,17 @@ class AgentTraceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyp
 
     Unlike ``opentelemetry-distro`` it does not default ``OTEL_TRACES_EXPORTER`` to ``otlp``:
     AgentTrace's own targets (local files, the backend) are on by its settings, and OTLP is added
-    when the user names it.
+    when the user names it. Its one default is ``OTEL_PYTHON_CONFIGURATOR=agenttrace``.
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        """Nothing to set: the configurator reads the environment."""
+        """Choosing this distro is consent to capture, and selects AgentTrace's configurator unless one is named."""
+        from agenttrace._core.runtime import runtime
+
+        runtime.chosen = True
+        # opentelemetry-instrument runs the distro first, then the configurator OTEL_PYTHON_CONFIGURATOR
+        # names (else the first installed): with several installed, this distro brings its own.
+        os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "agenttrace")
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         """Instrument as OpenTelemetry does; one already on is left as it is (instrumenting it again only warns).
@@ -201,12 +209,28 @@ class AgentTraceDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyp
 
 
 class AgentTraceConfigurator(_OTelSDKConfigurator):
-    """The ``opentelemetry_configurator`` entry point: the OTel SDK set-up, then AgentTrace's run."""
+    """The ``opentelemetry_configurator`` entry point: the OTel SDK set-up, then AgentTrace's run.
+
+    ``opentelemetry-instrument`` runs the first configurator it finds when
+    ``OTEL_PYTHON_CONFIGURATOR`` names none, so this one may run in a process that chose another
+    distro (``OTEL_PYTHON_DISTRO=distro``). It then sets up the SDK exactly as OpenTelemetry's own
+    configurator does and nothing of AgentTrace's: AgentTrace acts only when its distro was
+    chosen (the distro runs first), ``OTEL_PYTHON_CONFIGURATOR=agenttrace`` names it, or
+    ``AGENTTRACE_MODE=replay`` asks for a replay.
+    """
 
     def _configure(self, **kwargs: Any) -> None:
         """Configure the SDK from ``OTEL_*`` with AgentTrace's export lanes, then start the process run."""
+        from agenttrace._core.runtime import runtime
+
+        if not (runtime.chosen or os.environ.get("OTEL_PYTHON_CONFIGURATOR", "").strip() == "agenttrace"):
+            # Another distro's process: not ours to record (runtime.chosen covers AGENTTRACE_MODE=replay).
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # OpenTelemetry's set-up, untouched
+            return
         from agenttrace.exporters.lanes import lane_for
 
+        # export_span_processor: the SDK's hook for a distro's span processor, since 1.40.0
+        # (pyproject's lower bound for that reason).
         kwargs.setdefault("export_span_processor", lane_for)
         super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # the SDK's method is untyped
         bootstrap()

@@ -126,6 +126,7 @@ def configure(settings: Settings) -> None:
     # Entropy drawn while setting up (the SDK's resource detectors, ids) is AgentTrace's own, not
     # the agent's, even when init() runs inside a run (a forked worker's).
     with runtime.lock, exempt():
+        runtime.chosen = True
         runtime.apply(settings)
         try:
             export.configure(settings, runtime.provider, owns_provider=runtime.owns_provider)

@@ -19,7 +19,12 @@ from agenttrace._format.schema import INSTRUMENTATION_SCOPE
 from agenttrace._version import __version__
 from agenttrace.exporters.processor import RunFileProcessor
 
-__all__ = ["Runtime", "runtime"]
+__all__ = ["Runtime", "replay_requested", "runtime"]
+
+
+def replay_requested() -> bool:
+    """True when the environment asks for a replay (``AGENTTRACE_MODE=replay``, however written)."""
+    return os.environ.get("AGENTTRACE_MODE", "").strip().lower() == "replay"
 
 
 class Runtime:
@@ -34,6 +39,12 @@ class Runtime:
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.files = RunFileProcessor()
         self.active_runs = 0  # changed under ``lock`` by agenttrace._core.lifecycle
+        # True once this process chose AgentTrace: an init() (the user's, a run's, the zero-code
+        # command's, AgentTrace's configurator's), AgentTrace's distro, or AGENTTRACE_MODE=replay
+        # (a replay must not go live because another distro was picked). Until then the
+        # instrumentors, turned on by another distro's opentelemetry-instrument, capture nothing:
+        # being installed is not consent (docs/instrumentors.md).
+        self.chosen = replay_requested()
         # False while nothing would receive a call's span: AgentTrace's own provider, no trace
         # files, no export lane and no span processor of anyone else's. Replay then serves calls
         # without opening a span for them (the pytest plugin's default), see update_traced().

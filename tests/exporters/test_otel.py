@@ -99,6 +99,12 @@ def test_users_provider_gets_agenttrace_spans_in_its_own_trace(agents: Agents, r
     assert wait_until(lambda: len(receiver.accepted_span_ids()) == 3)
 
 
+# opentelemetry-distro is installed beside AgentTrace in the test environment: with several distros
+# opentelemetry-instrument takes the first it finds, so these tests choose AgentTrace's (which
+# brings its configurator), as docs/export.md tells users to.
+CHOSEN = {"OTEL_PYTHON_DISTRO": "agenttrace"}
+
+
 def test_traces_exporter_entry_point_in_a_users_setup(agents: Agents, receiver: Receiver, receiver2: Receiver) -> None:
     """OTEL_TRACES_EXPORTER=otlp,agenttrace under opentelemetry-instrument: each destination gets each span once."""
     env = {
@@ -106,7 +112,7 @@ def test_traces_exporter_entry_point_in_a_users_setup(agents: Agents, receiver: 
         "AGENTTRACE_API_KEY": KEY,
         "AGENTTRACE_API_URL": receiver.url,
     }
-    done = agents(AGENT, env, prefix=("opentelemetry-instrument",))
+    done = agents(AGENT, {**env, **CHOSEN}, prefix=("opentelemetry-instrument",))
     assert done.returncode == 0, done.stderr
     # The process run ends at exit: handed off with the rest (one uploader for both folders).
     assert wait_until(lambda: len(receiver.accepted_span_ids()) == 7 and len(receiver2.accepted_span_ids()) == 7)
@@ -137,8 +143,9 @@ def test_agenttrace_instrument_records_the_uncaught_exception(agents: Agents) ->
 
 
 def test_opentelemetry_instrument_activates_agenttrace(agents: Agents, receiver2: Receiver) -> None:
-    """Plain `opentelemetry-instrument` finds AgentTrace's distro and configurator: local run file and OTLP."""
-    done = agents(PLAIN, otlp_env(receiver2.url), prefix=("opentelemetry-instrument",), args=("x",))
+    """`opentelemetry-instrument` with AgentTrace's distro chosen brings its configurator: local run file and OTLP."""
+    env = {**otlp_env(receiver2.url), **CHOSEN}
+    done = agents(PLAIN, env, prefix=("opentelemetry-instrument",), args=("x",))
     assert done.returncode == 0, done.stderr
     (run,) = done.local_spans()
     assert run.name == "agent_1.py"
@@ -147,9 +154,8 @@ def test_opentelemetry_instrument_activates_agenttrace(agents: Agents, receiver2
 
 def test_exporter_traffic_is_never_recorded(agents: Agents, receiver: Receiver) -> None:
     """With OTel's requests/urllib3 instrumentors active, the upload itself produces no span."""
-    done = agents(
-        AGENT, {"AGENTTRACE_API_KEY": KEY, "AGENTTRACE_API_URL": receiver.url}, prefix=("opentelemetry-instrument",)
-    )
+    env = {"AGENTTRACE_API_KEY": KEY, "AGENTTRACE_API_URL": receiver.url, **CHOSEN}
+    done = agents(AGENT, env, prefix=("opentelemetry-instrument",))
     assert done.returncode == 0, done.stderr
     # Neither the agent's upload nor its background uploader's (started with -I: no
     # sitecustomize, so not instrumented) is recorded.
@@ -173,7 +179,7 @@ URLLIB3_CALL = """
 
 def test_agenttrace_instrumentors_record_under_opentelemetry_instrument(agents: Agents, receiver: Receiver) -> None:
     """Under opentelemetry-instrument, the script's urllib3 call is a CLIENT span of the process run."""
-    done = agents(URLLIB3_CALL, prefix=("opentelemetry-instrument",), args=(receiver.url,))
+    done = agents(URLLIB3_CALL, CHOSEN, prefix=("opentelemetry-instrument",), args=(receiver.url,))
     assert done.returncode == 0, done.stderr
     assert len(agenttrace_client_spans(done)) == 1
     assert "already instrumented" not in done.stderr
@@ -187,7 +193,7 @@ def test_disabled_instrumentations_apply_to_agenttrace_instrumentors(
     agents: Agents, receiver: Receiver, disabled: str, recorded: list[str]
 ) -> None:
     """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns ours off by entry-point name, during runs too."""
-    env = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled}
+    env = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled, **CHOSEN}
     done = agents(URLLIB3_CALL, env, prefix=("opentelemetry-instrument",), args=(receiver.url,))
     assert done.returncode == 0, done.stderr
     libraries = {s.attributes.get("agenttrace.call.library") for s in agenttrace_client_spans(done)}

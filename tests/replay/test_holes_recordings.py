@@ -173,6 +173,8 @@ def test_zero_code_replay_without_its_recording_stops_before_the_agent(
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",
+        # opentelemetry-distro is installed beside AgentTrace here: choose AgentTrace's distro.
+        OTEL_PYTHON_DISTRO="agenttrace",
     )
     before = server.connections
     done = run_command(
