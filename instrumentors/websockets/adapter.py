@@ -78,20 +78,34 @@ class WebSocketsAdapter:
             (self.connection.Connection, "send", self.send_wrapper),
         ]
 
+    @property
+    def supported(self) -> bool:
+        """True for websockets 17 and later, whose client opens connections in ``connect.connect``.
+
+        Older releases are left unpatched, without a warning (many environments hold one only as
+        another package's dependency): their connections stay raw socket connections, which a
+        governance replay stops as leaks.
+        """
+        return callable(getattr(self.client.connect, "connect", None))
+
     def install(self) -> None:
-        """Patch the client (idempotent)."""
+        """Patch the client (idempotent); nothing on a release older than 17 (see :attr:`supported`)."""
+        if not self.supported:
+            return
         for owner, name, wrapper in self._patches():
             wrap_innermost(owner, name, wrapper)
 
     def uninstall(self) -> None:
         """Remove exactly our patches, leaving any other instrumentation in place."""
+        if not self.supported:
+            return
         for owner, name, wrapper in self._patches():
             unwrap_ours(owner, name, wrapper)
 
     @property
     def installed(self) -> bool:
         """True while our patch is on ``connect``."""
-        return is_wrapped(self.client.connect, "connect", self.connect_wrapper)
+        return self.supported and is_wrapped(self.client.connect, "connect", self.connect_wrapper)
 
     # --- the connection -------------------------------------------------------------------------
 
