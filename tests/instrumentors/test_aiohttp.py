@@ -328,7 +328,12 @@ def test_zero_code_under_opentelemetry_instrument(tmp_path: Path, server: TestSe
     script = tmp_path / "agent.py"
     script.write_text(textwrap.dedent(ZERO_CODE_AGENT), encoding="utf-8")
     command = str(Path(sys.executable).parent / "opentelemetry-instrument")
-    env = {**_CLEAN_ENV, "AGENTTRACE_TRACE_DIR": str(tmp_path / "traces"), "AGENTTRACE_QUIET": "1"}
+    env = {
+        **_CLEAN_ENV,
+        "AGENTTRACE_TRACE_DIR": str(tmp_path / "traces"),
+        "AGENTTRACE_QUIET": "1",
+        "OTEL_PYTHON_DISTRO": "agenttrace",  # chosen: installed alone is not consent (docs/instrumentors.md)
+    }
     done = run_command([command, sys.executable, str(script), server.url("/json?zero=1")], tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("200 ")
