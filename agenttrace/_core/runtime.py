@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from agenttrace._core.config import Settings
+from agenttrace._core.tracer import UnsuppressedTracer
 from agenttrace._format.schema import INSTRUMENTATION_SCOPE
 from agenttrace._version import __version__
 from agenttrace.exporters.processor import RunFileProcessor
@@ -86,7 +87,7 @@ class Runtime:
         provider.add_span_processor(self.files)
         self.owns_provider = owned
         self.provider = provider
-        self.tracer = provider.get_tracer(INSTRUMENTATION_SCOPE, __version__)
+        self.tracer = UnsuppressedTracer(provider.get_tracer(INSTRUMENTATION_SCOPE, __version__))
 
     def current_settings(self) -> Settings:
         """The settings in force; the error of the last failed ``init()`` if it failed.

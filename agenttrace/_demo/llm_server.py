@@ -426,9 +426,15 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     chunk_delay = 0.0
     calls = 0
+    connections = 0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up mid-stream is normal for a demo server: stay quiet."""
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn = super().get_request()
+        self.connections += 1
+        return conn
 
 
 class FakeLLMServer(LoopbackServer):
@@ -447,6 +453,11 @@ class FakeLLMServer(LoopbackServer):
     def calls(self) -> int:
         """How many API calls it has answered."""
         return int(self._server.calls)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections it has accepted (a replay's tripwire: it must not move)."""
+        return int(self._server.connections)
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted."""
