@@ -43,6 +43,9 @@ _RETRYABLE = frozenset({429, 502, 503, 504})
 _COMPRESSIONS = ("none", "gzip", "deflate")
 
 _log = logging.getLogger("agenttrace.exporters")
+# Backoff jitter from a generator of our own: a draw from the global one would move the agent's
+# random sequence, which replay restores and serves (docs/replay.md, "Entropy").
+_jitter = random.Random(time.monotonic_ns() ^ os.getpid())  # noqa: S311 - jitter, not secrecy
 
 # thread -> (what failed, monotonic time of the next try): the export lane gives up at exit at
 # once when the receiver is known to be failing past the exit bound, and says what failed.
@@ -185,7 +188,7 @@ class OTLPHTTPSender:
         last: SendResult = SendResult(False)
         try:
             for attempt in range(_MAX_ATTEMPTS):
-                backoff = 2**attempt * random.uniform(1 - _JITTER, 1 + _JITTER)  # noqa: S311 - jitter, not secrecy
+                backoff = 2**attempt * _jitter.uniform(1 - _JITTER, 1 + _JITTER)
                 remaining = deadline - time.monotonic()
                 try:
                     answer = self._session.post(
