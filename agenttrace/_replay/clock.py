@@ -33,11 +33,10 @@ import time
 import warnings
 from typing import Any
 
-from agenttrace._replay.entropy import clock_reading
+from agenttrace._replay.entropy import clock_reading, real_time_ns
 
-__all__ = ["install", "installed", "real_time_ns", "uninstall"]
+__all__ = ["install", "installed", "uninstall"]
 
-real_time_ns = time.time_ns
 _real_localtime = time.localtime
 _real_gmtime = time.gmtime
 _real_ctime = time.ctime
@@ -149,10 +148,38 @@ def install() -> None:
             )
         else:
             _installed.append("datetime")
+    from agenttrace._replay import ids
+
+    ids.install()
+    _hook_ids_import()
+
+
+_hooked: list[bool] = []
+
+
+def _hook_ids_import() -> None:
+    # uuid_utils imported while a run is active (a framework imported inside the run) gets its
+    # ids from the run too; the hook fires once, on the import.
+    with _lock:
+        if _hooked:
+            return
+        _hooked.append(True)
+    import wrapt
+
+    def imported(_module: Any) -> None:
+        if installed():
+            from agenttrace._replay import ids
+
+            ids.install()
+
+    wrapt.register_post_import_hook(imported, "uuid_utils.compat")
 
 
 def uninstall() -> None:
     """Restore the real clock exactly (the last run ended)."""
+    from agenttrace._replay import ids
+
+    ids.uninstall()
     with _lock:
         if "time" in _installed:
             for name, real in _TIME_REAL.items():

@@ -51,6 +51,7 @@ __all__ = [
     "isolate_span_ids",
     "private_file",
     "private_folder",
+    "real_time_ns",
     "run_ended",
     "run_started",
     "set_server",
@@ -65,6 +66,7 @@ Server = Callable[[RunState, str, int], "bytes | None"]
 _lock = threading.RLock()
 _exempt = ThreadFlag()
 _real_urandom = os.urandom
+real_time_ns = time.time_ns  # the wall clock itself, whatever agenttrace._replay.clock makes of time.time_ns
 _real_random_urandom: Callable[[int], bytes] = random._urandom  # type: ignore[attr-defined]
 _real_seed = random.Random.seed
 _real_module_seed = random.seed

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import AgentRunner
 from tests.servers import TestServer
 
@@ -127,3 +129,39 @@ print(inside, time.time is real_time, datetime.datetime.now == real_now)
     result = run_agent(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(True, True) True True"
+
+
+UUID_UTILS_AGENT = """
+import json, os, sys
+import httpx, agenttrace
+if not os.environ.get("IMPORT_IN_RUN"):
+    import uuid_utils.compat as uc
+
+@agenttrace.run("rust-ids")
+def main(base):
+    global uc
+    if os.environ.get("IMPORT_IN_RUN"):
+        import uuid_utils.compat as uc  # a framework imported inside the run
+    ids = [str(uc.uuid7()) for _ in range(20)] + [str(uc.uuid4())]
+    httpx.get(base + "/json")
+    return ids + [str(uc.uuid7()) for _ in range(5)]
+
+print(json.dumps(main(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("import_in_run", ["", "1"])
+def test_uuid_utils_ids_replay_identically(replayer: Replayer, server: TestServer, import_in_run: str) -> None:
+    """uuid_utils (Rust; LangChain's ids) reads the OS clock and random source: its compat ids replay as recorded."""
+    env = {"IMPORT_IN_RUN": import_in_run}
+    rec = replayer.record(UUID_UTILS_AGENT, [server.base_url], env=env)
+    ids = json.loads(rec.result.stdout)
+    assert len(set(ids)) == len(ids)
+    assert all(i[14] == "7" for i in ids[:20])  # the version digit
+    assert ids[20][14] == "4"
+    assert sorted(ids[:20]) == ids[:20]  # uuid7 ids are ordered, within a millisecond too
+    before = server.connections
+    rep = replayer.replay(UUID_UTILS_AGENT, rec, [server.base_url], env=env)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.result.stdout
+    assert server.connections == before
