@@ -25,6 +25,7 @@ from .conftest import CLEAN_ENV
 
 CALLS = 80
 SIZE = 4_000_000  # bytes per response: 320 MB recorded in all
+_BOUND = 0.75  # of what was recorded: the agent's peak memory stays below it
 
 # stderr is wrapped so the agent knows when AgentTrace's warning came: during the run or after.
 AGENT = f"""
@@ -93,9 +94,10 @@ def test_unwritable_folder_warns_at_once_and_memory_stays_bounded(tmp_path: Path
     assert done.stderr.count("WARNING: could not write trace file") == 1
     assert "spans of trace" in done.stderr
     assert "were dropped" in done.stderr
-    # Recording any number of these calls peaks near 150 MB here (the agent, the capture, the
-    # writer's bounded queue); keeping the spans would take the whole 320 MB.
-    assert _maxrss_bytes(done.stdout) < CALLS * SIZE * 0.6, done.stdout
+    # Recording any number of these calls peaks at 150 to 200 MB here (the agent, the capture, the
+    # writer's bounded queue; the peak moves with the machine's load and the allocator), while
+    # keeping the spans would take the whole 320 MB on top of the agent's own.
+    assert _maxrss_bytes(done.stdout) < CALLS * SIZE * _BOUND, done.stdout
 
 
 def test_file_size_limit_warns_at_once_and_memory_stays_bounded(tmp_path: Path, big_server: TestServer) -> None:
@@ -120,7 +122,7 @@ def test_file_size_limit_warns_at_once_and_memory_stays_bounded(tmp_path: Path, 
     assert "WARNED DURING RUN True" in done.stdout
     assert "File too large" in done.stderr
     assert done.stderr.count("WARNING: could not write trace file") == 1
-    assert _maxrss_bytes(done.stdout) < CALLS * SIZE * 0.6, done.stdout
+    assert _maxrss_bytes(done.stdout) < CALLS * SIZE * _BOUND, done.stdout
     # What was written before the failure is kept, in sight, and reads up to where it broke off.
     (kept,) = (tmp_path / "traces").glob("*.incomplete.jsonl")
     assert f"the spans written before are in {kept}" in done.stderr
