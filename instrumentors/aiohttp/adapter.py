@@ -101,8 +101,17 @@ class _Tee:
 
 
 def _tee_of(reader: Any) -> _Tee | None:
+    """The open call ``reader`` belongs to, or None.
+
+    A reader that has already ended (at its end of body, or failed) belongs to a call that has
+    ended too: what it is told later is not news for the call now on its kept-alive connection.
+    (A response released after its body was read, once its connection has been taken from the
+    pool by the next request, sets "Connection closed" on its own, finished reader.)
+    """
     tee = getattr(getattr(reader, "_protocol", None), _TEE, None)
-    return tee if type(tee) is _Tee else None
+    if type(tee) is not _Tee or reader.is_eof() or reader.exception() is not None:
+        return None
+    return tee
 
 
 async def _request_body(req: Any) -> bytes:
@@ -246,8 +255,8 @@ class AiohttpAdapter:
         return wrapped(*args, **kwargs)
 
     def _feed_eof(self, wrapped: Any, reader: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        tee = _tee_of(reader)  # before: an ended reader is no open call's
         result = wrapped(*args, **kwargs)
-        tee = _tee_of(reader)
         if tee is not None:
             tee.end("complete")
         return result

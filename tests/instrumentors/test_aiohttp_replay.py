@@ -299,6 +299,35 @@ def test_concurrent_tasks_each_in_own_step_replayed(
     assert replayed == live
 
 
+def test_response_released_late_leaves_the_next_call_on_its_connection_alone(
+    tmp_path: Path, recorder: Recorder, fresh_server: TestServer
+) -> None:
+    """A response released after the next request took its kept-alive connection: that request is recorded whole.
+
+    Releasing a read response sets "Connection closed" on its own (finished) reader; it is not
+    the next call's end of body, which replay would otherwise serve as that error.
+    """
+
+    async def agent() -> Any:
+        async with aiohttp.ClientSession() as client:
+            first = await client.get(fresh_server.url("/json?i=1"))
+            body = await first.json()  # read to its end: the connection goes back to the pool
+            # Its events come 0.2 s apart, so the stream is still open when the first response is released.
+            async with client.get(fresh_server.url("/sse?n=2&delay=0.2")) as second:
+                first.release()
+                lines = [line async for line in second.content]
+            return body["query"], lines
+
+    live, trace = recorder.run(agent)
+    assert fresh_server.connections == 1  # the second request went out on the first one's connection
+    assert [(e.response.stream_end, e.error) for e in trace.exchanges if e.response] == [("complete", None)] * 2
+    assert len(live[1]) == 6  # two events and [DONE], each a line and a blank line
+    fresh_server.stop()
+    with replaying(tmp_path):
+        replayed = asyncio.run(agenttrace.run("test-agent")(agent)())
+    assert replayed == live
+
+
 def test_websocket_not_recorded_and_stopped_by_governance(tmp_path: Path, recorder: Recorder) -> None:
     """ws_connect is no aiohttp call: recorded as a raw connect, and governance replay stops it instead of hanging."""
     from aiohttp import web
