@@ -52,6 +52,9 @@ class RunFileProcessor(SpanProcessor):
         self.quiet = False
         self._checked: set[Path] = set()  # folders already searched for interrupted runs
         self._joined: set[int] = set()  # traces whose run lives in a parent process (see open_trace)
+        # Traces whose last run ended, while close_trace waits for the writer thread: secure()
+        # still writes them (a pool worker's SIGTERM often comes as its exit hooks end its run).
+        self._closing: dict[int, TraceFile] = {}
         self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
         os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
         _PROCESSORS.add(self)
@@ -78,6 +81,9 @@ class RunFileProcessor(SpanProcessor):
         from agenttrace.exporters.local import TraceFile
 
         self._lock = threading.Lock()
+        for closing in self._closing.values():
+            closing.forget_after_fork()  # another thread of the parent was committing it
+        self._closing.clear()
         for trace_id, (inherited, _) in list(self._open.items()):
             inherited.forget_after_fork()
             file = TraceFile(self.folder, trace_id)
@@ -145,8 +151,14 @@ class RunFileProcessor(SpanProcessor):
                 self._open[trace_id] = (entry[0], entry[1] - 1)
                 return None
             del self._open[trace_id]
-        if self._writer is not None:
-            self._writer.flush(entry[0])
+            self._closing[trace_id] = entry[0]
+        try:
+            if self._writer is not None:
+                self._writer.flush(entry[0])
+        finally:
+            with self._lock:
+                if self._closing.get(trace_id) is entry[0]:
+                    del self._closing[trace_id]
         path = entry[0].commit()
         if path is not None and not self.quiet:
             say(f"trace written to {_display(path)} ({entry[0].spans} spans)")
@@ -196,8 +208,10 @@ class RunFileProcessor(SpanProcessor):
             return False
         try:
             files = [(entry[0], trace_id in self._joined) for trace_id, entry in self._open.items()]
+            files += [(file, trace_id in self._joined) for trace_id, file in self._closing.items()]
             if dying:
                 self._open.clear()
+                self._closing.clear()
         finally:
             self._lock.release()
         done = True

@@ -7,14 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from agenttrace.exporters import local
+from agenttrace.exporters.processor import RunFileProcessor
 from google.protobuf import json_format
+from opentelemetry import trace
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 from agenttrace._format.files import read_spans
 from tests.recording import hex_ids_to_base64
@@ -424,3 +427,37 @@ def test_flush_cuts_the_writer_wait_short(monkeypatch: Any) -> None:
     writer.flush(file)
     assert [span.name for _, span in written] == ["first", "second"]
     assert time.monotonic() - submitted < 10  # far under the 30 s linger
+
+
+def test_a_run_being_committed_is_still_secured(tmp_path: Path) -> None:
+    """force_flush (and SIGTERM's handler) wait for the spans of a run whose file is being committed."""
+    # A pool worker's run ends in its exit hooks, and Pool.terminate()'s SIGTERM often comes while
+    # that run's spans still wait for the trace writer (a worker starved on a loaded machine): the
+    # handler must write them, not find nothing open and let the process die without them.
+    processor = RunFileProcessor()
+    processor.folder = tmp_path
+    processor.quiet = True
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    run = tracer.start_span("run")
+    trace_id = run.get_span_context().trace_id
+    processor.open_trace(trace_id)
+    file = processor._open[trace_id][0]
+    with file._lock:  # the writer thread stalls on this file's next span
+        tracer.start_span("call", context=trace.set_span_in_context(run)).end()
+        run.end()
+        closing = threading.Thread(target=processor.close_trace, args=(trace_id,))
+        closing.start()
+        deadline = time.monotonic() + 10
+        while trace_id in processor._open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert trace_id not in processor._open
+        # Both spans still wait for the writer: not on disk, whatever force_flush could claim.
+        assert processor.force_flush(200) is False
+    closing.join(30)
+    assert processor.force_flush(10_000) is True
+    (committed,) = tmp_path.glob("*.jsonl")
+    assert sorted(s.name for s in read_spans(committed)) == ["call", "run"]
+    assert list(tmp_path.glob(".*.partial-*")) == []
+    provider.shutdown()
