@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 
 from agenttrace._core.scope import EXPORT_TRAFFIC_KEY
 
-__all__ = ["exporting", "is_exporter_thread", "mark_exporter_thread", "suppress_instrumentation"]
+__all__ = ["OTEL_SUPPRESS_KEY", "exporting", "is_exporter_thread", "mark_exporter_thread", "suppress_instrumentation"]
 
 _marker = threading.local()
 
@@ -52,12 +52,12 @@ def is_exporter_thread() -> bool:
 # instrumentations read this private one; a public helper exists only in
 # opentelemetry-instrumentation, slow to import). Checked here, at import: without it, only
 # AgentTrace's own key marks export traffic, which AgentTrace's instrumentors still skip.
-_OTEL_SUPPRESS_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+OTEL_SUPPRESS_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
 
 
 def suppress_instrumentation() -> Token[otel_context.Context]:
     """Mark the current context as export traffic (AgentTrace's key and OpenTelemetry's); the token to detach it."""
     context = otel_context.set_value(EXPORT_TRAFFIC_KEY, True)
-    if _OTEL_SUPPRESS_KEY is not None:
-        context = otel_context.set_value(_OTEL_SUPPRESS_KEY, True, context)
+    if OTEL_SUPPRESS_KEY is not None:
+        context = otel_context.set_value(OTEL_SUPPRESS_KEY, True, context)
     return otel_context.attach(context)

@@ -19,15 +19,15 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
+from agenttrace.exporters.traffic import OTEL_SUPPRESS_KEY
+
 __all__ = ["UnsuppressedTracer"]
 
-# The keys suppress_instrumentation() sets: opentelemetry.context's (a private name, read with a
-# fallback so that a release renaming it leaves the plain key) and the plain string older
-# instrumentations and Logfire still set.
+# The keys suppress_instrumentation() sets: opentelemetry.context's (its private name, looked up once,
+# with its fallback, in agenttrace.exporters.traffic) and the plain string older instrumentations and
+# Logfire still set.
 _SUPPRESS_KEYS: tuple[str, ...] = tuple(
-    key
-    for key in (getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None), "suppress_instrumentation")
-    if isinstance(key, str)
+    key for key in (OTEL_SUPPRESS_KEY, "suppress_instrumentation") if isinstance(key, str)
 )
 
 
