@@ -37,6 +37,7 @@ __all__ = [
     "exit_timeout",
     "handed_off_to",
     "in_worker_process",
+    "is_spawned_worker",
     "run_metadata_exported",
     "use_settings",
 ]
@@ -96,6 +97,13 @@ def in_worker_process() -> bool:
     """True in a multiprocessing worker (forked or spawned)."""
     multiprocessing = sys.modules.get("multiprocessing")
     return multiprocessing is not None and multiprocessing.parent_process() is not None
+
+
+def is_spawned_worker() -> bool:
+    """True in a process multiprocessing spawned as a worker (spawn or forkserver's server start it
+    as ``python -c ... --multiprocessing-fork``); known from the command line, so also while the
+    interpreter starts, before multiprocessing has set the worker up."""
+    return "--multiprocessing-fork" in getattr(sys, "orig_argv", ())
 
 
 def _exit_plan() -> str | None:

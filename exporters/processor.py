@@ -10,6 +10,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agenttrace.exporters.exit import is_spawned_worker
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -56,6 +57,7 @@ class RunFileProcessor(SpanProcessor):
         # still writes them (a pool worker's SIGTERM often comes as its exit hooks end its run).
         self._closing: dict[int, TraceFile] = {}
         self._writer: SpanWriter | None = None  # made with the first file (keeps import light)
+        self._spawned_worker = is_spawned_worker()
         os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
         _PROCESSORS.add(self)
 
@@ -129,6 +131,9 @@ class RunFileProcessor(SpanProcessor):
             entry = self._open.get(trace_id)
             if entry is None:
                 file = TraceFile(self.folder, trace_id)
+                # A spawned pool worker may die of SIGTERM (Pool.terminate) at any moment and has
+                # no handler to write what waits (see agenttrace.exporters.termination).
+                file.sync = self._spawned_worker
                 if not joined:
                     file.claim()  # its workers' files are its to take in, see recover_interrupted
                 self._open[trace_id] = (file, 1)

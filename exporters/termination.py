@@ -3,7 +3,8 @@
 The default action of SIGTERM ends the process at once, without ``atexit`` hooks: the spans of
 the run in progress would be lost with it. :func:`install` (called by the first ``init()``, from
 the main thread) puts a handler in front of the one in place when that is the default action or
-a Python function; a handler installed in C, or SIGTERM ignored, is left alone. The handler:
+a Python function; a handler installed in C, or SIGTERM ignored, is left alone; a multiprocessing
+worker (forked or spawned) keeps the default action, see :func:`_after_fork_in_child`. The handler:
 
 1. writes the spans that ended so far to the trace files and, when the process is about to die
    (the default action), moves each open run's file into sight as ``<trace_id>.incomplete.jsonl``
@@ -24,7 +25,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from agenttrace.exporters.exit import exit_timeout
+from agenttrace.exporters.exit import exit_timeout, is_spawned_worker
 from agenttrace.exporters.processor import secure_all
 
 __all__ = ["install"]
@@ -47,6 +48,9 @@ def install() -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return  # a later init() from the main thread installs it
+    if is_spawned_worker():
+        _installed = True  # a spawned pool worker: the default action, as a forked one (below)
+        return
     try:
         current = signal.getsignal(signal.SIGTERM)
         if current is not signal.SIG_DFL and not callable(current):
@@ -64,7 +68,8 @@ def _after_fork_in_child() -> None:
     # waits in memory for the handler to save. And a Python-level handler can miss the SIGTERM
     # that multiprocessing's Pool.terminate() sends: one arriving just before the worker blocks
     # on the task queue's lock is only handled when that wait ends, which it never does. So the
-    # worker gets the action it had without AgentTrace back.
+    # worker gets the action it had without AgentTrace back. A spawned worker never gets the
+    # handler (install) and writes its spans as each ends too (the processor's open_trace).
     global _installed  # noqa: PLW0603 - the worker's own state
     if not _installed or _previous is not signal.SIG_DFL:
         return

@@ -141,6 +141,40 @@ def test_worker_processes_record_into_the_run_and_replay(
     assert server.connections == before
 
 
+KILLED_WORKER_AGENT = """
+import json, multiprocessing, os, signal, sys
+import requests, agenttrace
+
+def crash(url):
+    requests.get(url, timeout=5)
+    os.kill(os.getpid(), signal.SIGKILL)  # nothing of the worker's exit runs
+
+def sigterm_is_default():
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+@agenttrace.run("killed")
+def main(base):
+    ctx = multiprocessing.get_context("spawn")
+    worker = ctx.Process(target=crash, args=(base + "/json?i=9",))
+    worker.start()
+    worker.join()
+    with ctx.Pool(1) as pool:
+        default = pool.apply(sigterm_is_default)
+    return [worker.exitcode, default]
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))
+"""
+
+
+def test_a_spawned_worker_killed_after_a_call_keeps_it(replayer: Replayer, server: TestServer) -> None:
+    """A spawned worker writes each span as it ends and keeps SIGTERM's default action, as a forked one:
+    Pool.terminate()'s signal always ends it, and a kill loses nothing that had ended."""
+    rec = replayer.record(KILLED_WORKER_AGENT, [server.base_url])
+    assert json.loads(rec.result.stdout) == [-9, True]
+    assert [str(e["request"]["url"]).rpartition("/")[2] for e in _calls(rec.path)] == ["json?i=9"]
+
+
 @pytest.mark.parametrize(("kind", "method"), [("pool", "spawn"), ("pool", "forkserver"), ("executor", "fork")])
 def test_worker_processes_never_reach_the_network_in_governance(
     replayer: Replayer, server: TestServer, kind: str, method: str
