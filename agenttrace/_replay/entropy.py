@@ -343,16 +343,18 @@ def call_started(run: RunState, span: Any) -> None:
 
 def _add_event(span: Any, run: RunState | None, draws: list[tuple[str, bytes]], first: int) -> None:
     """One ``agenttrace.entropy`` event on ``span``: ``draws``, numbered from ``first``."""
+    from agenttrace._capture.record import add_event
+
     attributes: dict[str, Any] = {
-        S.ENTROPY_SOURCES: [source for source, _ in draws],
-        S.ENTROPY_VALUES: [base64.b64encode(value).decode("ascii") for _, value in draws],
+        S.ENTROPY_SOURCES: tuple(source for source, _ in draws),
+        S.ENTROPY_VALUES: tuple(base64.b64encode(value).decode("ascii") for _, value in draws),
     }
     if first:
         attributes[S.ENTROPY_FIRST] = first
     if run is not None:  # on a call span: which run, even when the run's own span never gets written
         attributes[S.ENTROPY_RUN_SPAN_ID] = format(run.span.get_span_context().span_id, "016x")
         attributes[S.RUN_NAME] = run.name
-    span.add_event(S.EVENT_ENTROPY, attributes)
+    add_event(span, S.EVENT_ENTROPY, attributes)  # its values are built valid: no SDK re-check
 
 
 def run_ended(run: RunState) -> None:
