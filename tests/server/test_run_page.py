@@ -62,7 +62,10 @@ def browser() -> Iterator[Any]:
 
 def _trace_ids(server: Any) -> dict[str, str]:
     listing = server.get("/api/traces", headers={"Authorization": f"Bearer {KEY}"}).json()["traces"]
-    return {t["mode"]: t["trace_id"] for t in listing}
+    newest: dict[str, str] = {}
+    for trace in listing:  # most recent first
+        newest.setdefault(trace["mode"], trace["trace_id"])
+    return newest
 
 
 def test_a_recorded_openai_agent_and_its_replay_as_a_user_sees_them(
@@ -104,9 +107,19 @@ def test_a_recorded_openai_agent_and_its_replay_as_a_user_sees_them(
         )
         assert replayed.returncode == 0, replayed.stderr
         assert llm.calls == calls  # the replay reached no model
-    ids = _trace_ids(server)
-    assert set(ids) == {"record", "replay"}, (ids, replayed.stderr)
-    replay_id = ids["replay"]
+        ids = _trace_ids(server)
+        assert set(ids) == {"record", "replay"}, (ids, replayed.stderr)
+        replay_id = ids["replay"]
+        # A relaxed replay asked another question: its first call is not in the recording.
+        question = ["--question", "Where is my order 99?"]
+        changed = _run(
+            [str(BIN / "agenttrace"), "replay", str(recording), "--", *agent, llm.openai_base_url, *question],
+            replay_env,
+            tmp_path,
+        )
+        assert changed.returncode == 0, changed.stderr
+    changed_id = _trace_ids(server)["replay"]  # the newest replay
+    assert changed_id != replay_id
 
     page = browser(f"{server.url}/traces/{recorded_id}")
     # The timeline: the run, its three steps, the two LLM calls, each a row with a bar.
@@ -164,6 +177,15 @@ def test_a_recorded_openai_agent_and_its_replay_as_a_user_sees_them(
     calls_compared = page.locator(".diff-node.change-equal:has(> .badge.call)")
     assert calls_compared.count() == 2
     assert page.locator(".badge.replay-note", has_text="served").count() == 2
+
+    # The replay that asked another question: the diff says which call differs, and where.
+    page = browser(f"{server.url}/traces/{changed_id}/diff")
+    assert page.locator("#diff-count").inner_text() != "equal: every call matched"
+    differing = page.locator(".diff-node.change-changed:has(> .badge.call)").first
+    assert "differs" in differing.locator(":scope > .change").inner_text()
+    details = differing.locator(":scope > .details").inner_text()
+    assert "$.messages[0].content" in details
+    assert "Where is my order 99?" in details
 
 
 def _otlp_span(number: int, parent: str, **attributes: Any) -> dict[str, Any]:
