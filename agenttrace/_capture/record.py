@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
-from agenttrace._capture import genai as _genai
 from agenttrace._capture import payload as _payload
 from agenttrace._capture.filter import Filter
 from agenttrace._capture.model import Body, Exchange, RequestData
@@ -41,6 +40,7 @@ from agenttrace._core.config import Settings
 from agenttrace._core.errors import warn_once
 from agenttrace._core.runtime import runtime
 from agenttrace._core.scope import EXPORT_TRAFFIC_KEY, RunState, Scope, current_scope, export_thread
+from agenttrace._format import genai as _genai
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.EVENT_REQUEST
 from agenttrace._format.otlp_json import decode_body, encode_body
 

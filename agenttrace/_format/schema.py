@@ -107,7 +107,7 @@ CONNECT_HOST = "agenttrace.connect.host"
 CONNECT_PORT = "agenttrace.connect.port"
 
 # GenAI semantic conventions (OpenTelemetry's gen_ai.* names), on the call span of an LLM call,
-# parsed from its recorded payloads (agenttrace._capture.genai; docs/span-model.md).
+# parsed from its recorded payloads (agenttrace._format.genai; docs/span-model.md).
 GEN_AI_OPERATION = "gen_ai.operation.name"  # "chat" | "text_completion" | "embeddings" | "generate_content"
 GEN_AI_PROVIDER = "gen_ai.provider.name"  # "openai" | "anthropic" | "azure.ai.openai" | "gcp.gemini" | ...
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"

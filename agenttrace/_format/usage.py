@@ -2,7 +2,7 @@
 
 A call span's model and token counts are its ``gen_ai.*`` attributes; a span recorded before
 AgentTrace wrote them has its payloads read by the same parser the recorder uses
-(:func:`agenttrace._capture.genai.describe`). Cost comes from a price table: the bundled
+(:func:`agenttrace._format.genai.describe`). Cost comes from a price table: the bundled
 ``prices.toml`` (US dollars per million tokens, with the date its prices were taken), extended and
 overridden by the user's file (``AGENTTRACE_PRICES_FILE`` or ``--prices``). A model the table does
 not know has tokens but no cost, and the totals say how many calls were not priced.
@@ -152,8 +152,8 @@ def call_usage(span: SpanRecord) -> CallUsage | None:
 
 def _from_payloads(span: SpanRecord) -> CallUsage | None:
     """A span written before the gen_ai attributes: its recorded payloads, read by the recorder's parser."""
-    from agenttrace._capture.genai import describe
     from agenttrace._format.exchange import header_pairs
+    from agenttrace._format.genai import describe
     from agenttrace._format.otlp_json import decode_body
 
     events = {name: attrs for name, _, attrs in span.events}

@@ -2,7 +2,7 @@
 
 ``replay_live`` (``AGENTTRACE_REPLAY_LIVE``, ``agenttrace replay --live``, the pytest marker's
 ``live=``) names the calls a replay lets through to the real service while everything else is
-served from the recording: ``llm`` (the calls :func:`agenttrace._capture.genai.is_llm_call`
+served from the recording: ``llm`` (the calls :func:`agenttrace._format.genai.is_llm_call`
 recognises), ``tool`` (every other call), ``all``, a URL prefix (``https://api.openai.com/v1/``),
 a URL pattern with ``*`` (``https://*.openai.com/*``) or a host (``api.openai.com``, or
 ``host:port``). ``replay_live_from`` (``--live-from``) names the point from which every call goes
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from agenttrace._capture.genai import is_llm_call
 from agenttrace._capture.model import Exchange, RequestData
+from agenttrace._format.genai import is_llm_call
 
 __all__ = ["ForkPoint", "LiveCall", "LiveRules", "parse_fork_point", "parse_live"]
 

@@ -8,7 +8,8 @@ stack is Starlette on uvicorn, from the ``server`` extra, imported only here.
 ``GET /api/traces?limit=&offset=``         the traces, most recent first, as JSON
 ``GET /api/traces/{trace_id}``             one trace's summary and its spans (OTLP JSON)
 ``GET /api/traces/{trace_id}/download``    the trace as an OTLP JSON Lines file, replayable
-``GET /``, ``GET /traces/{trace_id}``      the web UI
+``GET /api/traces/{id}/spans/{span_id}``   one span (OTLP JSON); ``.../events/{n}/body`` one payload
+``GET /``, ``GET /traces/{trace_id}``      the web UI (``/traces/{id}/part``, ``/diff``: the run page's)
 ``GET /healthz``                           ``ok`` while the server runs
 =========================================  ====================================================
 
@@ -87,6 +88,13 @@ def create_app(
         Route("/api/traces/{trace_id}/download", guarded(api.download), methods=["GET"]),
         Route("/", guarded(web.index), methods=["GET"]),
         Route("/traces/{trace_id}", guarded(web.trace_page), methods=["GET"]),
+        Route("/traces/{trace_id}/part", guarded(web.trace_part), methods=["GET"]),
+        Route("/traces/{trace_id}/diff", guarded(web.trace_diff), methods=["GET"]),
+        # The run page's "load the whole body": under /traces/, where a browser sends the page's Basic credentials.
+        Route("/traces/{trace_id}/spans/{span_id}/events/{index}/body", guarded(api.api_body), methods=["GET"]),
+        Route("/api/traces/{trace_id}/spans/{span_id}", guarded(api.api_span), methods=["GET"]),
+        Route("/api/traces/{trace_id}/spans/{span_id}/events/{index}/body", guarded(api.api_body), methods=["GET"]),
+        Route("/static/trace.js", web.script, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
     # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.

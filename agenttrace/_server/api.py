@@ -6,20 +6,28 @@ The store is called on Starlette's thread pool: its drivers block.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from agenttrace._core.errors import warn_once
+from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.BODY
 from agenttrace._format.exactjson import exact_loads
+from agenttrace._format.otlp_json import decode_attributes, decode_body
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.store import Store
 from agenttrace._server.store.records import SpanRow
 
-__all__ = ["api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
+__all__ = ["api_body", "api_span", "api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
+
+READ_PART_SPANS = 500  # spans read from the store at a time by the routes that give a whole trace
 
 
 async def ingest(request: Request) -> Response:
@@ -85,7 +93,7 @@ async def api_traces(request: Request) -> Response:
 
 
 async def api_trace(request: Request) -> Response:
-    """``GET /api/traces/{trace_id}``: the trace's summary and its spans in OTLP JSON."""
+    """``GET /api/traces/{trace_id}``: the trace's summary and its spans in OTLP JSON (streamed, a part at a time)."""
     trace_id = _api_trace_id(request)
     if not isinstance(trace_id, str):
         return trace_id
@@ -93,24 +101,105 @@ async def api_trace(request: Request) -> Response:
     summary = await run_in_threadpool(store.trace, trace_id)
     if summary is None:
         return _not_found(f"no trace {trace_id}")
-    lines = await run_in_threadpool(store.lines, trace_id)
-    spans = [span for line in lines for span in _spans_of(exact_loads(line))]
-    return JSONResponse({**summary.as_json(), "otlp_spans": spans})
+    head = json.dumps({**summary.as_json(), "otlp_spans": []}, ensure_ascii=False)[:-2]  # up to "["
+
+    def spans() -> Iterator[str]:
+        first = True
+        for line in _stored_lines(store, trace_id):
+            for span in _spans_of(exact_loads(line)):
+                yield ("" if first else ",") + json.dumps(span, ensure_ascii=False, separators=(",", ":"))
+                first = False
+
+    return StreamingResponse(_joined(head, spans(), "]}"), media_type="application/json")
 
 
 async def download(request: Request) -> Response:
-    """``GET /api/traces/{trace_id}/download``: the trace as an OTLP JSON Lines file."""
+    """``GET /api/traces/{trace_id}/download``: the trace as an OTLP JSON Lines file (streamed, a part at a time)."""
     trace_id = _api_trace_id(request)
     if not isinstance(trace_id, str):
         return trace_id
-    lines = await run_in_threadpool(state_of(request).store.lines, trace_id)
-    if not lines:
+    store = state_of(request).store
+    if await run_in_threadpool(store.trace, trace_id) is None:
         return _not_found(f"no trace {trace_id}")
-    return Response(
-        "".join(line + "\n" for line in lines),
+    return StreamingResponse(
+        (line + "\n" for line in _stored_lines(store, trace_id)),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="trace-{trace_id}.jsonl"'},
     )
+
+
+def _stored_lines(store: Store, trace_id: str) -> Iterator[str]:
+    """The trace's lines in start order, read READ_PART_SPANS at a time (Starlette pulls a sync
+    iterator on its thread pool, so each read runs there)."""
+    after: tuple[int, str] | None = None
+    while True:
+        rows = store.span_lines(trace_id, after, READ_PART_SPANS)
+        for _, _, line in rows:
+            yield line
+        if not rows:
+            return
+        start_ns, span_id, _ = rows[-1]
+        after = (start_ns, span_id)
+
+
+def _joined(head: str, middle: Iterator[str], tail: str) -> Iterator[str]:
+    yield head
+    yield from middle
+    yield tail
+
+
+async def api_span(request: Request) -> Response:
+    """``GET /api/traces/{trace_id}/spans/{span_id}``: one span in OTLP JSON."""
+    found = await _one_span(request)
+    if isinstance(found, Response):
+        return found
+    return JSONResponse(found)
+
+
+async def api_body(request: Request) -> Response:
+    """``GET /api/traces/{trace_id}/spans/{span_id}/events/{index}/body``: one payload's body as recorded
+    (text as UTF-8 text, a binary body as bytes to download); what the run page loads on demand."""
+    found = await _one_span(request)
+    if isinstance(found, Response):
+        return found
+    events = found.get("events") or []
+    index = str(request.path_params["index"])
+    if not index.isdigit() or int(index) >= len(events):
+        return _not_found(f"span {found.get('spanId')} has {len(events)} events; no event {index}")
+    attributes = decode_attributes(events[int(index)].get("attributes"))
+    if S.BODY not in attributes:
+        return _not_found(f"event {index} of span {found.get('spanId')} holds no body")
+    encoding = str(attributes.get(S.BODY_ENCODING, "utf-8"))
+    try:
+        body = decode_body(str(attributes[S.BODY]), encoding)
+    except ValueError:
+        return JSONResponse({"error": f"event {index}'s body is not valid {encoding}"}, status_code=422)
+    if encoding == "base64":
+        name = f"body-{found.get('spanId')}-{index}.bin"
+        return Response(
+            body,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return Response(body, media_type="text/plain; charset=utf-8")
+
+
+async def _one_span(request: Request) -> dict[str, Any] | Response:
+    trace_id = _api_trace_id(request)
+    if not isinstance(trace_id, str):
+        return trace_id
+    span_id = str(request.path_params["span_id"]).lower()
+    if not _SPAN_ID.fullmatch(span_id):
+        return JSONResponse({"error": "a span id is 16 hex digits"}, status_code=400)
+    line = await run_in_threadpool(state_of(request).store.span_line, trace_id, span_id)
+    spans = [] if line is None else _spans_of(exact_loads(line))
+    if not spans:
+        return _not_found(f"no span {span_id} in trace {trace_id}")
+    span: dict[str, Any] = spans[0]
+    return span
+
+
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 async def store_failed(request: Request, exc: Exception) -> Response:

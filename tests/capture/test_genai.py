@@ -13,8 +13,8 @@ import openai
 import pytest
 
 import agenttrace
-from agenttrace._capture.genai import describe
 from agenttrace._demo.llm_server import FakeLLMServer
+from agenttrace._format.genai import describe
 from tests.recording import Recorder, Trace, read_trace, replaying
 
 TOOLS = [

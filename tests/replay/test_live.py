@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from agenttrace._capture.genai import is_llm_call
 from agenttrace._demo._loopback import LoopbackServer
+from agenttrace._format.genai import is_llm_call
 from agenttrace._replay.live import ForkPoint, parse_fork_point, parse_live
 from tests.conftest import _CLEAN_ENV, AgentRunner, agenttrace_cli, run_command
 from tests.servers import TestServer

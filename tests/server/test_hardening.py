@@ -176,13 +176,15 @@ def test_without_keys_only_loopback_host_names_are_served(start_server: Any, tmp
 
 
 def test_pages_carry_security_headers(start_server: Any, tmp_path: Path) -> None:
-    """Every answer forbids framing and type sniffing, and pages may run no script."""
+    """Every answer forbids framing and type sniffing, and pages may run no inline or foreign script."""
     server = start_server("--database", f"sqlite:///{tmp_path / 'p.db'}")
     for path in ("/", "/api/traces", "/traces/" + "0" * 32):
         headers = server.get(path).headers
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
-        assert "script-src" not in headers["content-security-policy"]
+        # Script: the server's own file only (the run page's), never inline or from elsewhere.
+        script_src = headers["content-security-policy"].split("script-src", 1)[1].split(";", 1)[0]
+        assert script_src.strip() == "'self'"
         assert "default-src 'none'" in headers["content-security-policy"]
 
 

@@ -115,7 +115,7 @@ def test_pages_show_the_run_as_a_tree_with_payloads_and_never_run_the_agents_tex
     assert f"GET {upstream.url('/status/503')} → 503" in page
     assert "tool exploded" in page  # the failed step's status message
     # The payloads: the request body as the agent sent it (JSON, pretty-printed) and the response.
-    assert '"marker": "visible-marker-42"' in page
+    assert '"marker"</span>: <span class="json-value">"visible-marker-42"' in page  # a foldable JSON tree
     assert "request: POST" in page
     assert "response: 200" in page
     assert f'href="/api/traces/{trace["trace_id"]}/download"' in page

@@ -47,6 +47,26 @@ class Store(Protocol):
         """The trace's spans as OTLP JSON lines, in start order (empty if the trace is unknown)."""
         ...
 
+    def span_lines(
+        self, trace_id: str, after: tuple[int, str] | None = None, limit: int = 200, max_bytes: int = 2**21
+    ) -> list[tuple[int, str, str]]:
+        """A part of the trace: up to ``limit`` spans in start order after the key ``after`` (a span's
+        ``(start_ns, span_id)``), as ``(start_ns, span_id, line)``; it stops once ``max_bytes`` of
+        lines are read (one line at least), so a part costs what it holds, whatever the trace's size."""
+        ...
+
+    def span_line(self, trace_id: str, span_id: str) -> str | None:
+        """One span's OTLP JSON line, or None."""
+        ...
+
+    def span_outline(self, trace_id: str) -> list[tuple[str, str, int]]:
+        """Every span's ``(span_id, parent_span_id, start_ns)``: the tree's shape, without the spans."""
+        ...
+
+    def run_lines(self, trace_id: str) -> list[str]:
+        """The OTLP JSON lines of the trace's run spans, in start order."""
+        ...
+
     def close(self) -> None:
         """Release the store's connections."""
         ...

@@ -188,3 +188,51 @@ class SQLStore(abc.ABC):
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
             return [row[0] for row in cursor.fetchall()]
+
+    # --- the run page's reads: a trace in parts, each bounded (docs/server.md, "The run page") ---
+
+    def span_lines(
+        self, trace_id: str, after: tuple[int, str] | None = None, limit: int = 200, max_bytes: int = 2**21
+    ) -> list[tuple[int, str, str]]:
+        keyset = "" if after is None else " AND (start_ns > ? OR (start_ns = ? AND span_id > ?))"
+        sql = self._sql(
+            f"SELECT start_ns, span_id, line FROM agenttrace_spans WHERE trace_id = ?{keyset} "  # noqa: S608 - constants only
+            "ORDER BY start_ns, span_id LIMIT ?"
+        )
+        params: tuple[object, ...] = (trace_id, limit)
+        if after is not None:
+            params = (trace_id, after[0], after[0], after[1], limit)
+        out: list[tuple[int, str, str]] = []
+        size = 0
+        with self._cursor() as cursor:
+            cursor.execute(sql, params)
+            # Rows a few at a time, up to max_bytes of lines (at least one): a part's memory is bounded
+            # by its size, not by the trace's.
+            while size < max_bytes and (rows := cursor.fetchmany(16)):
+                for start_ns, span_id, line in rows:
+                    out.append((int(start_ns), span_id, line))
+                    size += len(line)
+                    if size >= max_bytes:
+                        break
+        return out
+
+    def span_line(self, trace_id: str, span_id: str) -> str | None:
+        sql = self._sql("SELECT line FROM agenttrace_spans WHERE trace_id = ? AND span_id = ?")
+        with self._cursor() as cursor:
+            cursor.execute(sql, (trace_id, span_id))
+            row = cursor.fetchone()
+            return None if row is None else str(row[0])
+
+    def span_outline(self, trace_id: str) -> list[tuple[str, str, int]]:
+        sql = self._sql("SELECT span_id, parent_span_id, start_ns FROM agenttrace_spans WHERE trace_id = ?")
+        with self._cursor() as cursor:
+            cursor.execute(sql, (trace_id,))
+            return [(str(a), str(b), int(c)) for a, b, c in cursor.fetchall()]
+
+    def run_lines(self, trace_id: str) -> list[str]:
+        sql = self._sql(
+            "SELECT line FROM agenttrace_spans WHERE trace_id = ? AND kind = 'run' ORDER BY start_ns, span_id"
+        )
+        with self._cursor() as cursor:
+            cursor.execute(sql, (trace_id,))
+            return [str(row[0]) for row in cursor.fetchall()]
