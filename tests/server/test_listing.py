@@ -322,3 +322,32 @@ def test_a_bad_retention_stops_the_server(tmp_path: Path, args: list[str], env: 
     done = _cli(["--port", "0", "--database", f"sqlite:///{tmp_path / 'r.db'}", *args], tmp_path, env)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_a_model_filter_finds_the_same_traces_whether_the_model_is_rare_or_common(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two ways a model filter is read (from the model's traces, or along the listing) agree."""
+    from agenttrace._server.store import TraceFilter, open_store, sql
+    from agenttrace._server.store.records import SpanRow
+
+    def call(trace: int, model: str) -> SpanRow:
+        span = f"{len(model):016x}"
+        return SpanRow(f"{trace:032x}", span, "", "POST", "call", trace, trace + 1, 0, "", "", "{}", model)
+
+    store = open_store(database)
+    try:
+        store.add([call(t, m) for t in range(1, 40) for m in (["gpt-4o-mini", "gpt-4o"] if t % 3 else ["claude-3"])])
+        store.add([call(40, "gpt\U0001f600"), call(41, "gpt")])
+        found = {}
+        for rare in (10**6, 1):
+            monkeypatch.setattr(sql, "RARE_MODEL", rare)
+            found[rare] = [
+                [int(t.trace_id, 16) for t in store.traces(100, 0, TraceFilter(model=model))]
+                for model in ("gpt-4o", "gpt-4o-mini", "claude", "gpt", "nothing", "GPT")
+            ]
+        assert found[1] == found[10**6]
+        gpt4o = [t for t in range(39, 0, -1) if t % 3]
+        assert found[1] == [gpt4o, gpt4o, [t for t in range(39, 0, -1) if not t % 3], [41, 40, *gpt4o], [], []]
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ class PostgresStore(SQLStore):
     _param = "%s"
     _least, _greatest = "LEAST", "GREATEST"
     _contains = "strpos({0}, {1}) > 0"
+    _binary_text = False
 
     def __init__(self, dsn: str) -> None:
         try:
@@ -94,11 +95,11 @@ def _schema(connection: Any) -> None:
         str(row[0])
         for row in connection.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN "
-            "('agenttrace_spans_start', 'agenttrace_traces_first', 'agenttrace_traces_pkey', "
-            "'agenttrace_trace_models_pkey')"
+            "('agenttrace_spans_start', 'agenttrace_traces_listing', 'agenttrace_traces_pkey', "
+            "'agenttrace_trace_models_pkey', 'agenttrace_trace_models_model')"
         )
     }
-    if len(made) == 4 and not migrations(columns):
+    if len(made) == 5 and not migrations(columns):
         return
     connection.execute(SCHEMA)
     for statement in migrations(_columns(connection)):

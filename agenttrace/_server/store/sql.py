@@ -79,7 +79,10 @@ SUMMARY_SCHEMA = (
     run_key TEXT NOT NULL,
     run_mode TEXT NOT NULL
 )""",
-    "CREATE INDEX IF NOT EXISTS agenttrace_traces_first ON agenttrace_traces (first_ns, trace_id)",
+    # The listing's order, holding every column its filters read but the model: a filter that
+    # matches few traces reads this index alone, never a table row, until it has a page.
+    "CREATE INDEX IF NOT EXISTS agenttrace_traces_listing ON agenttrace_traces "
+    "(first_ns, trace_id, failed, run_mode, run_key, first_key)",
     # A trace's LLM calls, added up by model: the listing's tokens and cost, and its model filter.
     """CREATE TABLE IF NOT EXISTS agenttrace_trace_models (
     trace_id TEXT NOT NULL,
@@ -91,7 +94,9 @@ SUMMARY_SCHEMA = (
     cache_creation_tokens BIGINT NOT NULL,
     PRIMARY KEY (trace_id, model)
 )""",
+    "CREATE INDEX IF NOT EXISTS agenttrace_trace_models_model ON agenttrace_trace_models (model, trace_id)",
 )
+RARE_MODEL = 2000  # (trace, model) rows under which a model filter starts from the model's traces
 
 # What a database made before the summary tables needs, once, in the transaction that creates
 # them: their rows, computed from the spans.
@@ -269,6 +274,9 @@ class SQLStore(abc.ABC):
     _param = "?"  # the driver's placeholder
     _least, _greatest = "MIN", "MAX"  # two-argument minimum and maximum
     _contains = "instr({0}, {1}) > 0"  # {0} holds the text {1}
+    # Whether text compares by code point, so that a prefix is a range of an index (PostgreSQL's
+    # collation may order otherwise: a prefix is then checked with substr alone).
+    _binary_text = True
 
     @abc.abstractmethod
     def _cursor(self, write: bool = False) -> contextlib.AbstractContextManager[Any]:
@@ -333,15 +341,37 @@ class SQLStore(abc.ABC):
         return len(new)
 
     def traces(self, limit: int = 100, offset: int = 0, where: TraceFilter | None = None) -> list[TraceSummary]:
-        conditions, params = self._conditions(where or TraceFilter())
-        text = f"{_LISTED}{' WHERE ' + ' AND '.join(conditions) if conditions else ''}"
-        # Newest first, along the (first_ns, trace_id) index: a page reads its rows and no more.
-        sql = self._sql(text + " ORDER BY first_ns DESC, trace_id DESC LIMIT ? OFFSET ?")
+        where = where or TraceFilter()
         with self._cursor() as cursor:
+            conditions, params = self._conditions(where, self._rare_model(cursor, where.model))
+            text = f"{_LISTED}{' WHERE ' + ' AND '.join(conditions) if conditions else ''}"
+            # Newest first, along the listing's index: a page reads its rows and no more.
+            sql = self._sql(text + " ORDER BY first_ns DESC, trace_id DESC LIMIT ? OFFSET ?")
             cursor.execute(sql, (*params, limit, offset))
             return self._with_usage(cursor, [_summary(row) for row in cursor.fetchall()])
 
-    def _conditions(self, where: TraceFilter) -> tuple[list[str], list[Any]]:
+    def _model_range(self, model: str) -> tuple[str, list[Any]]:
+        """The condition on ``m.model`` that a model prefix sets, and its parameters."""
+        exact = "substr(m.model, 1, ?) = ?"
+        if not self._binary_text:
+            return exact, [len(model), model]
+        return f"m.model >= ? AND m.model < ? AND {exact}", [model, model + "\U0010ffff", len(model), model]
+
+    def _rare_model(self, cursor: Any, model: str) -> bool:
+        """Whether fewer than RARE_MODEL (trace, model) rows have a model beginning with ``model``.
+
+        A model filter reads the listing's index newest first and looks each trace's models up:
+        quick when the model is common, a scan of every trace when it is rare. A rare model's
+        traces are few: listed from them instead (a sort of fewer than RARE_MODEL rows).
+        """
+        if not model or not self._binary_text:
+            return False
+        condition, params = self._model_range(model)
+        count = f"SELECT COUNT(*) FROM (SELECT 1 FROM agenttrace_trace_models m WHERE {condition} LIMIT ?) c"  # noqa: S608 - constants only
+        cursor.execute(self._sql(count), (*params, RARE_MODEL))
+        return bool(int(cursor.fetchone()[0]) < RARE_MODEL)
+
+    def _conditions(self, where: TraceFilter, rare_model: bool = False) -> tuple[list[str], list[Any]]:
         conditions: list[str] = []
         params: list[Any] = []
         if where.before is not None:
@@ -361,21 +391,27 @@ class SQLStore(abc.ABC):
             conditions.append("run_mode = ?")
             params.append(where.mode)
         if where.name:
-            shown = "CASE WHEN run_name <> '' THEN run_key ELSE first_key END"
+            shown = "CASE WHEN run_key <> '' THEN run_key ELSE first_key END"  # columns of the index
             conditions.append(self._contains.format(shown, "?"))
             params.append(where.name.lower())
         if len(where.trace_id) == 32:
             conditions.append("trace_id = ?")
             params.append(where.trace_id)
         elif where.trace_id:
-            conditions.append("substr(trace_id, 1, ?) = ?")
-            params += [len(where.trace_id), where.trace_id]
+            # A range of the primary key ("g" follows every hex digit), checked exactly by substr.
+            conditions.append("trace_id >= ? AND trace_id < ? AND substr(trace_id, 1, ?) = ?")
+            params += [where.trace_id, where.trace_id + "g", len(where.trace_id), where.trace_id]
         if where.model:
-            conditions.append(
-                "EXISTS (SELECT 1 FROM agenttrace_trace_models m WHERE m.trace_id = agenttrace_traces.trace_id "
-                "AND substr(m.model, 1, ?) = ?)"
-            )
-            params += [len(where.model), where.model]
+            condition, values = self._model_range(where.model)
+            if rare_model:
+                # constants only (the values are parameters)
+                conditions.append(f"trace_id IN (SELECT m.trace_id FROM agenttrace_trace_models m WHERE {condition})")  # noqa: S608
+            else:
+                conditions.append(
+                    "EXISTS (SELECT 1 FROM agenttrace_trace_models m WHERE m.trace_id = agenttrace_traces.trace_id "  # noqa: S608
+                    f"AND {condition})"
+                )
+            params += values
         return conditions, params
 
     def trace(self, trace_id: str) -> TraceSummary | None:
