@@ -351,3 +351,58 @@ def test_a_model_filter_finds_the_same_traces_whether_the_model_is_rare_or_commo
         assert found[1] == [gpt4o, gpt4o, [t for t in range(39, 0, -1) if not t % 3], [41, 40, *gpt4o], [], []]
     finally:
         store.close()
+
+
+def test_deletes_racing_inserts_of_the_same_trace_leave_no_half_trace(database: str) -> None:
+    """Threads storing spans of some traces while others delete and expire them: at the end every stored
+    span has its trace's row, and each row counts exactly its trace's spans."""
+    import threading
+
+    from agenttrace._server.store import open_store
+    from agenttrace._server.store.records import SpanRow
+
+    traces = [f"{0xE0 + i:032x}" for i in range(4)]
+    store = open_store(database)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def insert(seed: int) -> None:
+        number = seed
+        while not stop.is_set():
+            number += 4
+            rows = [
+                SpanRow(t, f"{number:016x}", "", f"s{number}", "call", 1 + number % 7, 9, 0, "", "", "{}")
+                for t in traces
+            ]
+            try:
+                store.add(rows)
+            except BaseException as exc:  # collected: a thread's failure is the test's
+                failures.append(exc)
+                return
+
+    def delete() -> None:
+        while not stop.is_set():
+            try:
+                store.delete(traces[:2])
+                store.expire(5, batch=2)  # the traces whose first span started before 5
+            except BaseException as exc:  # collected: a thread's failure is the test's
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=insert, args=(seed,)) for seed in range(4)]
+    threads += [threading.Thread(target=delete) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        for trace in traces:
+            stored = len(store.lines(trace))
+            summary = store.trace(trace)
+            assert (summary.spans if summary else 0) == stored, trace
+    finally:
+        stop.set()
+        store.close()
