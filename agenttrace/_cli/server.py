@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds an upload may stall before it is answered 408 and its turn given up "
         f"(AGENTTRACE_SERVER_REQUEST_TIMEOUT; default {DEFAULT_REQUEST_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--retention",
+        metavar="AGE",
+        help="delete traces that started longer ago than AGE (30d, 12h, 90m, 2w), in the background "
+        "(AGENTTRACE_SERVER_RETENTION; default: keep every trace)",
+    )
 
 
 def _pick(arg: Any, variable: str, default: Any) -> tuple[Any, str]:
@@ -124,6 +130,17 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             f"host {host!r} is reachable from other machines, and no API key is set: anyone there could read "
             "and write every trace; give keys with --api-key or AGENTTRACE_SERVER_API_KEYS, or listen on 127.0.0.1"
         )
+    retention_text, retention_from = _pick(getattr(args, "retention", None), "AGENTTRACE_SERVER_RETENTION", None)
+    retention = None
+    if retention_text is not None:
+        from agenttrace._server.retention import parse_age
+
+        retention = parse_age(str(retention_text))
+        if retention is None:
+            raise ConfigurationError(
+                f"retention {retention_text!r} (from {retention_from}) is not valid; expected an age such as "
+                "30d, 12h, 90m, 3600s or 2w (a whole number above 0 and one of the units s, m, h, d, w)"
+            )
     from agenttrace._format.usage import load_prices
 
     return {
@@ -134,6 +151,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "api_keys": keys,
         "max_request_bytes": limit,
         "request_timeout": request_timeout,
+        "retention": retention,
     }
 
 
@@ -200,7 +218,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"agenttrace server: listening on {url} ({app_store.description}; {auth})", flush=True)
         print(f"agenttrace server: send traces with AGENTTRACE_API_URL={url}; open {url}/ in a browser", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        server.run(sockets=[sock])
+        retention = None
+        if config.get("retention"):
+            from agenttrace._server.retention import Retention
+
+            retention = Retention(app_store, config["retention"])
+            retention.start()
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if retention is not None:
+                retention.stop()
         return 0
     finally:
         app_store.close()

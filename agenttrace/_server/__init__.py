@@ -5,8 +5,10 @@ stack is Starlette on uvicorn, from the ``server`` extra, imported only here.
 
 =========================================  ====================================================
 ``POST /v1/traces``                        OTLP/HTTP trace export (protobuf or JSON, gzip or not)
-``GET /api/traces?limit=&offset=``         the traces, most recent first, as JSON
+``GET /api/traces?limit=&before=&...``     the traces, most recent first, as JSON (filters: :mod:`.listing`)
 ``GET /api/traces/{trace_id}``             one trace's summary and its spans (OTLP JSON)
+``DELETE /api/traces/{trace_id}``          delete a trace
+``POST /traces/{trace_id}/delete``         the pages' delete button (same-origin requests only)
 ``GET /api/traces/{trace_id}/download``    the trace as an OTLP JSON Lines file, replayable
 ``GET /api/traces/{id}/spans/{span_id}``   one span (OTLP JSON); ``.../events/{n}/body`` one payload
 ``GET /``, ``GET /traces/{trace_id}``      the web UI (``/traces/{id}/part``, ``/diff``: the run page's)
@@ -20,6 +22,8 @@ asks for).
 =================  ===========================================================================
 :mod:`.api`        the ingest route and the JSON API; :mod:`.ingest` decodes OTLP requests
 :mod:`.web`        the pages' routes and ``/healthz``; :mod:`.pages` renders ``templates/``
+:mod:`.listing`    the listing's search parameters, shared by the API and the pages
+:mod:`.retention`  the background deletion of traces older than ``--retention``
 :mod:`.auth`       the key check every guarded route goes through
 :mod:`.context`    the state the routes reach through ``request.app.state``
 :mod:`.store`      the store's interface and :func:`~.store.open_store`, which opens a
@@ -85,6 +89,7 @@ def create_app(
         Route("/v1/traces", guarded(api.ingest), methods=["POST"]),
         Route("/api/traces", guarded(api.api_traces), methods=["GET"]),
         Route("/api/traces/{trace_id}", guarded(api.api_trace), methods=["GET"]),
+        Route("/api/traces/{trace_id}", guarded(api.delete_trace), methods=["DELETE"]),
         Route("/api/traces/{trace_id}/download", guarded(api.download), methods=["GET"]),
         Route("/", guarded(web.index), methods=["GET"]),
         Route("/traces/{trace_id}", guarded(web.trace_page), methods=["GET"]),
@@ -95,6 +100,7 @@ def create_app(
         Route("/api/traces/{trace_id}/spans/{span_id}", guarded(api.api_span), methods=["GET"]),
         Route("/api/traces/{trace_id}/spans/{span_id}/events/{index}/body", guarded(api.api_body), methods=["GET"]),
         Route("/static/trace.js", web.script, methods=["GET"]),
+        Route("/traces/{trace_id}/delete", guarded(web.delete_form), methods=["POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
     # A read that fails in the database (a dropped connection, a pool that stayed busy) is a 503 too.

@@ -22,10 +22,21 @@ from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.otlp_json import decode_attributes, decode_body
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
 from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.listing import BadParameterError, listing_filter
 from agenttrace._server.store import Store
 from agenttrace._server.store.records import SpanRow
 
-__all__ = ["api_body", "api_span", "api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
+__all__ = [
+    "api_body",
+    "api_span",
+    "api_trace",
+    "api_traces",
+    "delete_trace",
+    "download",
+    "ingest",
+    "otlp_error",
+    "store_failed",
+]
 
 READ_PART_SPANS = 500  # spans read from the store at a time by the routes that give a whole trace
 
@@ -80,7 +91,8 @@ async def ingest(request: Request) -> Response:
 
 
 async def api_traces(request: Request) -> Response:
-    """``GET /api/traces?limit=&offset=``: a page of the listing."""
+    """``GET /api/traces?limit=&offset=&before=&name=&status=...``: a page of the listing, and the
+    ``next`` cursor (``before=``) of the page after it (null on the last page)."""
     try:
         limit = int(request.query_params.get("limit", "100"))
         offset = int(request.query_params.get("offset", "0"))
@@ -88,8 +100,23 @@ async def api_traces(request: Request) -> Response:
         return JSONResponse({"error": "limit and offset must be integers"}, status_code=400)
     if not (1 <= limit <= 1000) or not 0 <= offset <= MAX_OFFSET:
         return JSONResponse({"error": f"limit must be 1 to 1000 and offset 0 to {MAX_OFFSET}"}, status_code=400)
-    traces = await run_in_threadpool(state_of(request).store.traces, limit, offset)
-    return JSONResponse({"traces": [t.as_json() for t in traces]})
+    try:
+        where = listing_filter(request.query_params)
+    except BadParameterError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    traces = await run_in_threadpool(state_of(request).store.traces, limit + 1, offset, where)
+    more = len(traces) > limit
+    traces = traces[:limit]
+    return JSONResponse({"traces": [t.as_json() for t in traces], "next": traces[-1].cursor if more else None})
+
+
+async def delete_trace(request: Request) -> Response:
+    """``DELETE /api/traces/{trace_id}``: delete the trace's spans; 204, or 404 if none is stored."""
+    trace_id = _api_trace_id(request)
+    if not isinstance(trace_id, str):
+        return trace_id
+    deleted = await run_in_threadpool(state_of(request).store.delete, [trace_id])
+    return Response(status_code=204) if deleted else _not_found(f"no trace {trace_id}")
 
 
 async def api_trace(request: Request) -> Response:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agenttrace._format.usage import CallUsage, Prices, Totals, format_cost, load_prices
+from agenttrace._server.listing import FILTERS, query_of
 from agenttrace._server.store.records import TraceSummary
 
 if TYPE_CHECKING:
@@ -153,17 +155,33 @@ def _llm_cells(totals: Totals) -> tuple[str, str]:
 def render_index(
     traces: list[TraceSummary],
     page: int,
-    more: bool,
+    after: str,
     store: str,
     base_url: str,
     *,
     prices: Prices | None = None,
+    params: Mapping[str, str] | None = None,
+    error: str = "",
 ) -> str:
-    """The traces page."""
+    """The traces page: ``after`` is the query of the next page's link ("" on the last page),
+    ``params`` the request's filters (shown in the form), ``error`` what was wrong with them."""
     table = prices or _default_prices()
     llm = {t.trace_id: _llm_cells(summary_totals(t, table)) for t in traces}
+    given = params or {}
+    filters = {name: given.get(name, "").strip() for name in FILTERS}
+    first = query_of(given) if (page > 1 or given.get("before")) else None
     template = _templates().get_template("index.html")
-    return template.render(traces=traces, page=page, more=more, store=store, base_url=base_url, llm=llm)
+    return template.render(
+        traces=traces,
+        after=after,
+        first=first,
+        filters=filters,
+        filtered=any(filters.values()),
+        error=error,
+        store=store,
+        base_url=base_url,
+        llm=llm,
+    )
 
 
 def render_not_found() -> str:

@@ -1,5 +1,5 @@
 """The routes people use: the web UI's pages (rendered by :mod:`.pages` and :mod:`.trace_view`), the
-run page's parts and script, and ``/healthz``."""
+run page's parts and script, its delete button, and ``/healthz``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenttrace._format.usage import Prices
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
+from agenttrace._server.listing import BadParameterError, listing_filter, query_of
 from agenttrace._server.pages import PAGE_SIZE, render_index, render_not_found
 from agenttrace._server.store import Store
 from agenttrace._server.store.records import TraceSummary
@@ -29,6 +30,7 @@ from agenttrace._server.trace_view import (
 __all__ = [
     "SECURITY_HEADERS",
     "SecurityHeaders",
+    "delete_form",
     "healthz",
     "index",
     "script",
@@ -71,17 +73,59 @@ class SecurityHeaders:
 
 
 async def index(request: Request) -> Response:
-    """``GET /?page=``: the traces, PAGE_SIZE a page, most recent first."""
+    """``GET /?name=&status=&...&before=``: the traces that match the filters (:mod:`.listing`),
+    PAGE_SIZE a page, most recent first; ``page=`` (by offset) is still read."""
     try:
         page = min(max(int(request.query_params.get("page", "1")), 1), MAX_OFFSET // PAGE_SIZE)
     except ValueError:
         page = 1
-    store = state_of(request).store
-    found = await run_in_threadpool(store.traces, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    state = state_of(request)
     base_url = str(request.base_url).rstrip("/")
-    prices = state_of(request).prices
-    html = render_index(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE, store.description, base_url, prices=prices)
+    params = request.query_params
+    try:
+        where = listing_filter(params)
+    except BadParameterError as exc:
+        html = render_index(
+            [], page, "", state.store.description, base_url, prices=state.prices, params=params, error=str(exc)
+        )
+        return HTMLResponse(html, status_code=400)
+    offset = 0 if where.before is not None else (page - 1) * PAGE_SIZE
+    found = await run_in_threadpool(state.store.traces, PAGE_SIZE + 1, offset, where)
+    shown = found[:PAGE_SIZE]
+    after = query_of(params, before=shown[-1].cursor) if len(found) > PAGE_SIZE else ""
+    html = render_index(shown, page, after, state.store.description, base_url, prices=state.prices, params=params)
     return HTMLResponse(html)
+
+
+async def delete_form(request: Request) -> Response:
+    """``POST /traces/{trace_id}/delete``: the pages' delete button; then back to the listing.
+
+    Refused (403) unless the browser says the form is one of this server's pages: a page of
+    another site could otherwise post it with the credentials the browser keeps for this one.
+    """
+    if not _same_origin(request):
+        return PlainTextResponse(
+            "AgentTrace: a trace is deleted from the server's own pages only (this request came from another "
+            "site, or said neither Origin nor Sec-Fetch-Site); use DELETE /api/traces/{trace_id} with a key",
+            status_code=403,
+        )
+    trace_id = trace_id_of(request)
+    deleted = 0 if trace_id is None else await run_in_threadpool(state_of(request).store.delete, [trace_id])
+    if not deleted:
+        return HTMLResponse(render_not_found(), status_code=404)
+    return RedirectResponse("/", status_code=303)
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether the browser says ``request`` comes from a page of this server (its Host, any scheme,
+    so that a TLS proxy in front changes nothing)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    if origin is None or "://" not in origin:
+        return False  # no browser posts a form without one of the two; "null" is an opaque origin
+    return origin.split("://", 1)[1].lower() == request.headers.get("host", "").lower()
 
 
 async def trace_page(request: Request) -> Response:

@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .listing import scenario_listing
 from .report import Paired, Rounds, Section, Target, fmt, fmt_paired, paired, skipped_row
 
 __all__ = ["main"]
@@ -48,6 +49,7 @@ WORKER = HERE / "worker.py"
 SERVER = HERE / "server.py"
 RESULT_MARK = "PERF-RESULT "
 SCENARIO_NAMES = ("record", "stream", "replay", "pytest", "export", "memory", "import")
+OPT_IN_SCENARIOS = ("listing",)  # run only when named with --scenario: each takes minutes of set-up
 
 Result = dict[str, Any]
 
@@ -1029,6 +1031,7 @@ SCENARIOS: dict[str, Callable[[Context], Section]] = {
     "export": scenario_export,
     "memory": scenario_memory,
     "import": scenario_import,
+    "listing": scenario_listing,
 }
 
 
@@ -1114,7 +1117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.perf", description="AgentTrace benchmark harness (issue 6).")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (about 2-3 minutes)")
     parser.add_argument(
-        "--scenario", action="append", choices=SCENARIO_NAMES, help="run only this scenario (repeatable)"
+        "--scenario",
+        action="append",
+        choices=SCENARIO_NAMES + OPT_IN_SCENARIOS,
+        help="run only this scenario (repeatable)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to separate CPUs")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for latest.md and latest.json")

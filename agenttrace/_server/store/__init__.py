@@ -3,8 +3,10 @@ SQLite (the default, a file; :mod:`.sqlite`) or PostgreSQL (:mod:`.postgres`) by
 
 One table, ``agenttrace_spans``, one row per span keyed by (trace id, span id): a span sent twice
 (an exporter's retry after a lost answer, a spool resent after a crash) is stored once. A trace
-is the spans that share its id; the listing aggregates them, so spans of one trace may arrive in
-any order, in any number of requests, over any time. The SQL both databases run is in :mod:`.sql`.
+is the spans that share its id; its row in ``agenttrace_traces`` (and its LLM calls by model in
+``agenttrace_trace_models``) adds up the spans stored so far, in the transaction that stores them,
+so spans of one trace may arrive in any order, in any number of requests, from any number of
+servers, and the listing reads one row a trace. The SQL both databases run is in :mod:`.sql`.
 
 Every store is safe to use from many threads at once, as the server's request handlers do.
 """
@@ -16,10 +18,10 @@ from typing import Protocol
 
 from agenttrace._core.errors import ConfigurationError
 from agenttrace._server.store.postgres import PostgresStore, is_keyword_form, redacted
-from agenttrace._server.store.records import SpanRow, TraceSummary
+from agenttrace._server.store.records import SpanRow, TraceFilter, TraceSummary
 from agenttrace._server.store.sqlite import SQLiteStore
 
-__all__ = ["Store", "TraceSummary", "open_store"]
+__all__ = ["Store", "TraceFilter", "TraceSummary", "open_store"]
 
 
 class Store(Protocol):
@@ -35,8 +37,9 @@ class Store(Protocol):
         """Store ``rows`` in one transaction (all or none); return how many were new (not stored before)."""
         ...
 
-    def traces(self, limit: int = 100, offset: int = 0) -> list[TraceSummary]:
-        """The most recent traces first (by their earliest span's start)."""
+    def traces(self, limit: int = 100, offset: int = 0, where: TraceFilter | None = None) -> list[TraceSummary]:
+        """The most recent traces first (by their earliest span's start, then trace id, both descending)
+        that ``where`` lets through, from its ``before`` cursor on, ``offset`` of them skipped."""
         ...
 
     def trace(self, trace_id: str) -> TraceSummary | None:
@@ -65,6 +68,15 @@ class Store(Protocol):
 
     def run_lines(self, trace_id: str) -> list[str]:
         """The OTLP JSON lines of the trace's run spans, in start order."""
+        ...
+
+    def delete(self, trace_ids: Sequence[str]) -> int:
+        """Delete the traces' spans and summaries in one transaction; return how many were stored."""
+        ...
+
+    def expire(self, before_ns: int, batch: int = 100) -> int:
+        """Delete up to ``batch`` traces that started before ``before_ns``, the oldest first, in one
+        transaction; return how many (0 also while another server is expiring traces)."""
         ...
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.store.sql import SCHEMA, SQLStore, migrations
+from agenttrace._server.store.sql import BACKFILL, SCHEMA, SUMMARY_SCHEMA, SQLStore, migrations
 
 __all__ = ["POSTGRES_HINT", "PostgresStore", "redacted"]
 
@@ -21,6 +21,9 @@ class PostgresStore(SQLStore):
     """A PostgreSQL database, through a ``psycopg_pool`` connection pool."""
 
     _param = "%s"
+    _least, _greatest = "LEAST", "GREATEST"
+    _contains = "strpos({0}, {1}) > 0"
+    _binary_text = False
 
     def __init__(self, dsn: str) -> None:
         try:
@@ -43,26 +46,25 @@ class PostgresStore(SQLStore):
         try:
             with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as connection:
                 # Two servers starting at once on a new database: the second waits for the first.
-                connection.execute("SELECT pg_advisory_lock(727271)")
+                # Two servers starting at once (on a new database, or one of an older version):
+                # the second waits for the first, then finds the schema made.
+                connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
                 try:
-                    connection.execute(SCHEMA)
-                    columns = {
-                        str(row[0])
-                        for row in connection.execute(
-                            "SELECT column_name FROM information_schema.columns "
-                            "WHERE table_name = 'agenttrace_spans' AND table_schema = current_schema()"
-                        )
-                    }
-                    for statement in migrations(columns):
-                        connection.execute(statement)
+                    with connection.transaction():
+                        _schema(connection)
                 finally:
-                    connection.execute("SELECT pg_advisory_unlock(727271)")
+                    connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
         except psycopg.Error as exc:
             raise ConfigurationError(
                 f"database {redacted(dsn)} cannot be used: {_scrubbed(str(exc).strip(), dsn, parts)}; "
                 "expected a reachable PostgreSQL database the user may create tables in"
             ) from None
         self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True, kwargs={"connect_timeout": 10})
+
+    def _expiring(self, cursor: Any) -> bool:
+        # One server at a time deletes expired traces; the others skip their turn, not wait for it.
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (_RETENTION_LOCK,))
+        return bool(cursor.fetchone()[0])
 
     @contextlib.contextmanager
     def _cursor(self, write: bool = False) -> Iterator[Any]:
@@ -73,6 +75,51 @@ class PostgresStore(SQLStore):
     def close(self) -> None:
         """Close the pool and its connections."""
         self._pool.close()
+
+
+# Advisory lock keys (one number space per database): the schema's creation and migrations, and
+# the deletion of expired traces.
+_SCHEMA_LOCK = 727271
+_RETENTION_LOCK = 727272
+
+
+def _schema(connection: Any) -> None:
+    """Create the tables, or bring those of an older server up to date (in the caller's transaction).
+
+    Nothing is run on a database already up to date: a CREATE ... IF NOT EXISTS still locks its
+    table, and held through this transaction against the servers already running on the database
+    (their ingest and retention), that could deadlock.
+    """
+    columns = _columns(connection)
+    made = {
+        str(row[0])
+        for row in connection.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN "
+            "('agenttrace_spans_start', 'agenttrace_traces_listing', 'agenttrace_traces_pkey', "
+            "'agenttrace_trace_models_pkey', 'agenttrace_trace_models_model')"
+        )
+    }
+    if len(made) == 5 and not migrations(columns):
+        return
+    connection.execute(SCHEMA)
+    for statement in migrations(_columns(connection)):
+        connection.execute(statement)
+    summarized = "agenttrace_traces_pkey" in made
+    for statement in SUMMARY_SCHEMA:
+        connection.execute(statement)
+    if not summarized:
+        for statement in BACKFILL:
+            connection.execute(statement)
+
+
+def _columns(connection: Any) -> set[str]:
+    return {
+        str(row[0])
+        for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'agenttrace_spans' AND table_schema = current_schema()"
+        )
+    }
 
 
 # libpq's keywords an address in the keyword form starts with (``host=db user=agent ...``).

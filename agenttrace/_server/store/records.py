@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ModelUsage", "SpanRow", "TraceSummary"]
+__all__ = ["ModelUsage", "SpanRow", "TraceFilter", "TraceSummary"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ class TraceSummary:
     mode: str
     usage: tuple[ModelUsage, ...] = ()
 
+    @property
+    def cursor(self) -> str:
+        """Where the next page of a listing ending at this trace starts (``before=``)."""
+        return f"{self.start_ns}.{self.trace_id}"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "trace_id": self.trace_id,
@@ -72,3 +77,17 @@ class TraceSummary:
             "input_tokens": sum(u.input_tokens for u in self.usage),
             "output_tokens": sum(u.output_tokens for u in self.usage),
         }
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """Which traces a listing holds; every field left at its default lets every trace through."""
+
+    name: str = ""  # a substring of the trace's name (its first run's), in lower case
+    failed: bool | None = None  # True: traces with a failed span; False: traces without
+    mode: str = ""  # the first run's mode: "record" or "replay"
+    model: str = ""  # a prefix of the model of one of its LLM calls (case-sensitive)
+    trace_id: str = ""  # a prefix of the trace id, lower-case hex (all 32 digits: that trace)
+    since_ns: int | None = None  # started at or after
+    until_ns: int | None = None  # started before
+    before: tuple[int, str] | None = None  # keyset cursor: traces listed after (start_ns, trace_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
-from agenttrace._server.store.sql import SCHEMA, SQLStore, migrations
+from agenttrace._server.store.sql import BACKFILL, SCHEMA, SUMMARY_SCHEMA, SQLStore, migrations
 
 __all__ = ["SQLiteStore", "StoreBusyError"]
 
@@ -39,15 +39,16 @@ class SQLiteStore(SQLStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = self._acquire()
             try:
-                connection.executescript(SCHEMA)
-                columns = {row[1] for row in connection.execute("PRAGMA table_info(agenttrace_spans)")}
-                for statement in migrations(columns):
-                    connection.execute(statement)
-                # A write now, so that a database the server can read but not write (a read-only
-                # mount, a file it does not own) is refused at start, not answered 503 at every
-                # ingest: writing the header's user_version with the value it has changes nothing.
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                connection.execute(f"PRAGMA user_version = {int(version)}")
+                # One transaction, the writer's lock taken first: a second server starting on the
+                # same file at once waits, then finds the schema made.
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    self._schema(connection)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
             finally:
                 self._idle.put(connection)
         except (OSError, sqlite3.Error) as exc:
@@ -55,6 +56,28 @@ class SQLiteStore(SQLStore):
                 f"database {self.path} cannot be opened as a SQLite database: {exc}; "
                 "expected a writable file path (sqlite:///path/to/file.db)"
             ) from None
+
+    @staticmethod
+    def _schema(connection: sqlite3.Connection) -> None:
+        """Create the tables, or bring those of an older server up to date."""
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(agenttrace_spans)")}
+        for statement in migrations(columns):
+            connection.execute(statement)
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agenttrace_traces'"
+        summarized = connection.execute(found).fetchone() is not None
+        for statement in SUMMARY_SCHEMA:
+            connection.execute(statement)
+        if not summarized:
+            for statement in BACKFILL:
+                connection.execute(statement)
+        # A write now, so that a database the server can read but not write (a read-only
+        # mount, a file it does not own) is refused at start, not answered 503 at every
+        # ingest: writing the header's user_version with the value it has changes nothing.
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        connection.execute(f"PRAGMA user_version = {int(version)}")
 
     def _acquire(self) -> sqlite3.Connection:
         """An idle connection, a new one while there are fewer than MAX_CONNECTIONS, else the next freed."""
