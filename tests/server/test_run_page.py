@@ -1,7 +1,8 @@
 """The run page in a real browser: Playwright drives Debian's Chromium (no browser download) over a
 server on 127.0.0.1. A recorded openai SDK agent (a tool call, then a streamed answer, against the
 loopback fake LLM) and its governance replay are walked as a user walks them: the timeline, the
-conversations, the tokens, the replay's link to its recording and the diff view. A trace of a
+conversations, the tokens, the replay's link to its recording, the diff view, a search from the
+listing's form and a delete from the run page. A trace of a
 thousand spans loads in parts; a hostile payload stays text; long bodies load on demand."""
 
 from __future__ import annotations
@@ -186,6 +187,26 @@ def test_a_recorded_openai_agent_and_its_replay_as_a_user_sees_them(
     details = differing.locator(":scope > .details").inner_text()
     assert "$.messages[0].content" in details
     assert "Where is my order 99?" in details
+
+    # The listing: tokens per run, and a search by mode through the form.
+    page = browser(f"{server.url}/")
+    assert page.locator("tr.trace-row").count() == 3
+    page.select_option("form#filters select[name=mode]", "record")
+    page.locator("form#filters button[type=submit]").click()
+    page.wait_for_url("**/?*mode=record*")
+    rows = page.locator("tr.trace-row")
+    assert rows.count() == 1
+    assert recorded_id in rows.first.inner_text()
+    assert rows.first.locator(".tokens").inner_text().strip() not in ("", "—")
+    # Delete the changed replay from its own page: back to the listing, gone from it and the store.
+    page = browser(f"{server.url}/traces/{changed_id}")
+    page.locator("details#delete > summary").click()
+    page.locator("details#delete button[type=submit]").click()
+    page.wait_for_url(f"{server.url}/")
+    assert page.locator("tr.trace-row").count() == 2
+    assert changed_id not in page.locator("#traces").inner_text()
+    gone = server.get(f"/api/traces/{changed_id}", headers={"Authorization": f"Bearer {KEY}"})
+    assert gone.status_code == 404
 
 
 def _otlp_span(number: int, parent: str, **attributes: Any) -> dict[str, Any]:
