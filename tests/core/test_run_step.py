@@ -364,3 +364,29 @@ def test_distributions_read_from_header_lines_equal_the_email_parser() -> None:
     assert _metadata.distributions() == tuple(
         f"{n}=={v}" for n, v in sorted(expected.items(), key=lambda kv: kv[0].lower())
     )
+
+
+def test_results_of_common_value_types_are_written_as_text(spans: InMemorySpanExporter) -> None:
+    """Decimal, UUID, paths and dates in a run's result are written as their text."""
+    import datetime
+    import decimal
+    import pathlib
+    import uuid
+
+    @agenttrace.run("typed")
+    def agent() -> dict[str, object]:
+        return {
+            "price": decimal.Decimal("12.50"),
+            "id": uuid.UUID(int=7),
+            "path": pathlib.PurePosixPath("/a/b"),
+            "day": datetime.date(2026, 1, 31),
+        }
+
+    agent()
+    (span,) = spans.get_finished_spans()
+    assert json.loads(str(dict(span.attributes or {})["agenttrace.run.result"])) == {
+        "price": "12.50",
+        "id": "00000000-0000-0000-0000-000000000007",
+        "path": "/a/b",
+        "day": "2026-01-31",
+    }
