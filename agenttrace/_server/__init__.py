@@ -18,6 +18,7 @@ asks for).
 
 =================  ===========================================================================
 :mod:`.api`        the ingest route and the JSON API; :mod:`.ingest` decodes OTLP requests
+                   (their protobuf form through :mod:`.protobuf`)
 :mod:`.web`        the pages' routes and ``/healthz``; :mod:`.pages` renders ``templates/``
 :mod:`.auth`       the key check every guarded route goes through
 :mod:`.context`    the state the routes reach through ``request.app.state``

@@ -14,7 +14,6 @@ resource, scope and span index and what was expected; the request is then refuse
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import zlib
@@ -27,6 +26,7 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
 from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._server.protobuf import message_object
 from agenttrace._server.store.records import SpanRow
 
 __all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "decode_request", "decompress"]
@@ -89,20 +89,19 @@ def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
     """The spans of an OTLP ``ExportTraceServiceRequest`` in ``content_type``'s encoding."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in ("application/x-protobuf", "application/protobuf"):
-        document = _protobuf_document(body)
-    elif media == "application/json":
+        return _protobuf_rows(body)
+    if media == "application/json":
         try:
             document = exact_loads(body)
             _drop_nulls(document)
         except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
-    else:
-        raise BadRequestError(
-            f"Content-Type {content_type or '(none)'!r} is not supported; "
-            "expected application/x-protobuf or application/json (OTLP/HTTP)",
-            415,
-        )
-    return list(_rows(document))
+        return list(_rows(document))
+    raise BadRequestError(
+        f"Content-Type {content_type or '(none)'!r} is not supported; "
+        "expected application/x-protobuf or application/json (OTLP/HTTP)",
+        415,
+    )
 
 
 def _drop_nulls(document: Any) -> None:
@@ -118,10 +117,11 @@ def _drop_nulls(document: Any) -> None:
             stack.extend(item)
 
 
-def _protobuf_document(body: bytes) -> dict[str, Any]:
-    """The OTLP JSON form of a protobuf request: ``MessageToDict`` with OTLP JSON's ids and enums."""
-    from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type stubs
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+def _protobuf_rows(body: bytes) -> list[SpanRow]:
+    """The rows of a protobuf request, converted a span at a time to the OTLP JSON that
+    ``MessageToDict`` would give with OTLP JSON's hex ids and integer enums (OTLP specification,
+    "JSON Protobuf Encoding"), by :func:`~agenttrace._server.protobuf.message_object`."""
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # protobuf ships no type stubs
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     try:
@@ -130,23 +130,17 @@ def _protobuf_document(body: bytes) -> dict[str, Any]:
         raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
     # Counted before the conversion, which costs far more memory per span than the wire form.
     _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
-    # OTLP JSON differs from protobuf's JSON mapping in two ways: ids are hex, not base64, and
-    # enums are integers, not names (OTLP specification, "JSON Protobuf Encoding").
-    document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
-    for resource_spans in document.get("resourceSpans", ()):
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                _hex_ids(span)
-                for link in span.get("links", ()):
-                    _hex_ids(link)
-    return document
-
-
-def _hex_ids(item: dict[str, Any]) -> None:
-    for key in ("traceId", "spanId", "parentSpanId"):
-        value = item.get(key)
-        if value:
-            item[key] = base64.b64decode(value).hex()
+    rows: list[SpanRow] = []
+    for r, resource_spans in enumerate(request.resource_spans):
+        resource = message_object(resource_spans.resource) if resource_spans.HasField("resource") else {}
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            scope = message_object(scope_spans.scope) if scope_spans.HasField("scope") else {}
+            where = f"resourceSpans[{r}].scopeSpans[{s}].spans"
+            rows.extend(
+                _row(f"{where}[{i}]", resource, scope, message_object(span), typed=True)
+                for i, span in enumerate(scope_spans.spans)
+            )
+    return rows
 
 
 def _check_count(spans: int) -> None:
@@ -186,7 +180,10 @@ def _rows(document: Any) -> Iterable[SpanRow]:
             yield _row(f"{where}.spans[{i}]", resource, scope, span)
 
 
-def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
+def _row(where: str, resource: Any, scope: Any, span: Any, typed: bool = False) -> SpanRow:
+    """``span``'s row; ``typed``: the span came from protobuf, so its fields have their types
+    already, and only what protobuf allows and no reader takes (an attribute without a key)
+    remains to check."""
     if not isinstance(span, Mapping):
         raise BadRequestError(f"{where}: expected a span object, got {type(span).__name__}")
     trace_id = str(span.get("traceId", "")).lower()
@@ -216,14 +213,22 @@ def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
     if status_code not in (0, 1, 2) or isinstance(status_code, bool):
         raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
     kind = attributes.get(S.KIND, "")
-    normalized = dict(span)
-    normalized["traceId"], normalized["spanId"] = trace_id, span_id
-    if parent:
-        normalized["parentSpanId"] = parent
+    normalized: dict[str, Any]
+    if typed:  # ids already in lower-case hex; the events' attributes are all record() could refuse
+        normalized = dict(span) if type(span) is not dict else span
+    else:
+        normalized = dict(span)
+        normalized["traceId"], normalized["spanId"] = trace_id, span_id
+        if parent:
+            normalized["parentSpanId"] = parent
     try:
         # What every reader of the download does with the span (agenttrace show, the trace page,
         # the replay loader's first pass): a span it cannot read is refused here, not stored.
-        record(normalized, str(scope.get("name", "")))
+        if typed:
+            for event in span.get("events", ()):
+                decode_attributes(event.get("attributes"))
+        else:
+            record(normalized, str(scope.get("name", "")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequestError(f"{where}: malformed span ({type(exc).__name__}: {exc})") from None
     document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
