@@ -6,6 +6,7 @@ The store is called on Starlette's thread pool: its drivers block.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -21,6 +22,8 @@ from agenttrace._server.store.records import SpanRow
 
 __all__ = ["api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
 
+MIN_BODY_RATE = 64 * 1024  # bytes/s an upload must average once it has taken request_timeout
+
 
 async def ingest(request: Request) -> Response:
     """``POST /v1/traces``: store an ``ExportTraceServiceRequest``'s spans, all or none."""
@@ -34,12 +37,22 @@ async def ingest(request: Request) -> Response:
     # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
     # body is read inside, so waiting requests hold no memory): a request costs a few times its
     # size while it is handled, and the rest wait their turn.
-    async with state.ingesting:
+    # A request waits for its turn at most twice request_timeout (the time two stalled uploads
+    # hold the slots), then 503 (the exporter retries later): a flood of uploads that never send
+    # their bodies does not pile up waiting.
+    turn = False
+    with anyio.move_on_after(2 * state.request_timeout):
+        await state.ingesting.acquire()
+        turn = True
+    if not turn:
+        return otlp_error(request, f"the server is busy: no turn to ingest within {2 * state.request_timeout:g} s", 503)
+    try:
         body = bytearray()
         chunks = request.stream().__aiter__()
+        started = time.monotonic()
         while True:
             # A body that stops arriving gives its turn up after request_timeout: two stalled
-            # uploads must not hold the ingest slots forever.
+            # uploads must not hold the ingest slots forever; nor may one trickling a byte at a time.
             with anyio.move_on_after(state.request_timeout) as waited:
                 try:
                     chunk = await anext(chunks, None)
@@ -52,6 +65,14 @@ async def ingest(request: Request) -> Response:
             body += chunk
             if len(body) > limit:
                 return otlp_error(request, too_big, 413)
+            elapsed = time.monotonic() - started
+            if elapsed > state.request_timeout and len(body) < elapsed * MIN_BODY_RATE:
+                return otlp_error(
+                    request,
+                    f"the request body arrives slower than {MIN_BODY_RATE // 1024} KiB/s "
+                    f"after {state.request_timeout:g} s",
+                    408,
+                )
         try:
             rows = await run_in_threadpool(_decoded, body, request, limit)
         except BadRequestError as exc:
@@ -65,6 +86,8 @@ async def ingest(request: Request) -> Response:
         except store.errors as exc:
             # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
             return _unavailable(request, exc)
+    finally:
+        state.ingesting.release()
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         return JSONResponse({})
     # An empty ExportTraceServiceResponse: zero bytes in protobuf.
