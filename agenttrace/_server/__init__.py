@@ -18,7 +18,8 @@ asks for).
 
 =================  ===========================================================================
 :mod:`.api`        the ingest route and the JSON API; :mod:`.ingest` decodes OTLP requests
-                   (their protobuf form through :mod:`.protobuf`)
+                   (their protobuf form through :mod:`.protobuf`); :mod:`.connections` bounds
+                   the open connections and the time a request's head may take
 :mod:`.web`        the pages' routes and ``/healthz``; :mod:`.pages` renders ``templates/``
 :mod:`.auth`       the key check every guarded route goes through
 :mod:`.context`    the state the routes reach through ``request.app.state``

@@ -17,12 +17,13 @@ from starlette.responses import JSONResponse, Response
 from agenttrace._core.errors import warn_once
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
-from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.ingest import BadRequestError, decode_request, decompress, release_memory
 from agenttrace._server.store.records import SpanRow
 
 __all__ = ["api_trace", "api_traces", "download", "ingest", "otlp_error", "store_failed"]
 
 MIN_BODY_RATE = 64 * 1024  # bytes/s an upload must average once it has taken request_timeout
+LARGE_REQUEST_BYTES = 8 * 2**20  # after a larger request, the memory its decoding freed is handed back
 
 
 async def ingest(request: Request) -> Response:
@@ -73,13 +74,16 @@ async def ingest(request: Request) -> Response:
                     f"after {state.request_timeout:g} s",
                     408,
                 )
+        large = len(body) > LARGE_REQUEST_BYTES
         try:
             rows = await run_in_threadpool(_decoded, body, request, limit)
         except BadRequestError as exc:
+            if large:
+                await run_in_threadpool(release_memory)
             return otlp_error(request, str(exc), exc.status)
         del body
         try:
-            await run_in_threadpool(store.add, rows)
+            await run_in_threadpool(_stored, store, rows, large)
         except store.refused as exc:
             # The database refuses the data itself (a value out of its range): retrying cannot help.
             return otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
@@ -155,8 +159,27 @@ def _not_found(what: str) -> Response:
 
 
 def _decoded(body: bytearray, request: Request, limit: int) -> list[SpanRow]:
-    raw = decompress(bytes(body), request.headers.get("content-encoding", ""), limit)
-    return decode_request(raw, request.headers.get("content-type", ""))
+    raw: bytes | bytearray | None = None
+    try:
+        raw = decompress(body, request.headers.get("content-encoding", ""), limit)
+        return decode_request(raw, request.headers.get("content-type", ""))
+    except BadRequestError as exc:
+        message, status = str(exc), exc.status
+    # Raised anew, out of the except block and without the request: the thread pool's worker keeps
+    # the last exception it passed on until its next call, and with it every frame of its
+    # traceback, the decoded request (hundreds of MiB) among their variables.
+    del body, raw
+    raise BadRequestError(message, status)
+
+
+def _stored(store: Any, rows: list[SpanRow], large: bool) -> None:
+    """``rows`` added to ``store``, then, after a large request, the memory its decoding freed given back."""
+    try:
+        store.add(rows)
+    finally:
+        rows.clear()
+        if large:
+            release_memory()
 
 
 def _unavailable(request: Request, exc: BaseException) -> Response:

@@ -26,14 +26,25 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
 from agenttrace._format.otlp_json import decode_attributes
-from agenttrace._server.protobuf import message_object
+from agenttrace._server.protobuf import Budget, TooManyValuesError, message_object
 from agenttrace._server.store.records import SpanRow
 
-__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "decode_request", "decompress"]
+__all__ = [
+    "MAX_SPANS_PER_REQUEST",
+    "MAX_VALUES_PER_REQUEST",
+    "BadRequestError",
+    "decode_request",
+    "decompress",
+    "release_memory",
+]
 
 # Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
 # memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
 MAX_SPANS_PER_REQUEST = 10_000
+# Attributes, events, links and the values of lists and maps in one protobuf request. A small
+# attribute costs about a hundred times its size on the wire once converted, so this bounds what
+# a request of small attributes costs; a batch of 512 AgentTrace spans holds about 10,000.
+MAX_VALUES_PER_REQUEST = 200_000
 MAX_GZIP_MEMBERS = 1_000
 
 _HEX_TRACE = re.compile(r"[0-9a-f]{32}")
@@ -48,7 +59,7 @@ class BadRequestError(ValueError):
         self.status = status
 
 
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+def decompress(body: bytes | bytearray, encoding: str, limit: int) -> bytes | bytearray:
     """``body`` undone from its Content-Encoding (gzip, deflate or none), at most ``limit`` bytes.
 
     Inflated up to the limit and no further, so a small gzip bomb cannot take the server's memory;
@@ -85,14 +96,14 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise BadRequestError(f"the request body is not valid {encoding} ({exc})") from None
 
 
-def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
+def decode_request(body: bytes | bytearray, content_type: str) -> list[SpanRow]:
     """The spans of an OTLP ``ExportTraceServiceRequest`` in ``content_type``'s encoding."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in ("application/x-protobuf", "application/protobuf"):
         return _protobuf_rows(body)
     if media == "application/json":
         try:
-            document = exact_loads(body)
+            document = exact_loads(bytes(body))
             _drop_nulls(document)
         except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
@@ -117,7 +128,7 @@ def _drop_nulls(document: Any) -> None:
             stack.extend(item)
 
 
-def _protobuf_rows(body: bytes) -> list[SpanRow]:
+def _protobuf_rows(body: bytes | bytearray) -> list[SpanRow]:
     """The rows of a protobuf request, converted a span at a time to the OTLP JSON that
     ``MessageToDict`` would give with OTLP JSON's hex ids and integer enums (OTLP specification,
     "JSON Protobuf Encoding"), by :func:`~agenttrace._server.protobuf.message_object`."""
@@ -130,16 +141,24 @@ def _protobuf_rows(body: bytes) -> list[SpanRow]:
         raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
     # Counted before the conversion, which costs far more memory per span than the wire form.
     _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
+    budget = Budget(MAX_VALUES_PER_REQUEST)
     rows: list[SpanRow] = []
-    for r, resource_spans in enumerate(request.resource_spans):
-        resource = message_object(resource_spans.resource) if resource_spans.HasField("resource") else {}
-        for s, scope_spans in enumerate(resource_spans.scope_spans):
-            scope = message_object(scope_spans.scope) if scope_spans.HasField("scope") else {}
-            where = f"resourceSpans[{r}].scopeSpans[{s}].spans"
-            rows.extend(
-                _row(f"{where}[{i}]", resource, scope, message_object(span), typed=True)
-                for i, span in enumerate(scope_spans.spans)
-            )
+    try:
+        for r, resource_spans in enumerate(request.resource_spans):
+            resource = message_object(resource_spans.resource, budget) if resource_spans.HasField("resource") else {}
+            for s, scope_spans in enumerate(resource_spans.scope_spans):
+                scope = message_object(scope_spans.scope, budget) if scope_spans.HasField("scope") else {}
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans"
+                rows.extend(
+                    _row(f"{where}[{i}]", resource, scope, message_object(span, budget), typed=True)
+                    for i, span in enumerate(scope_spans.spans)
+                )
+    except TooManyValuesError:
+        raise BadRequestError(
+            f"the request holds more than {MAX_VALUES_PER_REQUEST} attributes, events, links and values in lists "
+            "and maps, the server's limit per request; send fewer spans per request",
+            413,
+        ) from None
     return rows
 
 
@@ -275,3 +294,29 @@ def _llm_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def _column(value: Any) -> str:
     """A text column's value: PostgreSQL's text holds no NUL (the span's line keeps it, escaped)."""
     return str(value).replace("\x00", "\ufffd")
+
+
+def release_memory() -> None:
+    """Hand the memory the C allocator holds free back to the system (glibc's ``malloc_trim``).
+
+    A large request's decoding frees hundreds of thousands of small blocks at once; glibc keeps
+    them for reuse, so without this the server stays hundreds of MiB larger after one large
+    request. Elsewhere than glibc, nothing is done.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_trim: list[Any] = []
+
+
+def _malloc_trim() -> Any:
+    if not _trim:
+        try:
+            import ctypes
+
+            _trim.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _trim.append(None)
+    return _trim[0]

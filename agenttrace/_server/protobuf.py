@@ -16,30 +16,57 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["message_object"]
+__all__ = ["Budget", "TooManyValuesError", "message_object"]
 
-Convert = Callable[[Any], Any]
+Convert = Callable[..., Any]  # one value; a message's converter also takes the budget
 
 _IDS = frozenset(("trace_id", "span_id", "parent_span_id"))  # bytes written in hex (spans, links)
 _ID_MESSAGES = frozenset(("opentelemetry.proto.trace.v1.Span", "opentelemetry.proto.trace.v1.Span.Link"))
 
-# descriptor -> (JSON name, converter of one value, repeated)
-_fields: dict[Any, tuple[str, Convert, bool]] = {}
+# descriptor -> (JSON name, converter of one value, repeated, a message: its converter takes the budget)
+_fields: dict[Any, tuple[str, Convert, bool, bool]] = {}
 
 
-def message_object(message: Any) -> dict[str, Any]:
+class TooManyValuesError(ValueError):
+    """A request holds more attributes, events, links and values than its :class:`Budget` allows."""
+
+
+class Budget:
+    """How many more repeated messages (attributes, events, links, the values of lists and maps) a
+    conversion may make; past it, :class:`TooManyValuesError`: a request's cost is bounded by its count
+    of values as well as by its size, since a small attribute costs a hundred times its wire size once
+    converted."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise TooManyValuesError
+
+
+def message_object(message: Any, budget: Budget) -> dict[str, Any]:
     """The OTLP JSON object of one protobuf message (its set fields only, as protobuf's JSON mapping)."""
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
         try:
-            name, convert, repeated = _fields[field]
+            name, convert, repeated, nested = _fields[field]
         except KeyError:
-            name, convert, repeated = _fields.setdefault(field, _plan(field))
-        out[name] = [convert(item) for item in value] if repeated else convert(value)
+            name, convert, repeated, nested = _fields.setdefault(field, _plan(field))
+        if not nested:
+            out[name] = [convert(item) for item in value] if repeated else convert(value)
+        elif repeated:
+            budget.spend(len(value))
+            out[name] = [convert(item, budget) for item in value]
+        else:
+            out[name] = convert(value, budget)
     return out
 
 
-def _plan(field: Any) -> tuple[str, Convert, bool]:
+def _plan(field: Any) -> tuple[str, Convert, bool, bool]:
     from google.protobuf.descriptor import FieldDescriptor  # type: ignore[import-untyped]  # no type stubs
 
     kind = field.cpp_type
@@ -57,7 +84,7 @@ def _plan(field: Any) -> tuple[str, Convert, bool]:
         convert = bool
     else:  # strings, 32-bit integers, enums (as integers, as OTLP JSON writes them)
         convert = _same
-    return field.json_name, convert, field.is_repeated
+    return field.json_name, convert, field.is_repeated, kind == FieldDescriptor.CPPTYPE_MESSAGE
 
 
 _KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
@@ -74,7 +101,7 @@ def _is_key_value(message_type: Any) -> bool:
     )
 
 
-def _key_value(item: Any) -> dict[str, Any]:
+def _key_value(item: Any, budget: Budget) -> dict[str, Any]:
     """A ``KeyValue`` (an attribute): most of a request's messages, so its fields are read directly
     (``ListFields`` and a look-up per field cost twice as much)."""
     out: dict[str, Any] = {}
@@ -88,7 +115,7 @@ def _key_value(item: Any) -> dict[str, Any]:
     elif member == "int_value":
         out["value"] = {"intValue": str(value.int_value)}
     elif member is not None or item.HasField("value"):
-        out["value"] = message_object(value)
+        out["value"] = message_object(value, budget)
     strindex = item.key_strindex
     if strindex:
         out["keyStrindex"] = strindex

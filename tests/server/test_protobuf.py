@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agenttrace._server.ingest import BadRequestError, _rows, decode_request
-from agenttrace._server.protobuf import message_object
+from agenttrace._server.protobuf import Budget, message_object
 from agenttrace._server.store.records import SpanRow
 
 PROTOBUF = "application/x-protobuf"
@@ -111,7 +111,7 @@ def test_every_field_converts_as_protobufs_json_mapping_does() -> None:
     """message_object gives MessageToDict's object, key for key and in the same order, hex ids aside."""
     request = ExportTraceServiceRequest.FromString(_every_field())
     expected = _json_mapping(request)
-    got = message_object(request)
+    got = message_object(request, Budget(10**6))
     assert json.dumps(got) == json.dumps(expected)
     assert got["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] == bytes(range(1, 17)).hex()
 
