@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import Paired, Rounds, Section, Target, fmt, fmt_paired, paired, skipped_row
+from .server_ingest import scenario_ingest
 
 __all__ = ["main"]
 
@@ -47,7 +48,7 @@ REPO = HERE.parent.parent
 WORKER = HERE / "worker.py"
 SERVER = HERE / "server.py"
 RESULT_MARK = "PERF-RESULT "
-SCENARIO_NAMES = ("record", "stream", "replay", "pytest", "export", "memory", "import")
+SCENARIO_NAMES = ("record", "stream", "replay", "pytest", "export", "memory", "import", "ingest")
 
 Result = dict[str, Any]
 
@@ -1029,6 +1030,7 @@ SCENARIOS: dict[str, Callable[[Context], Section]] = {
     "export": scenario_export,
     "memory": scenario_memory,
     "import": scenario_import,
+    "ingest": scenario_ingest,
 }
 
 
