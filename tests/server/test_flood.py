@@ -104,3 +104,32 @@ def test_connection_settings_are_checked(tmp_path: Path) -> None:
     done = _cli(["--port", "0"], tmp_path, {"AGENTTRACE_SERVER_HEADER_TIMEOUT": "0"})
     assert done.returncode == 2
     assert "header_timeout '0' (from AGENTTRACE_SERVER_HEADER_TIMEOUT) is not valid" in done.stderr
+
+
+def test_an_upload_trickled_too_slowly_is_answered_408(start_server: Any, tmp_path: Path) -> None:
+    """A body arriving a few bytes at a time, never stalling for --request-timeout, is cut off once it has
+    taken that long at less than 64 KiB/s."""
+    server = start_server("--database", f"sqlite:///{tmp_path / 'b.db'}", "--request-timeout", "1")
+    sock = _connect(server.url)
+    try:
+        head = b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        sock.sendall(head + b"Content-Length: 100000\r\n\r\n")
+        sock.settimeout(0.3)
+        answer = b""
+        for _ in range(40):  # 12 s at most; each pause well under the 1 s stall timeout
+            try:
+                sock.sendall(b" " * 10)
+                answer = sock.recv(1024)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        sock.settimeout(5)
+        while b"}" not in answer and (more := sock.recv(1024)):
+            answer += more
+        assert b"slower than 64 KiB/s" in answer
+    finally:
+        sock.close()
