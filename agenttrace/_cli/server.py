@@ -23,6 +23,11 @@ DEFAULT_PORT = 4318  # OTLP/HTTP's port: OpenTelemetry's own exporters find the 
 DEFAULT_DATABASE = "sqlite:///.agenttrace/server.db"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
 DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT = 10.0
+# Idle time of a kept-alive connection before it is closed: longer than OpenTelemetry's batch
+# exporters wait between exports (5 s), so their connection is reused rather than raced.
+KEEP_ALIVE_TIMEOUT = 15
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="AGE",
         help="delete traces that started longer ago than AGE (30d, 12h, 90m, 2w), in the background "
         "(AGENTTRACE_SERVER_RETENTION; default: keep every trace)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        help="connections open at once; one more closes the longest-open one not being answered "
+        f"(AGENTTRACE_SERVER_MAX_CONNECTIONS; default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        help="seconds a request's head (request line and headers) may take to arrive before the connection is "
+        f"closed (AGENTTRACE_SERVER_HEADER_TIMEOUT; default {DEFAULT_HEADER_TIMEOUT:g})",
     )
 
 
@@ -113,6 +128,12 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             f"request_timeout {timeout_text!r} (from {timeout_from}) is not valid; expected seconds, more than 0 "
             "and at most 3600"
         ) from None
+    max_connections = _number(
+        getattr(args, "max_connections", None), "AGENTTRACE_SERVER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int, 4
+    )
+    header_timeout = _number(
+        getattr(args, "header_timeout", None), "AGENTTRACE_SERVER_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float, 0
+    )
     if args.api_keys:
         keys, keys_from = list(args.api_keys), "--api-key"
     else:
@@ -152,7 +173,24 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_request_bytes": limit,
         "request_timeout": request_timeout,
         "retention": retention,
+        "max_connections": max_connections,
+        "header_timeout": header_timeout,
     }
+
+
+def _number(arg: Any, variable: str, default: float, kind: type[float], low: float) -> Any:
+    """A numeric setting of ``kind`` (int or float) above ``low`` (for an int: at least ``low``), at most 3600
+    for seconds; ConfigurationError names it."""
+    name = variable.removeprefix("AGENTTRACE_SERVER_").lower()
+    text, source = _pick(arg, variable, default)
+    try:
+        value = kind(text)
+        if (kind is int and value < low) or (kind is float and not low < value <= 3600):
+            raise ValueError
+    except ValueError:
+        expected = f"a whole number, {low:g} or more" if kind is int else f"seconds, more than {low:g} and at most 3600"
+        raise ConfigurationError(f"{name} {text!r} (from {source}) is not valid; expected {expected}") from None
+    return value
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -172,6 +210,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _within_descriptors(connections: int) -> int:
+    """``connections``, lowered to leave room under the process's open-file limit (the database's files, the
+    listening socket): past that limit accepting fails and no one, ``/healthz`` included, gets in."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return connections if soft == resource.RLIM_INFINITY else max(4, min(connections, soft - 64))
 
 
 def _loopback(host: str) -> bool:
@@ -217,7 +266,17 @@ def run(args: argparse.Namespace) -> int:
         auth = f"{len(config['api_keys'])} API key(s)" if config["api_keys"] else "no authentication (loopback only)"
         print(f"agenttrace server: listening on {url} ({app_store.description}; {auth})", flush=True)
         print(f"agenttrace server: send traces with AGENTTRACE_API_URL={url}; open {url}/ in a browser", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        from agenttrace._server.connections import guarded_protocol
+
+        options = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=guarded_protocol(_within_descriptors(config["max_connections"]), config["header_timeout"]),
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        )
+        server = uvicorn.Server(options)
         retention = None
         if config.get("retention"):
             from agenttrace._server.retention import Retention

@@ -21,6 +21,8 @@ asks for).
 
 =================  ===========================================================================
 :mod:`.api`        the ingest route and the JSON API; :mod:`.ingest` decodes OTLP requests
+                   (their protobuf form through :mod:`.protobuf`); :mod:`.connections` bounds
+                   the open connections and the time a request's head may take
 :mod:`.web`        the pages' routes and ``/healthz``; :mod:`.pages` renders ``templates/``
 :mod:`.listing`    the listing's search parameters, shared by the API and the pages
 :mod:`.retention`  the background deletion of traces older than ``--retention``

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.otlp_json import decode_attributes, decode_body
 from agenttrace._server.context import MAX_OFFSET, state_of, trace_id_of
-from agenttrace._server.ingest import BadRequestError, decode_request, decompress
+from agenttrace._server.ingest import BadRequestError, decode_request, decompress, release_memory
 from agenttrace._server.listing import BadParameterError, listing_filter
 from agenttrace._server.store import Store
 from agenttrace._server.store.records import SpanRow
@@ -40,6 +41,9 @@ __all__ = [
 
 READ_PART_SPANS = 500  # spans read from the store at a time by the routes that give a whole trace
 
+MIN_BODY_RATE = 64 * 1024  # bytes/s an upload must average once it has taken request_timeout
+LARGE_REQUEST_BYTES = 8 * 2**20  # after a larger request, the memory its decoding freed is handed back
+
 
 async def ingest(request: Request) -> Response:
     """``POST /v1/traces``: store an ``ExportTraceServiceRequest``'s spans, all or none."""
@@ -53,12 +57,22 @@ async def ingest(request: Request) -> Response:
     # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
     # body is read inside, so waiting requests hold no memory): a request costs a few times its
     # size while it is handled, and the rest wait their turn.
-    async with state.ingesting:
+    # A request waits for its turn at most twice request_timeout (the time two stalled uploads
+    # hold the slots), then 503 (the exporter retries later): a flood of uploads that never send
+    # their bodies does not pile up waiting.
+    turn = False
+    with anyio.move_on_after(2 * state.request_timeout):
+        await state.ingesting.acquire()
+        turn = True
+    if not turn:
+        return otlp_error(request, f"the server is busy: no turn to ingest within {2 * state.request_timeout:g} s", 503)
+    try:
         body = bytearray()
         chunks = request.stream().__aiter__()
+        started = time.monotonic()
         while True:
             # A body that stops arriving gives its turn up after request_timeout: two stalled
-            # uploads must not hold the ingest slots forever.
+            # uploads must not hold the ingest slots forever; nor may one trickling a byte at a time.
             with anyio.move_on_after(state.request_timeout) as waited:
                 try:
                     chunk = await anext(chunks, None)
@@ -71,19 +85,32 @@ async def ingest(request: Request) -> Response:
             body += chunk
             if len(body) > limit:
                 return otlp_error(request, too_big, 413)
+            elapsed = time.monotonic() - started
+            if elapsed > state.request_timeout and len(body) < elapsed * MIN_BODY_RATE:
+                return otlp_error(
+                    request,
+                    f"the request body arrives slower than {MIN_BODY_RATE // 1024} KiB/s "
+                    f"after {state.request_timeout:g} s",
+                    408,
+                )
+        large = len(body) > LARGE_REQUEST_BYTES
         try:
             rows = await run_in_threadpool(_decoded, body, request, limit)
         except BadRequestError as exc:
+            if large:
+                await run_in_threadpool(release_memory)
             return otlp_error(request, str(exc), exc.status)
         del body
         try:
-            await run_in_threadpool(store.add, rows)
+            await run_in_threadpool(_stored, store, rows, large)
         except store.refused as exc:
             # The database refuses the data itself (a value out of its range): retrying cannot help.
             return otlp_error(request, f"the database refused the spans ({type(exc).__name__}: {exc})", 400)
         except store.errors as exc:
             # 503: AgentTrace's exporter (and OpenTelemetry's) retries with backoff, then spools.
             return _unavailable(request, exc)
+    finally:
+        state.ingesting.release()
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         return JSONResponse({})
     # An empty ExportTraceServiceResponse: zero bytes in protobuf.
@@ -248,8 +275,27 @@ def _not_found(what: str) -> Response:
 
 
 def _decoded(body: bytearray, request: Request, limit: int) -> list[SpanRow]:
-    raw = decompress(bytes(body), request.headers.get("content-encoding", ""), limit)
-    return decode_request(raw, request.headers.get("content-type", ""))
+    raw: bytes | bytearray | None = None
+    try:
+        raw = decompress(body, request.headers.get("content-encoding", ""), limit)
+        return decode_request(raw, request.headers.get("content-type", ""))
+    except BadRequestError as exc:
+        message, status = str(exc), exc.status
+    # Raised anew, out of the except block and without the request: the thread pool's worker keeps
+    # the last exception it passed on until its next call, and with it every frame of its
+    # traceback, the decoded request (hundreds of MiB) among their variables.
+    del body, raw
+    raise BadRequestError(message, status)
+
+
+def _stored(store: Any, rows: list[SpanRow], large: bool) -> None:
+    """``rows`` added to ``store``, then, after a large request, the memory its decoding freed given back."""
+    try:
+        store.add(rows)
+    finally:
+        rows.clear()
+        if large:
+            release_memory()
 
 
 def _unavailable(request: Request, exc: BaseException) -> Response:

@@ -14,7 +14,6 @@ resource, scope and span index and what was expected; the request is then refuse
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import zlib
@@ -27,13 +26,25 @@ from agenttrace._format import schema as S  # noqa: N812 - the schema's names re
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
 from agenttrace._format.otlp_json import decode_attributes
+from agenttrace._server.protobuf import Budget, TooManyValuesError, message_object
 from agenttrace._server.store.records import SpanRow
 
-__all__ = ["MAX_SPANS_PER_REQUEST", "BadRequestError", "decode_request", "decompress"]
+__all__ = [
+    "MAX_SPANS_PER_REQUEST",
+    "MAX_VALUES_PER_REQUEST",
+    "BadRequestError",
+    "decode_request",
+    "decompress",
+    "release_memory",
+]
 
 # Spans in one request: OpenTelemetry's exporters send 512 at most by default. The bound keeps the
 # memory of decoding one request near its size on the wire (a span costs ~1 KB once decoded).
 MAX_SPANS_PER_REQUEST = 10_000
+# Attributes, events, links and the values of lists and maps in one protobuf request. A small
+# attribute costs about a hundred times its size on the wire once converted, so this bounds what
+# a request of small attributes costs; a batch of 512 AgentTrace spans holds about 10,000.
+MAX_VALUES_PER_REQUEST = 200_000
 MAX_GZIP_MEMBERS = 1_000
 
 _HEX_TRACE = re.compile(r"[0-9a-f]{32}")
@@ -48,7 +59,7 @@ class BadRequestError(ValueError):
         self.status = status
 
 
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+def decompress(body: bytes | bytearray, encoding: str, limit: int) -> bytes | bytearray:
     """``body`` undone from its Content-Encoding (gzip, deflate or none), at most ``limit`` bytes.
 
     Inflated up to the limit and no further, so a small gzip bomb cannot take the server's memory;
@@ -85,24 +96,23 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise BadRequestError(f"the request body is not valid {encoding} ({exc})") from None
 
 
-def decode_request(body: bytes, content_type: str) -> list[SpanRow]:
+def decode_request(body: bytes | bytearray, content_type: str) -> list[SpanRow]:
     """The spans of an OTLP ``ExportTraceServiceRequest`` in ``content_type``'s encoding."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in ("application/x-protobuf", "application/protobuf"):
-        document = _protobuf_document(body)
-    elif media == "application/json":
+        return _protobuf_rows(body)
+    if media == "application/json":
         try:
-            document = exact_loads(body)
+            document = exact_loads(bytes(body))
             _drop_nulls(document)
         except ValueError as exc:
             raise BadRequestError(f"the request body is not valid JSON ({exc})") from None
-    else:
-        raise BadRequestError(
-            f"Content-Type {content_type or '(none)'!r} is not supported; "
-            "expected application/x-protobuf or application/json (OTLP/HTTP)",
-            415,
-        )
-    return list(_rows(document))
+        return list(_rows(document))
+    raise BadRequestError(
+        f"Content-Type {content_type or '(none)'!r} is not supported; "
+        "expected application/x-protobuf or application/json (OTLP/HTTP)",
+        415,
+    )
 
 
 def _drop_nulls(document: Any) -> None:
@@ -118,10 +128,11 @@ def _drop_nulls(document: Any) -> None:
             stack.extend(item)
 
 
-def _protobuf_document(body: bytes) -> dict[str, Any]:
-    """The OTLP JSON form of a protobuf request: ``MessageToDict`` with OTLP JSON's ids and enums."""
-    from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type stubs
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+def _protobuf_rows(body: bytes | bytearray) -> list[SpanRow]:
+    """The rows of a protobuf request, converted a span at a time to the OTLP JSON that
+    ``MessageToDict`` would give with OTLP JSON's hex ids and integer enums (OTLP specification,
+    "JSON Protobuf Encoding"), by :func:`~agenttrace._server.protobuf.message_object`."""
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # protobuf ships no type stubs
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     try:
@@ -130,23 +141,25 @@ def _protobuf_document(body: bytes) -> dict[str, Any]:
         raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
     # Counted before the conversion, which costs far more memory per span than the wire form.
     _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
-    # OTLP JSON differs from protobuf's JSON mapping in two ways: ids are hex, not base64, and
-    # enums are integers, not names (OTLP specification, "JSON Protobuf Encoding").
-    document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
-    for resource_spans in document.get("resourceSpans", ()):
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                _hex_ids(span)
-                for link in span.get("links", ()):
-                    _hex_ids(link)
-    return document
-
-
-def _hex_ids(item: dict[str, Any]) -> None:
-    for key in ("traceId", "spanId", "parentSpanId"):
-        value = item.get(key)
-        if value:
-            item[key] = base64.b64decode(value).hex()
+    budget = Budget(MAX_VALUES_PER_REQUEST)
+    rows: list[SpanRow] = []
+    try:
+        for r, resource_spans in enumerate(request.resource_spans):
+            resource = message_object(resource_spans.resource, budget) if resource_spans.HasField("resource") else {}
+            for s, scope_spans in enumerate(resource_spans.scope_spans):
+                scope = message_object(scope_spans.scope, budget) if scope_spans.HasField("scope") else {}
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans"
+                rows.extend(
+                    _row(f"{where}[{i}]", resource, scope, message_object(span, budget), typed=True)
+                    for i, span in enumerate(scope_spans.spans)
+                )
+    except TooManyValuesError:
+        raise BadRequestError(
+            f"the request holds more than {MAX_VALUES_PER_REQUEST} attributes, events, links and values in lists "
+            "and maps, the server's limit per request; send fewer spans per request",
+            413,
+        ) from None
+    return rows
 
 
 def _check_count(spans: int) -> None:
@@ -186,7 +199,10 @@ def _rows(document: Any) -> Iterable[SpanRow]:
             yield _row(f"{where}.spans[{i}]", resource, scope, span)
 
 
-def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
+def _row(where: str, resource: Any, scope: Any, span: Any, typed: bool = False) -> SpanRow:
+    """``span``'s row; ``typed``: the span came from protobuf, so its fields have their types
+    already, and only what protobuf allows and no reader takes (an attribute without a key)
+    remains to check."""
     if not isinstance(span, Mapping):
         raise BadRequestError(f"{where}: expected a span object, got {type(span).__name__}")
     trace_id = str(span.get("traceId", "")).lower()
@@ -216,14 +232,22 @@ def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
     if status_code not in (0, 1, 2) or isinstance(status_code, bool):
         raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
     kind = attributes.get(S.KIND, "")
-    normalized = dict(span)
-    normalized["traceId"], normalized["spanId"] = trace_id, span_id
-    if parent:
-        normalized["parentSpanId"] = parent
+    normalized: dict[str, Any]
+    if typed:  # ids already in lower-case hex; the events' attributes are all record() could refuse
+        normalized = dict(span) if type(span) is not dict else span
+    else:
+        normalized = dict(span)
+        normalized["traceId"], normalized["spanId"] = trace_id, span_id
+        if parent:
+            normalized["parentSpanId"] = parent
     try:
         # What every reader of the download does with the span (agenttrace show, the trace page,
         # the replay loader's first pass): a span it cannot read is refused here, not stored.
-        record(normalized, str(scope.get("name", "")))
+        if typed:
+            for event in span.get("events", ()):
+                decode_attributes(event.get("attributes"))
+        else:
+            record(normalized, str(scope.get("name", "")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequestError(f"{where}: malformed span ({type(exc).__name__}: {exc})") from None
     document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
@@ -270,3 +294,29 @@ def _llm_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def _column(value: Any) -> str:
     """A text column's value: PostgreSQL's text holds no NUL (the span's line keeps it, escaped)."""
     return str(value).replace("\x00", "\ufffd")
+
+
+def release_memory() -> None:
+    """Hand the memory the C allocator holds free back to the system (glibc's ``malloc_trim``).
+
+    A large request's decoding frees hundreds of thousands of small blocks at once; glibc keeps
+    them for reuse, so without this the server stays hundreds of MiB larger after one large
+    request. Elsewhere than glibc, nothing is done.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_trim: list[Any] = []
+
+
+def _malloc_trim() -> Any:
+    if not _trim:
+        try:
+            import ctypes
+
+            _trim.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _trim.append(None)
+    return _trim[0]

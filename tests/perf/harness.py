@@ -40,6 +40,7 @@ from typing import Any
 
 from .listing import scenario_listing
 from .report import Paired, Rounds, Section, Target, fmt, fmt_paired, paired, skipped_row
+from .server_ingest import scenario_ingest
 
 __all__ = ["main"]
 
@@ -48,7 +49,7 @@ REPO = HERE.parent.parent
 WORKER = HERE / "worker.py"
 SERVER = HERE / "server.py"
 RESULT_MARK = "PERF-RESULT "
-SCENARIO_NAMES = ("record", "stream", "replay", "pytest", "export", "memory", "import")
+SCENARIO_NAMES = ("record", "stream", "replay", "pytest", "export", "memory", "import", "ingest")
 OPT_IN_SCENARIOS = ("listing",)  # run only when named with --scenario: each takes minutes of set-up
 
 Result = dict[str, Any]
@@ -1032,6 +1033,7 @@ SCENARIOS: dict[str, Callable[[Context], Section]] = {
     "memory": scenario_memory,
     "import": scenario_import,
     "listing": scenario_listing,
+    "ingest": scenario_ingest,
 }
 
 
