@@ -56,6 +56,7 @@ _SERVED_TRACE_ID = S.SERVED_TRACE_ID
 _STREAM_CHUNK_OFFSETS = S.STREAM_CHUNK_OFFSETS
 _STREAM_CHUNK_SIZES = S.STREAM_CHUNK_SIZES
 _STREAM_END = S.STREAM_END
+_PAYLOAD_EVENTS = frozenset({S.EVENT_REQUEST, S.EVENT_RESPONSE, S.EVENT_ERROR, S.EVENT_WEBSOCKET})
 
 
 def exchange_from_span(
@@ -78,7 +79,11 @@ def exchange_from_span(
     attrs = decode_attributes(span.get("attributes"), to_int) if attributes is None else attributes
     if attrs.get(_KIND) != "call":
         raise ValueError(f"span {span.get('spanId', '?')} is not an AgentTrace call span ({_KIND} != 'call')")
-    events = {e.get("name"): decode_attributes(e.get("attributes"), to_int) for e in span.get("events", ())}
+    events: dict[Any, dict[str, Any]] = {}
+    for event in span.get("events", ()):
+        name = event.get("name")
+        if name in _PAYLOAD_EVENTS:  # not the entropy draws: their reader decodes them
+            events[name] = decode_attributes(event.get("attributes"), to_int)
     req = events.get(_EVENT_REQUEST)
     if req is None:
         raise ValueError(f"call span {span.get('spanId', '?')} has no {_EVENT_REQUEST} event")

@@ -139,7 +139,8 @@ class Documents:
     With ``split_spans`` (the replay loader), a document may hold SPANS_CUT in one of its
     ``spans`` arrays, standing for the spans :meth:`cut_spans` yields (see "reading a line span
     by span" below); reading them may raise SplitError, and the file must then be read again
-    without ``split_spans``.
+    without ``split_spans``. ``split_above``: only lines longer than this many bytes are split
+    (looking for the cuts costs two scans of the line, which a line of a few spans never repays).
     """
 
     def __init__(
@@ -150,11 +151,13 @@ class Documents:
         undecodable: str = "cannot be read",
         *,
         split_spans: bool = False,
+        split_above: int = 0,
     ) -> None:
         self.file = file
         self.what = what
         self.undecodable = undecodable
         self.split_spans = split_spans
+        self.split_above = split_above  # lines of this many bytes or fewer are parsed whole
         self._data = data
         self._bytes: bytes = b""
         self._spans: dict[int, tuple[int, int]] = {}  # line number -> where orjson read it in _bytes
@@ -226,7 +229,8 @@ class Documents:
                         return
                     continue
             try:
-                document = self._split(loads, number, start, end) if self.split_spans else None
+                split = self.split_spans and end - start > self.split_above
+                document = self._split(loads, number, start, end) if split else None
                 if document is None:
                     document = loads(view[start:end])
                 exact = False

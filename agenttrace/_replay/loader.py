@@ -94,10 +94,10 @@ def _check_sealed(file: Path, exchanges: Sequence[Exchange]) -> None:
     """No call span twice."""
     seen: set[tuple[str, str]] = set()
     for index, exchange in enumerate(exchanges):
-        label = f"replay file {file}, call #{index} ({exchange.request.method} {exchange.request.url})"
         if exchange.span_id:
             key = (exchange.trace_id.lower(), exchange.span_id.lower())
             if key in seen:
+                label = f"replay file {file}, call #{index} ({exchange.request.method} {exchange.request.url})"
                 raise ConfigurationError(
                     f"{label}: call span {exchange.trace_id}/{exchange.span_id} appears more than once; a "
                     "governance replay refuses a recording holding the same call twice (a file "
@@ -150,7 +150,9 @@ def _load(
     if fast_loads() is not None:
         # Span by span (see Documents): the same result, or SplitError, or a ConfigurationError
         # that reading the file whole words as it always did.
-        split = Documents(file, data, "replay file", "cannot be read as UTF-8 text", split_spans=True)
+        split = Documents(
+            file, data, "replay file", "cannot be read as UTF-8 text", split_spans=True, split_above=_SPLIT_ABOVE
+        )
         try:
             return _from_documents(file, split, split, source, sealed)
         except (SplitError, ConfigurationError):
@@ -162,6 +164,10 @@ def _load(
         documents.check_text()  # bytes that are not UTF-8 are the first thing wrong with a file
         raise
 
+
+# Lines of up to this many bytes are parsed whole: a line of a few spans (a pytest recording
+# writes one span per line) gains nothing from being read span by span (see Documents).
+_SPLIT_ABOVE = 64 * 1024
 
 # What str.lstrip() strips among ASCII characters; a file starting with any other character
 # starts with it as text too (a non-ASCII first character is looked at as text).
@@ -269,8 +275,9 @@ def _from_documents(
     """Read the documents' spans; ``reader`` (if documents come from one) re-reads lines and cut spans."""
     recording = _Recording(source is not None, file if sealed else None)
     first_seen: dict[str, int] = {}
+    prefix = f"replay file {file}, line "  # formatted once: a recording has a line per call
     for number, document in documents:
-        where = f"replay file {file}, line {number}"
+        where = f"{prefix}{number}"
         mark = recording.mark()
         cut = functools.partial(reader.cut_spans, number) if reader is not None else None
         try:

@@ -25,7 +25,9 @@ from agenttrace._capture.model import Body, Exchange, RecordedError, RequestData
 from agenttrace._format import exactjson
 from agenttrace._format import files as trace_files
 from agenttrace._format.events import event_exchange, exchange_of
+from agenttrace._format.exchange import exchange_from_span
 from agenttrace._format.otlp_json import decode_body
+from agenttrace._replay import loader as _loader
 from agenttrace._replay import matcher as _matcher
 from agenttrace._replay.loader import check_events, load_recording
 from agenttrace._replay.matcher import Entry, Matcher, Miss
@@ -117,8 +119,11 @@ def test_a_nan_line_loads_through_the_standard_library(recording: Recorded, tmp_
     assert load_recording(path, "x") == load_recording(recording.path, "x")
 
 
-def test_spans_with_links_and_look_alike_bytes_load_the_same(recording: Recorded, tmp_path: Path, parser: str) -> None:
+def test_spans_with_links_and_look_alike_bytes_load_the_same(
+    recording: Recorded, tmp_path: Path, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Links (objects that start with "traceId" too) and bodies holding the separator bytes: same events."""
+    monkeypatch.setattr(_loader, "_SPLIT_ABOVE", 0)  # the loader reads even these short lines span by span
 
     def add_links(document: dict[str, Any]) -> None:
         spans = _spans(document)
@@ -136,6 +141,47 @@ def test_spans_with_links_and_look_alike_bytes_load_the_same(recording: Recorded
     events = agenttrace.load_events(path)
     assert events == agenttrace.load_events(recording.path)
     assert load_recording(path, "x") == load_recording(recording.path, "x")
+
+
+def test_short_lines_are_parsed_whole_and_load_the_same(recording: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line of up to 64 KiB (a pytest recording's single span, a small batch) is parsed whole, a
+    longer one span by span: looking for a short line's cuts costs two scans of it and saves nothing."""
+    path = recording.path
+    data = path.read_bytes()
+    longest = max(len(line) for line in data.split(b"\n"))
+    assert longest <= _loader._SPLIT_ABOVE  # the agent's lines are all short ones
+    whole = trace_files.Documents(path, data, split_spans=True, split_above=longest)
+    assert [number for number, _ in whole if number in whole._cuts] == []
+    split = trace_files.Documents(path, data, split_spans=True, split_above=longest - 1)
+    assert [number for number, _ in split if number in split._cuts]  # the longest line, at least
+    expected = load_recording(path, "x")
+    monkeypatch.setattr(_loader, "_SPLIT_ABOVE", 0)
+    assert load_recording(path, "x") == expected
+
+
+def test_the_exchange_decoder_reads_the_payload_events_only(recording: Recorded, tmp_path: Path) -> None:
+    """The entropy draws of a call span are decoded once, by the loader: a broken draw leaves the
+    exchange readable (show, diff) and still fails the load, naming the line as before."""
+    line, span = next(
+        (number, span)
+        for number, text in enumerate(recording.path.read_text().splitlines(), 1)
+        for span in _spans(json.loads(text))
+        if _kind(span) == "call" and any(e["name"] == "agenttrace.entropy" for e in span.get("events", ()))
+    )
+    expected = exchange_from_span(span)
+    for event in span["events"]:
+        if event["name"] == "agenttrace.entropy":
+            event["attributes"] = 5
+    assert exchange_from_span(span) == expected
+
+    def break_draws(document: dict[str, Any]) -> None:
+        for found in _spans(document):
+            if found["spanId"] == span["spanId"]:
+                found["events"] = span["events"]
+
+    path = _edit(recording.path, tmp_path / "draws.jsonl", break_draws)
+    with pytest.raises(ConfigurationError, match=rf"replay file .*draws.jsonl, line {line}: span .* cannot be decoded"):
+        load_recording(path, "x")
 
 
 def test_integers_beyond_64_bits_are_read_exactly(recording: Recorded, tmp_path: Path, parser: str) -> None:
