@@ -75,6 +75,40 @@ def test_a_span_no_reader_could_read_is_refused_at_ingest(
     assert server.get("/api/traces").json()["traces"] == []  # refused whole: the good span neither
 
 
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_a_bad_span_after_hundreds_of_good_ones_refuses_the_request_whole(
+    start_server: Any, tmp_path: Path, encoding: str
+) -> None:
+    """A request is stored all or none: a bad span after 400 good ones (more than one insert
+    statement's worth) leaves nothing of the request stored."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    server = start_server("--database", f"sqlite:///{tmp_path / 'w.db'}")
+    good = [_span(i, f"good-{i}", start=i) for i in range(1, 401)]
+    bad = _span(401, "bad", start=401, status={"code": 5})  # valid protobuf, refused by the server
+    if encoding == "json":
+        answer = server.post("/v1/traces", json=_document(*good, bad))
+    else:
+        message = ExportTraceServiceRequest()
+        spans = message.resource_spans.add().scope_spans.add().spans
+        for i in range(1, 402):
+            span = spans.add(trace_id=bytes.fromhex(TRACE), span_id=i.to_bytes(8, "big"), name=f"good-{i}")
+            span.start_time_unix_nano, span.end_time_unix_nano = (
+                1_700_000_000_000_000_000 + i,
+                1_700_000_000_000_001_000 + i,
+            )
+        spans[400].status.code = 5  # type: ignore[assignment]  # an enum value OTLP does not define
+        body = message.SerializeToString()
+        answer = server.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+    assert answer.status_code == 400, answer.text
+    assert "status.code 5: expected 0, 1 or 2" in answer.text
+    assert server.get("/api/traces").json()["traces"] == []
+    assert server.get(f"/api/traces/{TRACE}").status_code == 404
+    # The same request without its bad span is stored whole.
+    assert server.post("/v1/traces", json=_document(*good)).status_code == 200
+    assert server.get("/api/traces").json()["traces"][0]["spans"] == 400
+
+
 def test_odd_but_valid_spans_are_kept_and_their_pages_render(start_server: Any, tmp_path: Path) -> None:
     server = start_server("--database", f"sqlite:///{tmp_path / 'odd.db'}")
     call_attrs = [_attr("agenttrace.kind", {"stringValue": "call"}), _attr("url.full", {"stringValue": "http://x/"})]
