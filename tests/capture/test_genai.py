@@ -422,3 +422,24 @@ def test_describe_long_stream_reads_its_ends() -> None:
     assert whole is not None
     assert whole.output_messages[0].content.startswith("You said: data: [DONE] xxx")
     assert (whole.input_tokens, whole.finish_reasons) == (call.input_tokens, call.finish_reasons)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h/v1/chat/completions?x=1",
+        "https://api.openai.com/v1/responses/",
+        "http://h?q=/v1/messages",
+        "http://h#/v1/messages",
+        "http://h",
+        "http://[::1]:80/V1/Messages/#x",
+        "http://user@h:1/p/?a=/v1/messages",
+        "http://h/p#f?q",
+    ],
+)
+def test_the_url_path_an_llm_call_is_known_by_is_urlsplits(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from agenttrace._format.genai import _url_path
+
+    assert _url_path(url) == urlsplit(url).path.lower().rstrip("/")
