@@ -33,7 +33,15 @@ from urllib.parse import urlsplit
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.GEN_AI_OPERATION
 from agenttrace._format.exactjson import fast_loads
 
-__all__ = ["LLMCall", "Message", "describe", "genai_attributes", "is_llm_call", "openinference_attributes"]
+__all__ = [
+    "LLMCall",
+    "Message",
+    "describe",
+    "describe_recorded",
+    "genai_attributes",
+    "is_llm_call",
+    "openinference_attributes",
+]
 
 # Path endings only model APIs have (the URL's path, lowercased, without its query).
 _LLM_PATH_ENDS = (
@@ -717,6 +725,34 @@ def describe(
     except Exception:  # noqa: BLE001, S110 - a payload of any shape: what was read so far stands
         pass
     return call
+
+
+def describe_recorded(
+    request: Mapping[str, Any], response: Mapping[str, Any] | None, *, content: bool = False
+) -> LLMCall | None:
+    """:func:`describe` of a recorded call from the attributes of its ``agenttrace.request`` and
+    ``agenttrace.response`` events (a trace file's, a stored span's); None when it is not a model
+    call or its payloads cannot be read."""
+    from agenttrace._format.exchange import header_pairs
+    from agenttrace._format.otlp_json import decode_body
+
+    try:
+        body = None
+        headers: Sequence[tuple[str, str]] = ()
+        if response is not None and S.BODY in response:
+            body = decode_body(str(response[S.BODY]), str(response.get(S.BODY_ENCODING, "utf-8")))
+            headers = header_pairs(response.get(S.HTTP_HEADERS) or "[]")
+        return describe(
+            str(request.get(S.HTTP_METHOD, "")),
+            str(request.get(S.HTTP_URL, "")),
+            header_pairs(request.get(S.HTTP_HEADERS) or "[]"),
+            decode_body(str(request.get(S.BODY, "")), str(request.get(S.BODY_ENCODING, "utf-8"))),
+            response_headers=headers,
+            response_body=body,
+            content=content,
+        )
+    except (ValueError, TypeError):
+        return None
 
 
 def genai_attributes(call: LLMCall) -> dict[str, Any]:

@@ -152,31 +152,13 @@ def call_usage(span: SpanRecord) -> CallUsage | None:
 
 def _from_payloads(span: SpanRecord) -> CallUsage | None:
     """A span written before the gen_ai attributes: its recorded payloads, read by the recorder's parser."""
-    from agenttrace._format.exchange import header_pairs
-    from agenttrace._format.genai import describe
-    from agenttrace._format.otlp_json import decode_body
+    from agenttrace._format.genai import describe_recorded
 
     events = {name: attrs for name, _, attrs in span.events}
     request = events.get(S.EVENT_REQUEST)
     if request is None:
         return None
-    try:
-        response = events.get(S.EVENT_RESPONSE)
-        body = None
-        headers: tuple[tuple[str, str], ...] = ()
-        if response is not None and S.BODY in response:
-            body = decode_body(str(response[S.BODY]), str(response.get(S.BODY_ENCODING, "utf-8")))
-            headers = header_pairs(response.get(S.HTTP_HEADERS) or "[]")
-        call = describe(
-            str(request.get(S.HTTP_METHOD, "")),
-            str(request.get(S.HTTP_URL, "")),
-            header_pairs(request.get(S.HTTP_HEADERS) or "[]"),
-            decode_body(str(request.get(S.BODY, "")), str(request.get(S.BODY_ENCODING, "utf-8"))),
-            response_headers=headers,
-            response_body=body,
-        )
-    except (ValueError, TypeError):
-        return None
+    call = describe_recorded(request, events.get(S.EVENT_RESPONSE))
     if call is None:
         return None
     return CallUsage(

@@ -274,8 +274,7 @@ def _messages(found: Sequence[Any]) -> list[Message]:
 
 
 def _conversation(span: SpanRecord, prices: Prices) -> Conversation | None:
-    from agenttrace._format.exchange import header_pairs
-    from agenttrace._format.genai import describe
+    from agenttrace._format.genai import describe_recorded
     from agenttrace._format.otlp_json import decode_body
 
     events = {name: (at, attrs) for name, at, attrs in span.events}
@@ -283,27 +282,14 @@ def _conversation(span: SpanRecord, prices: Prices) -> Conversation | None:
         return None
     request = events[S.EVENT_REQUEST][1]
     responded = events.get(S.EVENT_RESPONSE)
-    try:
-        request_body = decode_body(str(request.get(S.BODY, "")), str(request.get(S.BODY_ENCODING, "utf-8")))
-        body = headers = None
-        if responded is not None and S.BODY in responded[1]:
-            response = responded[1]
-            body = decode_body(str(response[S.BODY]), str(response.get(S.BODY_ENCODING, "utf-8")))
-            headers = header_pairs(response.get(S.HTTP_HEADERS) or "[]")
-        call = describe(
-            str(request.get(S.HTTP_METHOD, "")),
-            str(request.get(S.HTTP_URL, "")),
-            header_pairs(request.get(S.HTTP_HEADERS) or "[]"),
-            request_body,
-            response_headers=headers or (),
-            response_body=body,
-            content=True,
-        )
-        sent = json.loads(request_body) if request_body[:1] in (b"{", b"[") else None
-    except (ValueError, TypeError):
-        return None
+    call = describe_recorded(request, None if responded is None else responded[1], content=True)
     if call is None:
         return None
+    try:
+        request_body = decode_body(str(request.get(S.BODY, "")), str(request.get(S.BODY_ENCODING, "utf-8")))
+        sent = json.loads(request_body) if request_body[:1] in (b"{", b"[") else None
+    except (ValueError, TypeError):
+        sent = None
     usage = call_usage(span)
     found = Conversation(
         model=call.model or "model not said",
