@@ -309,3 +309,27 @@ def test_listing_bounds_and_gzip_members(start_server: Any, tmp_path: Path) -> N
     )
     assert answer.status_code == 400
     assert "more than 1000 members" in answer.text
+
+
+def test_the_sqlite_store_writes_its_wal_back_in_the_background(tmp_path: Path) -> None:
+    """Ingest does not pay for SQLite's checkpoints: a thread of the store writes the WAL back into
+    the database file within a few seconds of the inserts (the writers' own checkpoint only comes at
+    64 MiB of WAL, far above the 6 MB here)."""
+    import time
+
+    from agenttrace._server.store.records import SpanRow
+    from agenttrace._server.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "c.db")
+    try:
+        line = "x" * 6000
+        rows = [SpanRow(TRACE, f"{i + 1:016x}", "", "s", "call", i, i + 1, 0, "", "", line) for i in range(1000)]
+        assert store.add(rows) == 1000
+        database = tmp_path / "c.db"
+        deadline = time.monotonic() + 10
+        while database.stat().st_size < 5_000_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert database.stat().st_size >= 5_000_000  # the spans are in the database file, not only the WAL
+        assert len(store.lines(TRACE)) == 1000
+    finally:
+        store.close()
