@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agenttrace._core.errors import ConfigurationError
@@ -61,6 +61,15 @@ class PostgresStore(SQLStore):
             ) from None
         self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True, kwargs={"connect_timeout": 10})
 
+    def _lock_traces(self, cursor: Any, trace_ids: Sequence[str]) -> None:
+        # Read committed gives each statement its own snapshot: without this, a delete whose row
+        # DELETE ran before an insert committed, and whose span DELETE ran after, removed the
+        # insert's spans and left its summary row counting them. An advisory lock per trace (the
+        # 32-bit hash of its id: a collision only makes two traces wait for each other), taken in
+        # order by inserts and deletes alike, so no two transactions deadlock on them.
+        if trace_ids:
+            cursor.executemany("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [(_TRACE_LOCK, t) for t in trace_ids])
+
     def _expiring(self, cursor: Any) -> bool:
         # One server at a time deletes expired traces; the others skip their turn, not wait for it.
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (_RETENTION_LOCK,))
@@ -81,6 +90,7 @@ class PostgresStore(SQLStore):
 # the deletion of expired traces.
 _SCHEMA_LOCK = 727271
 _RETENTION_LOCK = 727272
+_TRACE_LOCK = 727273  # with a trace id's hash: its write lock (_lock_traces)
 
 
 def _schema(connection: Any) -> None:

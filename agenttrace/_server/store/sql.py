@@ -286,6 +286,12 @@ class SQLStore(abc.ABC):
         """Whether this store may delete expired traces now (a subclass answers False while another does)."""
         return True
 
+    def _lock_traces(self, cursor: Any, trace_ids: Sequence[str]) -> None:
+        """Hold the write lock of each trace (``trace_ids`` in order) for the transaction, so that an
+        insert and a delete of one trace never interleave. SQLite runs one write transaction at a
+        time: nothing to do; PostgreSQL's stores take a lock per trace."""
+        return
+
     def _sql(self, text: str) -> str:
         return text if self._param == "?" else text.replace("?", self._param)
 
@@ -297,6 +303,7 @@ class SQLStore(abc.ABC):
         # the two deadlocking (PostgreSQL).
         rows = sorted(rows, key=lambda r: (r.trace_id, r.span_id))
         with self._cursor(write=True) as cursor:
+            self._lock_traces(cursor, sorted({r.trace_id for r in rows}))
             stored: set[tuple[str, str]] = set()
             for at in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[at : at + INSERT_CHUNK]
@@ -497,9 +504,10 @@ class SQLStore(abc.ABC):
         ids = [(trace_id,) for trace_id in sorted(set(trace_ids))]
         if not ids:
             return 0
-        # The trace's row first, in key order, as an insert takes it after its spans: an insert of
-        # the same trace running meanwhile waits, then makes the row again with only its own spans,
-        # which outlive this delete; one that went first is deleted whole.
+        # Each trace's lock first (see _lock_traces): an insert of the same trace running meanwhile
+        # either committed before (deleted whole here) or waits, and then makes the row again with
+        # only its own spans, which outlive this delete.
+        self._lock_traces(cursor, [trace_id for (trace_id,) in ids])
         deleted = 0
         for (trace_id,) in ids:
             cursor.execute(self._sql("DELETE FROM agenttrace_traces WHERE trace_id = ?"), (trace_id,))
