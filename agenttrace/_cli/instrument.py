@@ -35,6 +35,7 @@ from agenttrace._replay.children import (
     boot_pythonpath,
     parent_span,
 )
+from agenttrace.exporters.exit import is_spawned_worker
 
 __all__ = [
     "AgentTraceConfigurator",
@@ -52,7 +53,7 @@ def _run_name() -> str | None:
     """The process run's name from the command line; None when this process should not have one."""
     argv = list(getattr(sys, "orig_argv", sys.argv))
     parent = os.environ.get(PROCESS_RUN_VAR)
-    if "--multiprocessing-fork" in argv:
+    if is_spawned_worker():
         return f"{parent}{CHILD_RUN_SUFFIXES[0]}" if parent else None
     args = argv[1:]
     while args and args[0].startswith("-") and args[0] not in ("-m", "-c"):

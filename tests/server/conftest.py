@@ -29,6 +29,15 @@ POSTGRES_VARIABLE = "AGENTTRACE_TEST_POSTGRES_DSN"
 KEY = "at_test_server_key_0001"
 
 
+def chromium_path() -> str | None:
+    """Debian's Chromium (which .ci/run installs), or another Chromium on PATH; None without one."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
 class Server:
     """One ``agenttrace server`` process; :attr:`url` once it listens."""
 

@@ -8,7 +8,6 @@ thousand spans loads in parts; a hostile payload stays text; long bodies load on
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +17,11 @@ import pytest
 
 from agenttrace._demo.llm_server import FakeLLMServer
 
-from .conftest import KEY
+from .conftest import KEY, chromium_path
 from .test_server import BIN, _agent_env, _run
 
 BROWSER_HINT = "needs Playwright and Chromium: pip install 'agenttrace[test]' and apt-get install chromium"
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip(BROWSER_HINT)
-    executable = _chromium()
+    executable = chromium_path()
     if executable is None:
         pytest.skip(BROWSER_HINT)
     with sync_playwright() as playwright:

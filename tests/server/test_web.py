@@ -4,7 +4,6 @@ from the traced agent, so a hostile one must show as text and never run as scrip
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from tests.exporters.conftest import CLEAN_ENV
 from tests.servers import TestServer
 
-from .conftest import KEY
+from .conftest import KEY, chromium_path
 from .test_server import _run
 
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
@@ -37,14 +36,6 @@ try:
 except RuntimeError:
     pass
 """
-
-
-def _browser() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 def _dom(browser: str, url: str, profile: Path) -> str:
@@ -76,7 +67,7 @@ def _dom(browser: str, url: str, profile: Path) -> str:
 def test_pages_show_the_run_as_a_tree_with_payloads_and_never_run_the_agents_text(
     start_server: Any, tmp_path: Path
 ) -> None:
-    browser = _browser()
+    browser = chromium_path()
     if browser is None:
         pytest.skip("needs Chromium (Debian's chromium package; bash .ci/run installs it)")
     server = start_server("--database", f"sqlite:///{tmp_path / 'web.db'}")
