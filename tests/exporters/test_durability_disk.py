@@ -3,7 +3,7 @@
 Real agents in subprocesses fetch large bodies from the loopback server while their trace folder
 cannot be written (root ignores permission bits, so the folder's parent is a file, or the file
 is /dev/full). Each reports, from inside, whether the warning came while its run was still going
-and its own peak memory (``ru_maxrss``), which must stay well under the data the run recorded.
+and its own peak memory (``VmHWM``), which must stay well under the data the run recorded.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def main(url):
                 print("WARNED DURING RUN", "could not write trace file" in sys.stderr.text, flush=True)
 
 main(sys.argv[1])
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+# VmHWM, not ru_maxrss: Linux carries the parent's resident size at fork into ru_maxrss across exec, so
+# a large pytest process (after the server's memory tests) would be counted as this agent's peak.
+with open("/proc/self/status") as status:
+    print("MAXRSS_KB", [line.split()[1] for line in status if line.startswith("VmHWM:")][0], flush=True)
 """
 
 
