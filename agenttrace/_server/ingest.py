@@ -14,19 +14,16 @@ resource, scope and span index and what was expected; the request is then refuse
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-import orjson
 
 from agenttrace._format import schema as S  # noqa: N812 - the schema's names read as S.KIND
 from agenttrace._format.exactjson import exact_loads
 from agenttrace._format.files import record_of_span as record
-from agenttrace._format.otlp_json import decode_attributes
-from agenttrace._server.protobuf import Budget, TooManyValuesError, message_object
+from agenttrace._format.otlp_json import decode_attributes, decode_value
+from agenttrace._server.protobuf import Budget, TooManyValuesError, json_line, message_object, traces_data
 from agenttrace._server.store.records import SpanRow
 
 __all__ = [
@@ -129,9 +126,11 @@ def _drop_nulls(document: Any) -> None:
 
 
 def _protobuf_rows(body: bytes | bytearray) -> list[SpanRow]:
-    """The rows of a protobuf request, converted a span at a time to the OTLP JSON that
-    ``MessageToDict`` would give with OTLP JSON's hex ids and integer enums (OTLP specification,
-    "JSON Protobuf Encoding"), by :func:`~agenttrace._server.protobuf.message_object`."""
+    """The rows of a protobuf request: each span kept as protobuf (a ``TracesData`` of its resource,
+    scope and itself, see :func:`~agenttrace._server.protobuf.traces_data`), read only for its
+    columns and for what the JSON path would refuse; its OTLP JSON line is made when it is read
+    (:func:`~agenttrace._server.protobuf.stored_line`), byte for byte the line that ``MessageToDict``
+    with OTLP JSON's hex ids and integer enums would give."""
     from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # protobuf ships no type stubs
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -139,19 +138,26 @@ def _protobuf_rows(body: bytes | bytearray) -> list[SpanRow]:
         request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise BadRequestError(f"the request body is not a protobuf ExportTraceServiceRequest ({exc})") from None
-    # Counted before the conversion, which costs far more memory per span than the wire form.
     _check_count(sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans))
+    # The values a request holds are counted as the conversion to JSON would count them (it is done
+    # when the spans are read, and costs about a hundred times a small value's wire size).
     budget = Budget(MAX_VALUES_PER_REQUEST)
     rows: list[SpanRow] = []
     try:
         for r, resource_spans in enumerate(request.resource_spans):
-            resource = message_object(resource_spans.resource, budget) if resource_spans.HasField("resource") else {}
+            resource: bytes | None = None
+            if resource_spans.HasField("resource"):
+                _count(resource_spans.resource.attributes, budget, False)
+                resource = resource_spans.resource.SerializeToString()
             for s, scope_spans in enumerate(resource_spans.scope_spans):
-                scope = message_object(scope_spans.scope, budget) if scope_spans.HasField("scope") else {}
+                scope: bytes | None = None
+                if scope_spans.HasField("scope"):
+                    _count(scope_spans.scope.attributes, budget, False)
+                    scope = scope_spans.scope.SerializeToString()
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans"
+                stored = traces_data(resource, scope)
                 rows.extend(
-                    _row(f"{where}[{i}]", resource, scope, message_object(span, budget), typed=True)
-                    for i, span in enumerate(scope_spans.spans)
+                    _protobuf_row(f"{where}[{i}]", stored, span, budget) for i, span in enumerate(scope_spans.spans)
                 )
     except TooManyValuesError:
         raise BadRequestError(
@@ -160,6 +166,129 @@ def _protobuf_rows(body: bytes | bytearray) -> list[SpanRow]:
             413,
         ) from None
     return rows
+
+
+# The span attributes a row's columns read (_row's, _llm_columns').
+_COLUMN_KEYS = frozenset(
+    (
+        S.KIND,
+        S.RUN_NAME,
+        S.RUN_MODE,
+        S.GEN_AI_OPERATION,
+        S.GEN_AI_RESPONSE_MODEL,
+        S.GEN_AI_REQUEST_MODEL,
+        S.GEN_AI_INPUT_TOKENS,
+        S.GEN_AI_OUTPUT_TOKENS,
+        S.GEN_AI_CACHE_READ_TOKENS,
+        S.GEN_AI_CACHE_CREATION_TOKENS,
+    )
+)
+
+
+class _KeylessError(Exception):
+    """An attribute without a key, where the readers of the download need one."""
+
+
+def _protobuf_row(where: str, stored: Callable[[bytes], bytes], span: Any, budget: Budget) -> SpanRow:
+    """A protobuf span's row (``stored`` makes what the row keeps of it from its bytes); refuses what
+    :func:`_row` refuses of the span's JSON form, in the same order and words."""
+    trace_id, span_id, parent = span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()
+    if len(trace_id) != 32 or trace_id == "0" * 32:
+        raise BadRequestError(f"{where}.traceId {trace_id!r}: expected 32 hex digits, not all zero")
+    if len(span_id) != 16 or span_id == "0" * 16:
+        raise BadRequestError(f"{where}.spanId {span_id!r}: expected 16 hex digits, not all zero")
+    if parent and len(parent) != 16:
+        raise BadRequestError(f"{where}.parentSpanId {parent!r}: expected 16 hex digits")
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if not (start < 2**63 and end < 2**63):
+        raise BadRequestError(f"{where}: start or end time out of range (expected nanoseconds since 1970 in 64 bits)")
+    attributes = span.attributes
+    budget.spend(len(attributes))
+    picked: dict[str, Any] = {}
+    try:
+        # _count inlined for the span's attributes: most of a request's values are here and in its events'.
+        for kv in attributes:
+            key = kv.key
+            if not key:
+                raise _KeylessError
+            value = kv.value
+            member = value.WhichOneof("value")
+            if member == "array_value":
+                _count_values(value.array_value.values, budget, True)
+            elif member == "kvlist_value":
+                _count(value.kvlist_value.values, budget, True)
+            if key in _COLUMN_KEYS:
+                picked[key] = value
+    except _KeylessError:
+        raise BadRequestError(f"{where}.attributes: malformed (KeyError: 'key')") from None
+    status_code = span.status.code
+    if status_code not in (0, 1, 2):
+        raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
+    events = span.events
+    budget.spend(len(events))
+    try:
+        for event in events:
+            _count(event.attributes, budget, True)
+    except _KeylessError:
+        raise BadRequestError(f"{where}: malformed span (KeyError: 'key')") from None
+    links = span.links
+    if links:
+        budget.spend(len(links))
+        for link in links:
+            _count(link.attributes, budget, False)
+    attributes = {key: _python(value) for key, value in picked.items()}
+    kind = attributes.get(S.KIND, "")
+    name = span.name
+    return SpanRow(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=_column(name),
+        kind=_column(kind) if isinstance(kind, str) else "",
+        start_ns=start,
+        end_ns=end,
+        status_code=status_code,
+        run_name=_column(attributes.get(S.RUN_NAME, name)) if kind == "run" else "",
+        run_mode=_column(attributes.get(S.RUN_MODE, "")) if kind == "run" else "",
+        line="",
+        proto=stored(span.SerializeToString()),
+        **_llm_columns(attributes),
+    )
+
+
+def _count(attributes: Any, budget: Budget, keyed: bool) -> None:
+    """Spend ``budget`` on a ``KeyValue`` list and the values of its lists and maps, as the conversion to
+    JSON spends it; ``keyed``: an attribute without a key (at any depth) raises :class:`_KeylessError`."""
+    budget.spend(len(attributes))
+    for kv in attributes:
+        if keyed and not kv.key:
+            raise _KeylessError
+        value = kv.value
+        member = value.WhichOneof("value")
+        if member == "array_value":
+            _count_values(value.array_value.values, budget, keyed)
+        elif member == "kvlist_value":
+            _count(value.kvlist_value.values, budget, keyed)
+
+
+def _count_values(values: Any, budget: Budget, keyed: bool) -> None:
+    budget.spend(len(values))
+    for value in values:
+        member = value.WhichOneof("value")
+        if member == "array_value":
+            _count_values(value.array_value.values, budget, keyed)
+        elif member == "kvlist_value":
+            _count(value.kvlist_value.values, budget, keyed)
+
+
+def _python(value: Any) -> Any:
+    """The Python value of an ``AnyValue``, as :func:`decode_attributes` reads its JSON form."""
+    member = value.WhichOneof("value")
+    if member == "string_value":
+        return value.string_value
+    if member == "int_value":
+        return value.int_value
+    return decode_value(message_object(value, Budget(MAX_VALUES_PER_REQUEST)))
 
 
 def _check_count(spans: int) -> None:
@@ -199,10 +328,8 @@ def _rows(document: Any) -> Iterable[SpanRow]:
             yield _row(f"{where}.spans[{i}]", resource, scope, span)
 
 
-def _row(where: str, resource: Any, scope: Any, span: Any, typed: bool = False) -> SpanRow:
-    """``span``'s row; ``typed``: the span came from protobuf, so its fields have their types
-    already, and only what protobuf allows and no reader takes (an attribute without a key)
-    remains to check."""
+def _row(where: str, resource: Any, scope: Any, span: Any) -> SpanRow:
+    """An OTLP JSON span's row."""
     if not isinstance(span, Mapping):
         raise BadRequestError(f"{where}: expected a span object, got {type(span).__name__}")
     trace_id = str(span.get("traceId", "")).lower()
@@ -232,29 +359,17 @@ def _row(where: str, resource: Any, scope: Any, span: Any, typed: bool = False) 
     if status_code not in (0, 1, 2) or isinstance(status_code, bool):
         raise BadRequestError(f"{where}.status.code {status_code!r}: expected 0, 1 or 2")
     kind = attributes.get(S.KIND, "")
-    normalized: dict[str, Any]
-    if typed:  # ids already in lower-case hex; the events' attributes are all record() could refuse
-        normalized = dict(span) if type(span) is not dict else span
-    else:
-        normalized = dict(span)
-        normalized["traceId"], normalized["spanId"] = trace_id, span_id
-        if parent:
-            normalized["parentSpanId"] = parent
+    normalized = dict(span)
+    normalized["traceId"], normalized["spanId"] = trace_id, span_id
+    if parent:
+        normalized["parentSpanId"] = parent
     try:
         # What every reader of the download does with the span (agenttrace show, the trace page,
         # the replay loader's first pass): a span it cannot read is refused here, not stored.
-        if typed:
-            for event in span.get("events", ()):
-                decode_attributes(event.get("attributes"))
-        else:
-            record(normalized, str(scope.get("name", "")))
+        record(normalized, str(scope.get("name", "")))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequestError(f"{where}: malformed span ({type(exc).__name__}: {exc})") from None
-    document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [normalized]}]}]}
-    try:
-        line = orjson.dumps(document).decode()
-    except TypeError:  # an integer beyond 64 bits (OTLP JSON allows any): the standard library writes it exactly
-        line = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    line = json_line(resource, scope, normalized)
     return SpanRow(
         trace_id=trace_id,
         span_id=span_id,

@@ -12,11 +12,14 @@ base64, non-finite doubles as ``"NaN"``/``"Infinity"``/``"-Infinity"``, enums as
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Budget", "TooManyValuesError", "message_object"]
+import orjson
+
+__all__ = ["Budget", "TooManyValuesError", "json_line", "message_object", "stored_line", "traces_data"]
 
 Convert = Callable[..., Any]  # one value; a message's converter also takes the budget
 
@@ -140,3 +143,60 @@ def _float(value: float) -> float | str:
     from google.protobuf.internal import type_checkers  # type: ignore[import-untyped]
 
     return type_checkers.ToShortestFloat(value) if math.isfinite(value) else _double(value)
+
+
+# --- one span as stored: a TracesData of its resource, its scope and itself -------------------------
+# A span that came as protobuf is stored as protobuf (the server's ingest then costs a copy of its
+# bytes, not a conversion), and turned into its OTLP JSON line when it is read.
+
+
+def traces_data(resource: bytes | None, scope: bytes | None) -> Callable[[bytes], bytes]:
+    """A maker of the wire form of a ``TracesData`` holding one span under ``resource`` and ``scope`` (the
+    serialized ``Resource`` and ``InstrumentationScope``; None: absent): it takes the serialized ``Span``."""
+    resource_field = b"" if resource is None else _field(1, resource)
+    scope_field = b"" if scope is None else _field(1, scope)
+
+    def of(span: bytes) -> bytes:
+        return _field(1, resource_field + _field(2, scope_field + _field(2, span)))
+
+    return of
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited field (wire type 2) of a message: its tag, its length (a varint), its bytes."""
+    size = len(data)
+    tag = (number << 3) | 2
+    if size < 0x4000:  # a span's payloads: two bytes of length, mostly
+        head = bytes((tag, size)) if size < 0x80 else bytes((tag, (size & 0x7F) | 0x80, size >> 7))
+        return head + data
+    varint = bytearray((tag,))
+    while size > 0x7F:
+        varint.append((size & 0x7F) | 0x80)
+        size >>= 7
+    varint.append(size)
+    return bytes(varint) + data
+
+
+def stored_line(data: bytes) -> str:
+    """The OTLP JSON line of a span stored as :func:`traces_data` made it: what :func:`json_line` gives for its
+    resource, scope and span converted by :func:`message_object`."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+    resource_spans = TracesData.FromString(data).resource_spans[0]
+    scope_spans = resource_spans.scope_spans[0]
+    budget = Budget(_READ_BUDGET)
+    resource = message_object(resource_spans.resource, budget) if resource_spans.HasField("resource") else {}
+    scope = message_object(scope_spans.scope, budget) if scope_spans.HasField("scope") else {}
+    return json_line(resource, scope, message_object(scope_spans.spans[0], budget))
+
+
+_READ_BUDGET = 10**7  # a stored span was counted at ingest (the request's budget); this only bounds a damaged row
+
+
+def json_line(resource: Any, scope: Any, span: Any) -> str:
+    """The stored line of one span: an OTLP JSON ``TracesData`` of its resource, its scope and itself."""
+    document = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": scope, "spans": [span]}]}]}
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:  # an integer beyond 64 bits (OTLP JSON allows any): the standard library writes it exactly
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))

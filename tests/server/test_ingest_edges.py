@@ -333,3 +333,28 @@ def test_the_sqlite_store_writes_its_wal_back_in_the_background(tmp_path: Path) 
         assert len(store.lines(TRACE)) == 1000
     finally:
         store.close()
+
+
+def test_a_new_sqlite_database_has_16_kib_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    """A new file gets pages a span's row fits in; a file made with SQLite's default 4 KiB pages keeps them
+    and still takes spans (their rows spill into overflow pages there)."""
+    import sqlite3
+
+    from agenttrace._server.store.records import SpanRow
+    from agenttrace._server.store.sqlite import SQLiteStore
+
+    older = tmp_path / "older.db"
+    made = sqlite3.connect(older)
+    made.execute("CREATE TABLE other (x)")  # a file with content: its page size is set
+    made.close()
+    for path, size in ((tmp_path / "new.db", 16384), (older, 4096)):
+        store = SQLiteStore(path)
+        try:
+            row = SpanRow(TRACE, "01" * 8, "", "s", "call", 1, 2, 0, "", "", "", proto=b"\x0a\x00")
+            assert store.add([row]) == 1
+        finally:
+            store.close()
+        check = sqlite3.connect(path)
+        assert check.execute("PRAGMA page_size").fetchone()[0] == size
+        assert check.execute("SELECT proto FROM agenttrace_spans").fetchone()[0] == b"\x0a\x00"
+        check.close()

@@ -4,6 +4,7 @@ retention; over SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -290,6 +291,24 @@ def test_a_database_of_an_older_server_gets_its_summary(database: str, start_ser
     assert _ids(server, "model=gpt-4o") == ["aa" * 16]
     _send(server, _span("aa" * 16, 9, "later", 1))  # the trace's row goes on from there
     assert server.get(f"/api/traces/{'aa' * 16}", headers=AUTH).json()["spans"] == 4
+    # A span sent as protobuf goes into the column the server added; the old rows are served as they were.
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=bytes.fromhex("aa" * 16), span_id=(10).to_bytes(8, "big"), name="as protobuf", start_time_unix_nano=2
+    )
+    answer = server.post(
+        "/v1/traces", content=request.SerializeToString(), headers={**AUTH, "Content-Type": "application/x-protobuf"}
+    )
+    assert answer.status_code == 200, answer.text
+    lines = server.get(f"/api/traces/{'aa' * 16}/download", headers=AUTH).text.splitlines()
+    assert lines[2:] == ["{}", "{}", "{}"]  # the old rows (started at 5, 10 and 20), as stored
+    assert [json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] for line in lines[:2]] == [
+        "later",
+        "as protobuf",
+    ]
+    assert f'"traceId":"{"aa" * 16}","spanId":"{10:016x}"' in lines[1]
 
 
 def test_retention_deletes_old_traces_in_the_background(database: str, start_server: Any) -> None:

@@ -4,6 +4,7 @@ with hex ids and integer enums), on every field OTLP defines, and refuses what i
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from typing import Any
@@ -117,13 +118,17 @@ def test_every_field_converts_as_protobufs_json_mapping_does() -> None:
 
 
 def test_stored_lines_are_those_of_the_json_mapping() -> None:
-    """decode_request's rows, lines included, are byte for byte what the MessageToDict path stored."""
+    """decode_request's rows keep the spans as protobuf; their columns, and the lines made from them when
+    read, are byte for byte what the MessageToDict path stored."""
     body = _every_field()
     rows = decode_request(body, PROTOBUF)
     assert len(rows) == 2
-    assert rows == _reference_rows(body)
-    assert '"doubleValue":"NaN"' in rows[0].line
-    assert '"intValue":"-9223372036854775808"' in rows[0].line
+    assert all(row.proto and not row.line for row in rows)
+    reference = _reference_rows(body)
+    assert [dataclasses.replace(row, line=row.text, proto=None) for row in rows] == reference
+    assert [row.text for row in rows] == [row.line for row in reference]
+    assert '"doubleValue":"NaN"' in rows[0].text
+    assert '"intValue":"-9223372036854775808"' in rows[0].text
 
 
 @pytest.mark.parametrize("where", ["span", "event", "nested"])
@@ -145,3 +150,71 @@ def test_an_attribute_without_a_key_is_refused_as_before(where: str) -> None:
         _reference_rows(body)
     assert str(new.value) == str(old.value)
     assert "KeyError" in str(new.value)
+
+
+def test_the_columns_of_protobuf_spans_are_those_of_their_json_form() -> None:
+    """The listing's columns (run name and mode, model, tokens) read from the protobuf as from its JSON form,
+    whatever the attributes' types, and the last of a key given twice wins, as in the JSON path."""
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+
+    def add(number: int, attributes: list[KeyValue], status: int = 0) -> None:
+        spans.add(
+            trace_id=b"\x01" * 16,
+            span_id=number.to_bytes(8, "big"),
+            name=f"span {number}",
+            attributes=attributes,
+            status=Status(code=status),  # type: ignore[arg-type]
+        )
+
+    def text(key: str, value: str) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    def number(key: str, value: int) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+
+    add(1, [text("agenttrace.kind", "run"), number("agenttrace.run.name", 7), text("agenttrace.run.mode", "replay")])
+    add(2, [text("agenttrace.kind", "run")])  # a run without a name: named by the span
+    add(
+        3,
+        [
+            text("agenttrace.kind", "call"),
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.request.model", "gpt-4o"),
+            text("gen_ai.response.model", "gpt-4o-2024"),
+            number("gen_ai.usage.input_tokens", 10),
+            number("gen_ai.usage.input_tokens", 12),
+            text("gen_ai.usage.output_tokens", "5"),  # not an integer: counted as 0
+            number("gen_ai.usage.cache_read.input_tokens", 2),
+        ],
+        status=2,
+    )
+    add(4, [KeyValue(key="agenttrace.kind", value=AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)])))])
+    body = request.SerializeToString()
+    rows = decode_request(body, PROTOBUF)
+    assert [dataclasses.replace(row, line=row.text, proto=None) for row in rows] == _reference_rows(body)
+    assert (rows[0].run_name, rows[0].run_mode, rows[1].run_name) == ("7", "replay", "span 2")
+    call = rows[2]
+    assert (call.model, call.input_tokens, call.output_tokens, call.status_code) == ("gpt-4o-2024", 12, 0, 2)
+
+
+def test_the_value_budget_counts_what_the_conversion_would() -> None:
+    """The limit on values a request holds counts attributes, events, links and nested values at every
+    depth, as converting the request to JSON counts them (which the server now does when spans are read)."""
+    request = ExportTraceServiceRequest.FromString(_every_field())
+    converted = Budget(10**6)
+    for resource_spans in request.resource_spans:  # what the conversion of each resource, scope and span spends
+        message_object(resource_spans.resource, converted)
+        for scope_spans in resource_spans.scope_spans:
+            message_object(scope_spans.scope, converted)
+            for span in scope_spans.spans:
+                message_object(span, converted)
+    spent = 10**6 - converted.left
+    body = request.SerializeToString()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("agenttrace._server.ingest.MAX_VALUES_PER_REQUEST", spent)
+        assert len(decode_request(body, PROTOBUF)) == 2
+        patch.setattr("agenttrace._server.ingest.MAX_VALUES_PER_REQUEST", spent - 1)
+        with pytest.raises(BadRequestError) as refused:
+            decode_request(body, PROTOBUF)
+    assert refused.value.status == 413

@@ -91,6 +91,7 @@ class PostgresStore(SQLStore):
 _SCHEMA_LOCK = 727271
 _RETENTION_LOCK = 727272
 _TRACE_LOCK = 727273  # with a trace id's hash: its write lock (_lock_traces)
+BLOB = "BYTEA"  # PostgreSQL's type of bytes (the spans kept as protobuf)
 
 
 def _schema(connection: Any) -> None:
@@ -109,10 +110,10 @@ def _schema(connection: Any) -> None:
             "'agenttrace_trace_models_pkey', 'agenttrace_trace_models_model')"
         )
     }
-    if len(made) == 5 and not migrations(columns):
+    if len(made) == 5 and not migrations(columns, BLOB):
         return
     connection.execute(SCHEMA)
-    for statement in migrations(_columns(connection)):
+    for statement in migrations(_columns(connection), BLOB):
         connection.execute(statement)
     summarized = "agenttrace_traces_pkey" in made
     for statement in SUMMARY_SCHEMA:

@@ -8,7 +8,8 @@ from typing import Any
 __all__ = ["ModelUsage", "SpanRow", "TraceFilter", "TraceSummary"]
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ costs five times as much, and ingest makes one per span.
+@dataclass(slots=True)
 class SpanRow:
     """One span as stored: the columns the listing and the run page query, and its OTLP JSON line."""
 
@@ -22,13 +23,26 @@ class SpanRow:
     status_code: int  # OTLP status code: 0 unset, 1 ok, 2 error
     run_name: str  # agenttrace.run.name on run spans, else ""
     run_mode: str  # agenttrace.run.mode on run spans ("record", "replay"), else ""
-    line: str  # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}
+    # {"resourceSpans":[{"resource":..., "scopeSpans":[{"scope":..., "spans":[span]}]}]}; "" when proto holds the span
+    line: str
     # LLM call spans (gen_ai.operation.name set): the model ("?" when unsaid) and the gen_ai.usage tokens.
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    # A span received as protobuf: the TracesData of its resource, scope and itself, its line made when read
+    # (agenttrace._server.protobuf.stored_line).
+    proto: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        """The span's OTLP JSON line, as the store gives it back."""
+        if self.proto is None:
+            return self.line
+        from agenttrace._server.protobuf import stored_line
+
+        return stored_line(self.proto)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from agenttrace._server.protobuf import stored_line
 from agenttrace._server.store.records import ModelUsage, SpanRow, TraceFilter, TraceSummary
 
 __all__ = ["BACKFILL", "SCHEMA", "SUMMARY_SCHEMA", "SQLStore", "migrations"]
@@ -45,17 +46,29 @@ _ADDED = (
     ("output_tokens", "BIGINT NOT NULL DEFAULT 0"),
     ("cache_read_tokens", "BIGINT NOT NULL DEFAULT 0"),
     ("cache_creation_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    # A span received as protobuf is kept as protobuf (line is then ""), its line made when read.
+    ("proto", "{blob}"),
 )
 
 
-def migrations(existing: set[str]) -> list[str]:
-    """The ALTER TABLE statements that bring a table with the columns ``existing`` up to date."""
-    return [f"ALTER TABLE agenttrace_spans ADD COLUMN {name} {kind}" for name, kind in _ADDED if name not in existing]
+def migrations(existing: set[str], blob: str = "BLOB") -> list[str]:
+    """The ALTER TABLE statements that bring a table with the columns ``existing`` up to date; ``blob`` is
+    the database's type of bytes."""
+    return [
+        f"ALTER TABLE agenttrace_spans ADD COLUMN {name} {kind.format(blob=blob)}"
+        for name, kind in _ADDED
+        if name not in existing
+    ]
+
+
+def _text(line: str, proto: Any) -> str:
+    """A stored span's OTLP JSON line (made from its protobuf when it came as protobuf)."""
+    return str(line) if proto is None else stored_line(bytes(proto))
 
 
 _COLUMNS = (
     "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, run_name, run_mode, line, "
-    "model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens"
+    "model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, proto"
 )
 
 # One row per trace, kept up to date by every insert in the insert's transaction, so that a page of
@@ -123,8 +136,8 @@ SELECT trace_id, model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cac
 FROM agenttrace_spans WHERE model <> '' GROUP BY trace_id, model""",
 )
 
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_CHUNK = 256  # rows a statement inserts: 4,096 parameters, within both databases' limits
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_CHUNK = 256  # rows a statement inserts: 4,352 parameters, within both databases' limits
 
 
 @functools.cache
@@ -327,6 +340,7 @@ class SQLStore(abc.ABC):
                         r.output_tokens,
                         r.cache_read_tokens,
                         r.cache_creation_tokens,
+                        r.proto,
                     )
                 ]
                 cursor.execute(self._sql(_insert(len(chunk))), values)
@@ -442,10 +456,10 @@ class SQLStore(abc.ABC):
         return [dataclasses.replace(s, usage=tuple(found.get(s.trace_id, ()))) for s in summaries]
 
     def lines(self, trace_id: str) -> list[str]:
-        sql = self._sql("SELECT line FROM agenttrace_spans WHERE trace_id = ? ORDER BY start_ns, span_id")
+        sql = self._sql("SELECT line, proto FROM agenttrace_spans WHERE trace_id = ? ORDER BY start_ns, span_id")
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
-            return [row[0] for row in cursor.fetchall()]
+            return [_text(line, proto) for line, proto in cursor.fetchall()]
 
     # --- the run page's reads: a trace in parts, each bounded (docs/server.md, "The run page") ---
 
@@ -454,7 +468,7 @@ class SQLStore(abc.ABC):
     ) -> list[tuple[int, str, str]]:
         keyset = "" if after is None else " AND (start_ns > ? OR (start_ns = ? AND span_id > ?))"
         sql = self._sql(
-            f"SELECT start_ns, span_id, line FROM agenttrace_spans WHERE trace_id = ?{keyset} "  # noqa: S608 - constants only
+            f"SELECT start_ns, span_id, line, proto FROM agenttrace_spans WHERE trace_id = ?{keyset} "  # noqa: S608 - constants only
             "ORDER BY start_ns, span_id LIMIT ?"
         )
         params: tuple[object, ...] = (trace_id, limit)
@@ -467,7 +481,8 @@ class SQLStore(abc.ABC):
             # Rows a few at a time, up to max_bytes of lines (at least one): a part's memory is bounded
             # by its size, not by the trace's.
             while size < max_bytes and (rows := cursor.fetchmany(16)):
-                for start_ns, span_id, line in rows:
+                for start_ns, span_id, stored, proto in rows:
+                    line = _text(stored, proto)
                     out.append((int(start_ns), span_id, line))
                     size += len(line)
                     if size >= max_bytes:
@@ -475,11 +490,11 @@ class SQLStore(abc.ABC):
         return out
 
     def span_line(self, trace_id: str, span_id: str) -> str | None:
-        sql = self._sql("SELECT line FROM agenttrace_spans WHERE trace_id = ? AND span_id = ?")
+        sql = self._sql("SELECT line, proto FROM agenttrace_spans WHERE trace_id = ? AND span_id = ?")
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id, span_id))
             row = cursor.fetchone()
-            return None if row is None else str(row[0])
+            return None if row is None else _text(*row)
 
     def span_outline(self, trace_id: str) -> list[tuple[str, str, int]]:
         sql = self._sql("SELECT span_id, parent_span_id, start_ns FROM agenttrace_spans WHERE trace_id = ?")
@@ -489,11 +504,11 @@ class SQLStore(abc.ABC):
 
     def run_lines(self, trace_id: str) -> list[str]:
         sql = self._sql(
-            "SELECT line FROM agenttrace_spans WHERE trace_id = ? AND kind = 'run' ORDER BY start_ns, span_id"
+            "SELECT line, proto FROM agenttrace_spans WHERE trace_id = ? AND kind = 'run' ORDER BY start_ns, span_id"
         )
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
-            return [str(row[0]) for row in cursor.fetchall()]
+            return [_text(line, proto) for line, proto in cursor.fetchall()]
 
     def delete(self, trace_ids: Sequence[str]) -> int:
         with self._cursor(write=True) as cursor:
