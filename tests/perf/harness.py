@@ -913,6 +913,8 @@ def scenario_pytest(ctx: Context) -> Section:
         "agenttrace": functools.partial(_no_io, ctx, base),
         "agenttrace-own": functools.partial(_no_io, ctx, {**base, "own": True}),
     }
+    if ctx.baseline is not None:  # the baseline tree's plugin, through the PYTHONPATH its worker gets
+        specs["agenttrace-baseline"] = functools.partial(_no_io, ctx, {**base, "contender": "agenttrace-baseline"})
     results = interleave(ctx, specs, plan.pytest_sessions, "pytest")
     section.data = {name: rounds.__dict__ for name, rounds in results.items()}
     section.notes.extend(failure_notes(results))
@@ -930,7 +932,10 @@ def scenario_pytest(ctx: Context) -> Section:
     for name, what in (
         ("agenttrace-own", "one per test (loaded in each test)"),
         ("agenttrace", "shared by the tests (loaded by the first)"),
+        ("agenttrace-baseline", "shared by the tests, baseline tree"),
     ):
+        if name not in results:
+            continue
         rounds = results[name]
         if rounds.skipped is not None:
             section.notes.append(f"{name}: skipped: {rounds.skipped}")
@@ -1151,7 +1156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         help="a git commit (or a folder holding an importable `agenttrace` package) of another AgentTrace "
-        "version: record, stream and replay also measure it, as agenttrace-baseline, for a before/after",
+        "version: record, stream, replay and pytest also measure it, as agenttrace-baseline, for a before/after",
     )
     parser.add_argument(
         "--distinct-bodies",
