@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,8 @@ def load_recording(
     may appear twice, else :class:`ConfigurationError` naming the span and the field.
 
     While :func:`keep_last_recording` is on, reading the file the last call read, unchanged since
-    (same device, inode, size, modification and change times), returns what that call returned
-    without reading it again.
+    (same device, inode, size, modification and change times, none of them changed in the two
+    seconds before that call), returns what that call returned without reading it again.
     """
     global _last  # noqa: PLW0603 - the one recording kept, see keep_last_recording
     file = Path(path)
@@ -96,7 +97,7 @@ def load_recording(
         if sealed:
             _check_sealed(file, exchanges)
     # Kept only if the file did not change while it was read, and only once it was checked whole.
-    if key is not None and _keeping and _identity(file) == key[2]:
+    if key is not None and _keeping and _identity(file) == key[2] and not _racy(key[2]):
         _last = (key, events, exchanges)
         return list(events), list(exchanges)
     return events, exchanges
@@ -129,6 +130,16 @@ def _identity(file: Path) -> tuple[int, int, int, int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+# A file changed this recently may change again within the same timestamp granule (1 s on HFS+
+# and ext3, 2 s on FAT) without its identity showing it: such a file is not kept (git's "racily
+# clean" files). Its next load reads it again.
+_RACY_NS = 2_000_000_000
+
+
+def _racy(identity: tuple[int, int, int, int, int]) -> bool:
+    return time.time_ns() - max(identity[3], identity[4]) < _RACY_NS
 
 
 def _reseal_hint(file: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agenttrace._core.errors import ConfigurationError
+from agenttrace._replay import loader
 from agenttrace._replay.loader import keep_last_recording, load_recording
 from tests.servers import TestServer
 
@@ -33,8 +34,13 @@ def recording(replayer: Replayer, server: TestServer) -> Recorded:
 
 
 @pytest.fixture
-def keeping() -> Iterator[None]:
-    """The last recording kept, as in a pytest session that replays; dropped afterwards."""
+def keeping(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The last recording kept, as in a pytest session that replays; dropped afterwards.
+
+    The recordings here were just written: the two seconds a file must be left alone before it
+    is kept (see test_a_file_changed_just_before_its_load_is_not_kept) are waived.
+    """
+    monkeypatch.setattr(loader, "_RACY_NS", 0)
     keep_last_recording(True)
     try:
         yield
@@ -77,6 +83,17 @@ def test_an_unchanged_file_is_read_once(recording: Recorded) -> None:
     assert again_events is not events
     other = load_recording(recording.path, "x", sealed=False)[1]
     assert other[0] is not exchanges[0]  # a relaxed load was never checked as a governance one
+
+
+def test_a_file_changed_just_before_its_load_is_not_kept(recording: Recorded) -> None:
+    """A file written in the last two seconds is read again: an edit in the same timestamp granule may not show."""
+    os.utime(recording.path)  # changed now
+    keep_last_recording(True)
+    try:
+        first = load_recording(recording.path, "x", sealed=True)[1]
+        assert load_recording(recording.path, "x", sealed=True)[1][0] is not first[0]
+    finally:
+        keep_last_recording(False)
 
 
 def test_without_keeping_every_load_reads_the_file(recording: Recorded) -> None:
