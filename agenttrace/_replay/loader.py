@@ -91,6 +91,7 @@ def load_recording(
             last = _last
             if last is not None and last[0] == key:
                 return list(last[1]), list(last[2])
+            _last = None  # another file, or changed: not held while the new one is built
     with collector_paused():
         events, exchanges = _load(file, source, sealed=sealed)
         assert exchanges is not None
