@@ -26,6 +26,7 @@ import inspect
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "keep_failed=None, live=(), live_from=None): record the test's calls once, replay them afterwards "
         "(docs/testing.md)",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Let go of the recording kept for the tests that replay the same file (if a test loaded one)."""
+    loader = sys.modules.get("agenttrace._replay.loader")
+    if loader is not None:
+        loader.keep_last_recording(False)
 
 
 _PLAN = pytest.StashKey["AgentTraceRecording | None"]()
@@ -361,6 +369,10 @@ class _Configured:
             else:
                 os.environ[key] = value
         self.ignore_before = matcher.ignoring(matcher.parse_ignore(plan.ignore))
+        if plan.replaying:
+            from agenttrace._replay.loader import keep_last_recording
+
+            keep_last_recording(True)  # the next test replaying the same, unchanged file loads nothing
         try:
             agenttrace.init(
                 mode="replay" if plan.replaying else "record",

@@ -885,9 +885,13 @@ def scenario_pytest(ctx: Context) -> Section:
         "(its handler's table loaded from a JSON file inside the test, as the recording is). A test's cost is "
         "its setup + call + teardown as pytest reports them; the pair's order alternates, the ratio is paired "
         "per pair. Each session starts with one more pair, not counted (the first marked test of a session "
-        f"also pays the first run's one-time start); {plan.pytest_sessions} session(s). The recording is made "
-        "first by the plugin itself (the marked test with the server up); during the sessions the server's "
-        "request counter must not move.",
+        f"also pays the first run's one-time start); {plan.pytest_sessions} session(s) of each kind. The "
+        "recording is made first by the plugin itself (the marked test with the server up); during the sessions "
+        "the server's request counter must not move. Two kinds of session: each marked test replays a copy of "
+        "its own (a suite with a recording per test: every test loads and checks its file, as the MockTransport "
+        "test loads its table: the figure the target is about), or all replay one file (a shared `path=`, "
+        "re-runs: the plugin keeps the last recording it loaded while the file is unchanged, so only the first "
+        "test loads it).",
     )
     mock_table = ctx.scratch / "pytest" / "mock.json"
     recording = ctx.scratch / "pytest" / "recording.jsonl"
@@ -905,30 +909,52 @@ def scenario_pytest(ctx: Context) -> Section:
     if "skipped" in made:
         section.notes.append(f"skipped: {made['skipped']}")
         return section
-    specs = {"agenttrace": functools.partial(_no_io, ctx, base)}
+    specs = {
+        "agenttrace": functools.partial(_no_io, ctx, base),
+        "agenttrace-own": functools.partial(_no_io, ctx, {**base, "own": True}),
+    }
+    if ctx.baseline is not None:  # the baseline tree's plugin, through the PYTHONPATH its worker gets
+        specs["agenttrace-baseline"] = functools.partial(_no_io, ctx, {**base, "contender": "agenttrace-baseline"})
     results = interleave(ctx, specs, plan.pytest_sessions, "pytest")
-    rounds = results["agenttrace"]
-    section.data = {"agenttrace": rounds.__dict__}
+    section.data = {name: rounds.__dict__ for name, rounds in results.items()}
     section.notes.extend(failure_notes(results))
-    if rounds.skipped is not None:
-        section.notes.append(f"skipped: {rounds.skipped}")
-        return section
     target = Target("≤ 1.2x", 1.2)
-    ratio = rounds.median("ratio")
-    header = ["calls", "MockTransport test", "marked test (replay)", "x MockTransport", "first marked test", "target"]
-    section.table(
-        header,
-        [
+    header = [
+        "calls",
+        "recording",
+        "MockTransport test",
+        "marked test (replay)",
+        "x MockTransport",
+        "first marked test",
+        "target",
+    ]
+    rows: list[list[str]] = []
+    for name, what in (
+        ("agenttrace-own", "one per test (loaded in each test)"),
+        ("agenttrace", "shared by the tests (loaded by the first)"),
+        ("agenttrace-baseline", "shared by the tests, baseline tree"),
+    ):
+        if name not in results:
+            continue
+        rounds = results[name]
+        if rounds.skipped is not None:
+            section.notes.append(f"{name}: skipped: {rounds.skipped}")
+            continue
+        ratio = rounds.median("ratio")
+        rows.append(
             [
                 f"{count:,}",
+                what,
                 _seconds(rounds.median("mock_s")),
                 _seconds(rounds.median("replay_s")),
                 fmt(ratio, 2),
                 _seconds(rounds.median("first_replay_s")),
                 f"{target.text}: {target.verdict(ratio)}",
             ]
-        ],
-    )
+        )
+    if not rows:
+        return section
+    section.table(header, rows)
     return section
 
 
@@ -1130,7 +1156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         help="a git commit (or a folder holding an importable `agenttrace` package) of another AgentTrace "
-        "version: record, stream and replay also measure it, as agenttrace-baseline, for a before/after",
+        "version: record, stream, replay and pytest also measure it, as agenttrace-baseline, for a before/after",
     )
     parser.add_argument(
         "--distinct-bodies",

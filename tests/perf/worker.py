@@ -781,6 +781,12 @@ def mock():
 
 
 marked = pytest.mark.agenttrace(path=os.environ["PERF_RECORDING"])
+
+
+def own(k):
+    # A copy of the recording for this test alone, as in a suite with a recording per test: the
+    # plugin keeps the last recording it loaded, so tests sharing one file load it once.
+    return pytest.mark.agenttrace(path=os.path.join(os.environ["PERF_OWN"], f"recording-{k}.jsonl"))
 """
 
 
@@ -789,8 +795,11 @@ def scenario_pytest_replay(spec: Spec) -> Result:
 
     Round k runs ``test_k_mock`` and ``test_k_replay`` (the order alternating by round) in one
     session; each test's cost is its setup + call + teardown duration as pytest reports it.
+    The marked tests replay one recording (loaded by the first, kept by the plugin for the
+    others), or with ``own=True`` each a copy of its own (loaded and checked in each test).
     ``record=True``: one marked test records the recording instead (the servers must be up).
     """
+    import shutil
     import subprocess
 
     folder = Path(spec["scratch"]) / "project"
@@ -800,10 +809,16 @@ def scenario_pytest_replay(spec: Spec) -> Result:
     if spec.get("record"):
         lines.append("@marked\ndef test_record():\n    replay()\n")
     else:
+        own_folder = Path(spec["scratch"]) / "own"
+        own_folder.mkdir(exist_ok=True)
         for k in range(spec["rounds"] + 1):  # round 0: the session's first marked test (not counted)
             order = ("mock", "replay") if k % 2 else ("replay", "mock")
+            marked = "@marked\n"
+            if spec.get("own"):
+                shutil.copyfile(spec["recording"], own_folder / f"recording-{k}.jsonl")  # a new file
+                marked = f"@own({k})\n"
             for kind in order:
-                mark = "@marked\n" if kind == "replay" else ""
+                mark = marked if kind == "replay" else ""
                 lines.append(f"{mark}def test_{k}_{kind}():\n    {kind}()\n")
     (folder / "test_perf_agent.py").write_text("\n".join(lines))
     durations = Path(spec["scratch"]) / "durations.json"
@@ -815,6 +830,7 @@ def scenario_pytest_replay(spec: Spec) -> Result:
         "PERF_MOCK_TABLE": spec["mock_table"],
         "PERF_RECORDING": spec["recording"],
         "PERF_DURATIONS": str(durations),
+        "PERF_OWN": str(Path(spec["scratch"]) / "own"),
     }
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(folder)]
     done = subprocess.run(command, check=False, cwd=folder, env=env, capture_output=True, text=True, timeout=600)

@@ -542,3 +542,49 @@ def test_marker_live_sends_the_llm_calls_and_serves_the_tools(project: Project) 
     )
     bad = project.run("--agenttrace-record-mode=none")
     assert "live_from: '#x': expected STEP, STEP#N or #N" in "\n".join(bad.outlines + bad.errlines)
+
+
+def test_tests_sharing_a_recording_see_an_edit_made_between_them(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests replaying one file load it once; an edit in between (size and mtime kept) is read and refused."""
+    project.write_tests(
+        """
+        import os, re
+        import pytest
+        import agent
+
+        shared = pytest.mark.agenttrace(path="recordings/shared.jsonl")
+
+        @shared
+        def test_first():
+            assert agent.ask()[1] == "/json"
+
+        @shared
+        def test_second():
+            assert agent.ask()[1] == "/json"
+            if os.environ.get("EDIT_AFTER_SECOND"):  # the tool's response id, by hand, keeping size and mtime
+                path = os.path.join(os.path.dirname(__file__), "recordings", "shared.jsonl")
+                before = os.stat(path)
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+                edited = re.sub(r'(\\\\"id\\\\": \\\\")[0-9a-f]{32}', lambda m: m.group(1) + "f" * 32, text)
+                assert edited != text
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(edited)
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+        @shared
+        def test_third():
+            assert agent.ask()[1] == "/json"
+        """
+    )
+    project.run("-k", "test_first").assert_outcomes(passed=1)  # records
+    before = project.servers.hits()
+    project.run("-rA").assert_outcomes(passed=3)  # the second and third replay what the first loaded
+    monkeypatch.setenv("EDIT_AFTER_SECOND", "1")
+    result = project.run("-rA")
+    result.assert_outcomes(passed=2, failed=1)
+    assert "FAILED tests/test_agent.py::test_third" in result.stdout.str()
+    assert "does not match its" in result.stdout.str()
+    assert project.servers.hits() == before
