@@ -71,6 +71,7 @@ def test_refused_backend_is_said_by_the_first_run(agents: Agents, dead_url: str)
     assert done.stderr.count("WARNING") == 1
     assert "sent on the next run or by `agenttrace upload`" in done.stderr
     assert done.spool_files() or done.uploader is not None  # handed to the spool (and its uploader)
+    agents.end_uploaders(timeout=0)  # its retries against the dead URL are not this test's to wait for
 
 
 @pytest.fixture
@@ -98,3 +99,6 @@ def test_slow_backend_costs_the_agent_nothing_at_exit(agents: Agents, silent_bac
     # Waiting for the backend would take the exit bound (20 s) or the export timeout (30 s).
     assert took < 15, took
     assert done.uploader is not None  # the spans went to the background uploader
+    # What the uploader does with a backend that never answers is not this test's: ended now, not
+    # waited for (it would wait out its export timeout).
+    agents.end_uploaders(timeout=0)
