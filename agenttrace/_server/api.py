@@ -53,7 +53,7 @@ async def ingest(request: Request) -> Response:
     declared = request.headers.get("content-length")
     too_big = f"the request body is over the server's limit of {limit} bytes"
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return otlp_error(request, too_big, 413)
+        return otlp_error(request, too_big, 413, close=True)
     # At most INGEST_CONCURRENCY requests are read, inflated, decoded and stored at a time (the
     # body is read inside, so waiting requests hold no memory): a request costs a few times its
     # size while it is handled, and the rest wait their turn.
@@ -65,7 +65,8 @@ async def ingest(request: Request) -> Response:
         await state.ingesting.acquire()
         turn = True
     if not turn:
-        return otlp_error(request, f"the server is busy: no turn to ingest within {2 * state.request_timeout:g} s", 503)
+        busy = f"the server is busy: no turn to ingest within {2 * state.request_timeout:g} s"
+        return otlp_error(request, busy, 503, close=True)
     try:
         body = bytearray()
         chunks = request.stream().__aiter__()
@@ -79,12 +80,12 @@ async def ingest(request: Request) -> Response:
                 except ClientDisconnect:
                     return Response(status_code=400)  # no one reads it; nothing to log
             if waited.cancelled_caught:
-                return otlp_error(request, f"the request body stalled for {state.request_timeout:g} s", 408)
+                return otlp_error(request, f"the request body stalled for {state.request_timeout:g} s", 408, close=True)
             if chunk is None:
                 break
             body += chunk
             if len(body) > limit:
-                return otlp_error(request, too_big, 413)
+                return otlp_error(request, too_big, 413, close=True)
             elapsed = time.monotonic() - started
             if elapsed > state.request_timeout and len(body) < elapsed * MIN_BODY_RATE:
                 return otlp_error(
@@ -92,6 +93,7 @@ async def ingest(request: Request) -> Response:
                     f"the request body arrives slower than {MIN_BODY_RATE // 1024} KiB/s "
                     f"after {state.request_timeout:g} s",
                     408,
+                    close=True,
                 )
         large = len(body) > LARGE_REQUEST_BYTES
         try:
@@ -306,18 +308,24 @@ def _unavailable(request: Request, exc: BaseException) -> Response:
     return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "5"})
 
 
-def otlp_error(request: Request, message: str, status: int) -> Response:
-    """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding."""
+def otlp_error(request: Request, message: str, status: int, close: bool = False) -> Response:
+    """An OTLP/HTTP error answer: a ``google.rpc.Status`` in the request's encoding; ``close``: the request's
+    body was not read to its end, so the connection is closed after the answer (``Connection: close``)
+    instead of being kept for a next request that the rest of the body would precede."""
     # UNAVAILABLE: try again; UNAUTHENTICATED; DEADLINE_EXCEEDED; INVALID_ARGUMENT: never
     code = {503: 14, 401: 16, 408: 4}.get(status, 3)
+    headers = {"Connection": "close"} if close else None
     if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
-        return JSONResponse({"code": code, "message": message}, status_code=status)
+        return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
     try:  # googleapis-common-protos, which OpenTelemetry's OTLP exporters depend on
         from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
     except ImportError:
-        return Response(message.encode(), status_code=status, media_type="text/plain")
+        return Response(message.encode(), status_code=status, media_type="text/plain", headers=headers)
     return Response(
-        Status(code=code, message=message).SerializeToString(), status_code=status, media_type="application/x-protobuf"
+        Status(code=code, message=message).SerializeToString(),
+        status_code=status,
+        media_type="application/x-protobuf",
+        headers=headers,
     )
 
 
