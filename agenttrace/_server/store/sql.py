@@ -141,11 +141,11 @@ INSERT_CHUNK = 256  # rows a statement inserts: 4,352 parameters, within both da
 
 
 @functools.cache
-def _insert(count: int) -> str:
-    """The insert of ``count`` spans, answering the keys of those that were not stored before."""
+def _insert(count: int, returning: bool) -> str:
+    """The insert of ``count`` spans; ``returning``: answering the keys of those that were not stored before."""
     return (
         f"INSERT INTO agenttrace_spans ({_COLUMNS}) VALUES {', '.join([_INSERT_ROW] * count)} "  # noqa: S608 - constants only
-        "ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
+        "ON CONFLICT (trace_id, span_id) DO NOTHING" + (" RETURNING trace_id, span_id" if returning else "")
     )
 
 
@@ -318,6 +318,7 @@ class SQLStore(abc.ABC):
         with self._cursor(write=True) as cursor:
             self._lock_traces(cursor, sorted({r.trace_id for r in rows}))
             stored: set[tuple[str, str]] = set()
+            all_new: set[int] = set()  # indexes in rows of the chunks stored whole
             for at in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[at : at + INSERT_CHUNK]
                 values = [
@@ -343,12 +344,26 @@ class SQLStore(abc.ABC):
                         r.proto,
                     )
                 ]
-                cursor.execute(self._sql(_insert(len(chunk))), values)
+                # Spans are new but for an exporter's retry: inserted without RETURNING (its rows
+                # cost a step each), and only a chunk some of whose spans were stored before is
+                # inserted again, with RETURNING, to learn which of them are new.
+                cursor.execute("SAVEPOINT agenttrace_chunk")
+                cursor.execute(self._sql(_insert(len(chunk), False)), values)
+                if cursor.rowcount == len(chunk):
+                    cursor.execute("RELEASE SAVEPOINT agenttrace_chunk")
+                    all_new.update(range(at, at + len(chunk)))
+                    continue
+                cursor.execute("ROLLBACK TO SAVEPOINT agenttrace_chunk")
+                cursor.execute("RELEASE SAVEPOINT agenttrace_chunk")
+                cursor.execute(self._sql(_insert(len(chunk), True)), values)
                 stored.update((str(t), str(s)) for t, s in cursor.fetchall())
             # Only the spans stored now count (a span sent twice is counted once), each once
             # (the first of a key the request holds twice is the one stored).
             new = []
-            for r in rows:
+            for index, r in enumerate(rows):
+                if index in all_new:
+                    new.append(r)
+                    continue
                 key = (r.trace_id, r.span_id)
                 if key in stored:
                     stored.discard(key)
