@@ -202,23 +202,9 @@ def _protobuf_row(where: str, stored: Callable[[bytes], bytes], span: Any, budge
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if not (start < 2**63 and end < 2**63):
         raise BadRequestError(f"{where}: start or end time out of range (expected nanoseconds since 1970 in 64 bits)")
-    attributes = span.attributes
-    budget.spend(len(attributes))
     picked: dict[str, Any] = {}
     try:
-        # _count inlined for the span's attributes: most of a request's values are here and in its events'.
-        for kv in attributes:
-            key = kv.key
-            if not key:
-                raise _KeylessError
-            value = kv.value
-            member = value.WhichOneof("value")
-            if member == "array_value":
-                _count_values(value.array_value.values, budget, True)
-            elif member == "kvlist_value":
-                _count(value.kvlist_value.values, budget, True)
-            if key in _COLUMN_KEYS:
-                picked[key] = value
+        _count(span.attributes, budget, True, picked)
     except _KeylessError:
         raise BadRequestError(f"{where}.attributes: malformed (KeyError: 'key')") from None
     status_code = span.status.code
@@ -256,12 +242,14 @@ def _protobuf_row(where: str, stored: Callable[[bytes], bytes], span: Any, budge
     )
 
 
-def _count(attributes: Any, budget: Budget, keyed: bool) -> None:
+def _count(attributes: Any, budget: Budget, keyed: bool, picked: dict[str, Any] | None = None) -> None:
     """Spend ``budget`` on a ``KeyValue`` list and the values of its lists and maps, as the conversion to
-    JSON spends it; ``keyed``: an attribute without a key (at any depth) raises :class:`_KeylessError`."""
+    JSON spends it; ``keyed``: an attribute without a key (at any depth) raises :class:`_KeylessError`;
+    ``picked`` gets the values of the keys of :data:`_COLUMN_KEYS` (the last of a key given twice)."""
     budget.spend(len(attributes))
-    for kv in attributes:
-        if keyed and not kv.key:
+    for kv in attributes:  # most of a request's values: no call per attribute but for lists and maps
+        key = kv.key
+        if keyed and not key:
             raise _KeylessError
         value = kv.value
         member = value.WhichOneof("value")
@@ -269,9 +257,12 @@ def _count(attributes: Any, budget: Budget, keyed: bool) -> None:
             _count_values(value.array_value.values, budget, keyed)
         elif member == "kvlist_value":
             _count(value.kvlist_value.values, budget, keyed)
+        if picked is not None and key in _COLUMN_KEYS:
+            picked[key] = value
 
 
 def _count_values(values: Any, budget: Budget, keyed: bool) -> None:
+    """:func:`_count` for the values of a list."""
     budget.spend(len(values))
     for value in values:
         member = value.WhichOneof("value")
