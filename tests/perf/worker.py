@@ -66,6 +66,18 @@ Timer = Callable[[], int]
 now_ns: Timer = time.perf_counter_ns
 
 
+def _rss_bytes() -> int | None:
+    """The process's resident set now (``VmRSS``), or None where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _require(module: str, hint: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise Skip(f"{hint} is not installed (pip install -e '.[bench]')")
@@ -591,6 +603,9 @@ def scenario_replay(spec: Spec) -> Result:
         finally:
             cassette.__exit__(None, None, None)
     else:
+        # The memory the loaded recording holds: resident set at the first served call minus before
+        # the import (the bodies the calls send are read before both).
+        rss_before = _rss_bytes()
         # "agenttrace" (and "agenttrace-baseline", another tree): load_events() + init(replay_events=...).
         # "agenttrace-file": init(replay_events_file=...), which builds each exchange straight from
         # its span (no event list in between); timed from the same start, so its load_events_s is
@@ -629,10 +644,12 @@ def scenario_replay(spec: Spec) -> Result:
                 configured = now_ns()
         _ablate(spec.get("ablate"))
         stamps: list[int] = []
+        held: list[int | None] = []
 
         @agenttrace.run("perf-replay")
         def replay() -> list[int]:
             stamps.append(now_ns())
+            held.append(_rss_bytes())
             with httpx.Client() as client:
                 return calls(client)
 
@@ -643,7 +660,10 @@ def scenario_replay(spec: Spec) -> Result:
             "init_s": (configured - loaded) / 1e9,
             "run_start_s": (stamps[0] - configured) / 1e9,
             "import_s": (imported - start) / 1e9,  # part of load_events_s (init_s for agenttrace-file)
+            "file_bytes": os.path.getsize(path),
         }
+        if rss_before is not None and held and held[0] is not None:
+            extra["held_bytes"] = held[0] - rss_before
     return {"us_per_call": statistics.median(timings) / 1e3, "load_s": load_s, "sampled": len(chosen), **extra}
 
 
