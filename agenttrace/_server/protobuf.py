@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Budget", "TooManyValuesError", "json_line", "message_object", "stored_line", "traces_data"]
+__all__ = ["Budget", "TooManyValuesError", "json_line", "message_object", "stored_line", "stored_text", "traces_data"]
 
 Convert = Callable[..., Any]  # one value; a message's converter also takes the budget
 
@@ -177,6 +177,15 @@ def _field(number: int, data: bytes) -> bytes:
     return bytes(varint) + data
 
 
+# A stored span was counted at ingest (the request's budget); this only bounds a damaged row.
+_READ_BUDGET = 10**7
+
+
+def stored_text(line: str, proto: Any) -> str:
+    """A stored span's OTLP JSON line: ``line``, or the one made from ``proto`` when the span came as protobuf."""
+    return str(line) if proto is None else stored_line(bytes(proto))
+
+
 def stored_line(data: bytes) -> str:
     """The OTLP JSON line of a span stored as :func:`traces_data` made it: what :func:`json_line` gives for its
     resource, scope and span converted by :func:`message_object`."""
@@ -188,9 +197,6 @@ def stored_line(data: bytes) -> str:
     resource = message_object(resource_spans.resource, budget) if resource_spans.HasField("resource") else {}
     scope = message_object(scope_spans.scope, budget) if scope_spans.HasField("scope") else {}
     return json_line(resource, scope, message_object(scope_spans.spans[0], budget))
-
-
-_READ_BUDGET = 10**7  # a stored span was counted at ingest (the request's budget); this only bounds a damaged row
 
 
 def json_line(resource: Any, scope: Any, span: Any) -> str:

@@ -38,11 +38,9 @@ class SpanRow:
     @property
     def text(self) -> str:
         """The span's OTLP JSON line, as the store gives it back."""
-        if self.proto is None:
-            return self.line
-        from agenttrace._server.protobuf import stored_line
+        from agenttrace._server.protobuf import stored_text
 
-        return stored_line(self.proto)
+        return stored_text(self.line, self.proto)
 
 
 @dataclass(frozen=True)

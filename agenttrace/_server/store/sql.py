@@ -15,7 +15,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from agenttrace._server.protobuf import stored_line
+from agenttrace._server.protobuf import stored_text
 from agenttrace._server.store.records import ModelUsage, SpanRow, TraceFilter, TraceSummary
 
 __all__ = ["BACKFILL", "SCHEMA", "SUMMARY_SCHEMA", "SQLStore", "migrations"]
@@ -59,11 +59,6 @@ def migrations(existing: set[str], blob: str = "BLOB") -> list[str]:
         for name, kind in _ADDED
         if name not in existing
     ]
-
-
-def _text(line: str, proto: Any) -> str:
-    """A stored span's OTLP JSON line (made from its protobuf when it came as protobuf)."""
-    return str(line) if proto is None else stored_line(bytes(proto))
 
 
 _COLUMNS = (
@@ -317,8 +312,7 @@ class SQLStore(abc.ABC):
         rows = sorted(rows, key=lambda r: (r.trace_id, r.span_id))
         with self._cursor(write=True) as cursor:
             self._lock_traces(cursor, sorted({r.trace_id for r in rows}))
-            stored: set[tuple[str, str]] = set()
-            all_new: set[int] = set()  # indexes in rows of the chunks stored whole
+            new: list[SpanRow] = []  # the spans stored now, in key order
             for at in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[at : at + INSERT_CHUNK]
                 values = [
@@ -350,24 +344,19 @@ class SQLStore(abc.ABC):
                 cursor.execute("SAVEPOINT agenttrace_chunk")
                 cursor.execute(self._sql(_insert(len(chunk), False)), values)
                 if cursor.rowcount == len(chunk):
-                    cursor.execute("RELEASE SAVEPOINT agenttrace_chunk")
-                    all_new.update(range(at, at + len(chunk)))
-                    continue
-                cursor.execute("ROLLBACK TO SAVEPOINT agenttrace_chunk")
+                    new += chunk
+                else:
+                    cursor.execute("ROLLBACK TO SAVEPOINT agenttrace_chunk")
+                    cursor.execute(self._sql(_insert(len(chunk), True)), values)
+                    # Only the spans stored now count (a span sent twice is counted once), each once
+                    # (the first of a key the request holds twice is the one stored).
+                    stored = {(str(t), str(s)) for t, s in cursor.fetchall()}
+                    for r in chunk:
+                        key = (r.trace_id, r.span_id)
+                        if key in stored:
+                            stored.discard(key)
+                            new.append(r)
                 cursor.execute("RELEASE SAVEPOINT agenttrace_chunk")
-                cursor.execute(self._sql(_insert(len(chunk), True)), values)
-                stored.update((str(t), str(s)) for t, s in cursor.fetchall())
-            # Only the spans stored now count (a span sent twice is counted once), each once
-            # (the first of a key the request holds twice is the one stored).
-            new = []
-            for index, r in enumerate(rows):
-                if index in all_new:
-                    new.append(r)
-                    continue
-                key = (r.trace_id, r.span_id)
-                if key in stored:
-                    stored.discard(key)
-                    new.append(r)
             if new:
                 traces, models = _summed(new)
                 upsert = _UPSERT_TRACE.format(least=self._least, greatest=self._greatest)
@@ -474,7 +463,7 @@ class SQLStore(abc.ABC):
         sql = self._sql("SELECT line, proto FROM agenttrace_spans WHERE trace_id = ? ORDER BY start_ns, span_id")
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
-            return [_text(line, proto) for line, proto in cursor.fetchall()]
+            return [stored_text(line, proto) for line, proto in cursor.fetchall()]
 
     # --- the run page's reads: a trace in parts, each bounded (docs/server.md, "The run page") ---
 
@@ -497,7 +486,7 @@ class SQLStore(abc.ABC):
             # by its size, not by the trace's.
             while size < max_bytes and (rows := cursor.fetchmany(16)):
                 for start_ns, span_id, stored, proto in rows:
-                    line = _text(stored, proto)
+                    line = stored_text(stored, proto)
                     out.append((int(start_ns), span_id, line))
                     size += len(line)
                     if size >= max_bytes:
@@ -509,7 +498,7 @@ class SQLStore(abc.ABC):
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id, span_id))
             row = cursor.fetchone()
-            return None if row is None else _text(*row)
+            return None if row is None else stored_text(*row)
 
     def span_outline(self, trace_id: str) -> list[tuple[str, str, int]]:
         sql = self._sql("SELECT span_id, parent_span_id, start_ns FROM agenttrace_spans WHERE trace_id = ?")
@@ -523,7 +512,7 @@ class SQLStore(abc.ABC):
         )
         with self._cursor() as cursor:
             cursor.execute(sql, (trace_id,))
-            return [_text(line, proto) for line, proto in cursor.fetchall()]
+            return [stored_text(line, proto) for line, proto in cursor.fetchall()]
 
     def delete(self, trace_ids: Sequence[str]) -> int:
         with self._cursor(write=True) as cursor:
